@@ -1,0 +1,11 @@
+//! paybridge-core: the pure vocabulary every other crate shares.
+//!
+//! Nothing in here performs I/O. Money is [`Fen`] (integer cents of CNY), never a float.
+
+pub mod money;
+pub mod state;
+pub mod types;
+
+pub use money::{Fen, MoneyError};
+pub use state::{PaymentStatus, RefundStatus, TransitionError};
+pub use types::{Channel, Mode, ParseEnumError, Scene};
