@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod alipay;
+mod wechat;
 mod workbench;
 
 #[derive(Parser)]
@@ -18,9 +20,23 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Alipay signature workbench: sign, verify notifications and responses, certificate SNs, AES.
+    Alipay {
+        #[command(subcommand)]
+        cmd: alipay::AlipayCommand,
+    },
+    /// WeChat Pay signature workbench (APIv2 and APIv3).
+    Wechat {
+        #[command(subcommand)]
+        cmd: wechat::WechatCommand,
+    },
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Alipay { cmd } => workbench::finish(alipay::run(cmd)),
+        Command::Wechat { cmd } => workbench::finish(wechat::run(cmd)),
+    }
 }
