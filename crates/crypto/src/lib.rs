@@ -3,6 +3,7 @@
 //! RSA, AES-GCM and randomness come from aws-lc-rs; AES-CBC/ECB (the legacy Alipay and WeChat v2
 //! schemes) from RustCrypto; X.509 parsing from `x509-cert`. Callers never see those crates.
 
+mod certgen;
 mod digest;
 mod error;
 mod keys;
@@ -22,6 +23,7 @@ pub use sym::{
     aes_cbc_zero_iv_decrypt, aes_cbc_zero_iv_encrypt, aes_ecb_pkcs7_decrypt, aes_ecb_pkcs7_encrypt,
     aes_gcm_decrypt, aes_gcm_encrypt,
 };
+pub use certgen::{issue_rsa_cert, self_signed_rsa_cert, CertSpec, GeneratedCert};
 pub use x509::Certificate;
 
 /// Standard base64 with padding, the encoding both providers use for signatures.
