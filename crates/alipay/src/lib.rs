@@ -1,0 +1,19 @@
+//! paybridge-alipay: the Alipay OpenAPI (`gateway.do`) protocol.
+//!
+//! Everything here except [`client`] is pure: requests are built and signed, responses and
+//! notifications verified and parsed, bills decoded, without I/O. [`client::AlipayClient`] runs
+//! the built requests through a [`paybridge_http::Transport`]; [`channel::AlipayChannel`] plugs
+//! the whole into the gateway's [`paybridge_core::channel::PaymentChannel`] contract.
+//! [`provider`] holds the other side of the wire (what Alipay itself does), used by the sandbox.
+
+pub mod cert_mode;
+pub mod config;
+mod error;
+pub mod notify;
+pub mod provider;
+pub mod response;
+pub mod sign;
+pub mod time_fmt;
+
+pub use config::{AesKey, AlipayConfig, AlipayKeys, VerifyKeys};
+pub use error::{AlipayError, GatewayError, GatewayErrorKind};
