@@ -1,0 +1,8 @@
+//! WeChat Pay protocol: APIv2 (XML, MD5/HMAC-SHA256) in [`v2`] and APIv3 (JSON, RSA) in [`v3`],
+//! side by side. Protocol code is pure (build requests, parse and verify responses); the thin
+//! clients run it through a `paybridge_http::Transport`. Each version has a `provider` module
+//! with the WeChat Pay side of the same rules, for the sandbox.
+
+pub mod bill;
+pub mod v2;
+pub mod v3;
