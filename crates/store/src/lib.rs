@@ -1,0 +1,215 @@
+//! paybridge-store: all of paybridge's SQL.
+//!
+//! One [`Store`] (cheap to clone) over SQLite (the embedded default: one file, WAL, foreign keys,
+//! busy timeout) or PostgreSQL (production; several gateway instances on one database). The
+//! schema is migrated on [`Store::open`]. Callers never write SQL: every operation the gateway
+//! and its workers need is a method here.
+//!
+//! Conventions: times are unix milliseconds (`i64`), money is [`paybridge_core::Fen`], ids are
+//! prefixed UUIDv7 strings (`pay_…`, `re_…`, `evt_…`), JSON columns are `serde_json::Value`.
+//! State changes go through [`Store::transition_payment`] / [`Store::transition_refund`], which
+//! apply a conditional update, its outbox event and its audit row in one transaction.
+
+mod api_keys;
+mod clock;
+mod db;
+mod error;
+mod events;
+mod idempotency;
+mod inbox;
+mod jobs;
+mod model;
+mod payments;
+mod provider_calls;
+mod refunds;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub use api_keys::{ApiKey, ApiScope, NewApiKey};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use db::Dialect;
+pub use error::{Result, StoreError};
+pub use events::{
+    DeliveryAttempt, DeliveryOutcome, DeliveryStatus, DueDelivery, Event, EventPage,
+    WebhookDelivery,
+};
+pub use idempotency::IdempotencyBegin;
+pub use inbox::{NewNotification, Notification, NotificationOutcome};
+pub use jobs::{Job, JobState, NewJob, Scheduled, TimelineEntry};
+pub use model::{Applied, Audit, AuditEntry, NewEvent, Page};
+pub use payments::{NewPayment, Payment, PaymentFilter, PaymentPatch};
+pub use provider_calls::{NewProviderCall, ProviderCall};
+pub use refunds::{NewRefund, Refund, RefundChange, RefundPatch};
+
+use db::Backend;
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connection settings for [`Store::open_with`].
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// Pool size. SQLite writes are serialized by the database anyway; the extra connections
+    /// serve concurrent reads (WAL).
+    pub max_connections: u32,
+    /// How long a SQLite writer waits for the write lock before failing.
+    pub busy_timeout: Duration,
+    /// Where `created_at`/`updated_at` stamps come from (tests inject a [`ManualClock`]).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_connections: 10,
+            busy_timeout: Duration::from_secs(30),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("max_connections", &self.max_connections)
+            .field("busy_timeout", &self.busy_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The handle to paybridge's database. Clone it freely: clones share one pool.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dialect", &self.dialect())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating the SQLite file if needed) and migrates the database at `url`:
+    /// `sqlite:///absolute/path.db`, `sqlite://relative.db`, or `postgres://user@host/db`.
+    pub async fn open(url: &str) -> Result<Store> {
+        Store::open_with(url, StoreOptions::default()).await
+    }
+
+    /// [`Store::open`] with explicit pool size, SQLite busy timeout and clock.
+    pub async fn open_with(url: &str, options: StoreOptions) -> Result<Store> {
+        let backend = if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(options.busy_timeout);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .connect_with(connect)
+                .await?;
+            SQLITE_MIGRATOR.run(&pool).await?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let connect = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections.max(1))
+                .connect_with(connect)
+                .await?;
+            // sqlx takes an advisory lock while migrating, so instances starting together are safe.
+            POSTGRES_MIGRATOR.run(&pool).await?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend,
+                clock: options.clock,
+            }),
+        })
+    }
+
+    /// The dialect behind this store.
+    pub fn dialect(&self) -> Dialect {
+        match &self.inner.backend {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// The store clock's current time in unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Closes the pool, waiting for checked-out connections to return.
+    pub async fn close(&self) {
+        match &self.inner.backend {
+            Backend::Sqlite(p) => p.close().await,
+            Backend::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// A cheap liveness probe for health endpoints.
+    pub async fn ping(&self) -> Result<()> {
+        db::with_pool!(self, |pool, d| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+}
+
+/// Drops any password from a URL before it goes into an error message.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://[REDACTED]{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A new prefixed, time-ordered id (`pay_0192…`): UUIDv7 in simple hex after the prefix.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_passwords_are_redacted() {
+        assert_eq!(
+            redact_url("mysql://u:secret@h/db"),
+            "mysql://[REDACTED]@h/db"
+        );
+        assert_eq!(redact_url("file.db"), "file.db");
+    }
+
+    #[test]
+    fn ids_are_prefixed_and_ordered() {
+        let a = new_id("pay");
+        let b = new_id("pay");
+        assert!(a.starts_with("pay_") && a.len() == 36);
+        assert!(a < b);
+    }
+}
