@@ -1,0 +1,15 @@
+//! paybridge-server: the gateway a merchant runs.
+//!
+//! `routes/` is thin HTTP glue; `service/` is the one orchestrator used by routes, notify
+//! endpoints and workers; the store does all SQL and the provider crates all wire formats.
+
+#![recursion_limit = "512"]
+
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod service;
+pub mod webhook;
+
+pub use error::ApiError;
+pub use service::Gateway;

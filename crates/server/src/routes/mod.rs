@@ -1,0 +1,540 @@
+//! HTTP glue: authentication, idempotency, body limits, and one thin handler per route, each
+//! calling the service.
+
+pub mod openapi;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use paybridge_core::channel::InboundRequest;
+use paybridge_core::{Channel, PaymentStatus};
+use paybridge_store::{ApiKey, ApiScope, IdempotencyBegin, PaymentFilter};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::service::{
+    views, CreatePaymentInput, CreateRefundInput, Gateway, NotifyKind, NotifyReply,
+};
+
+/// Provider notifications are small; anything bigger is not one (and XML bombs are capped).
+const NOTIFY_BODY_LIMIT: usize = 64 * 1024;
+/// An in-progress idempotency entry older than this belongs to a dead process.
+const IDEMPOTENCY_STALE_MS: i64 = 120_000;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub gw: Arc<Gateway>,
+    pub max_body_bytes: usize,
+}
+
+/// The gateway's router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()`
+/// so notify endpoints see the peer address (for IP allowlists).
+pub fn app(gw: Arc<Gateway>, max_body_bytes: usize) -> Router {
+    let state = AppState { gw, max_body_bytes };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/v1/payments", post(create_payment).get(list_payments))
+        .route("/v1/payments/:id", get(get_payment))
+        .route("/v1/payments/:id/close", post(close_payment))
+        .route(
+            "/v1/payments/:id/refunds",
+            post(create_refund).get(list_refunds),
+        )
+        .route("/v1/payments/:id/provider-calls", get(provider_calls))
+        .route("/v1/payments/:id/timeline", get(timeline))
+        .route("/v1/refunds/:id", get(get_refund))
+        .route("/v1/events", get(list_events))
+        .route("/v1/events/:id/redeliver", post(redeliver))
+        .route("/notify/alipay/:account", post(notify_alipay))
+        .route("/notify/wechat/v2/:account/pay", post(notify_wechat_v2_pay))
+        .route(
+            "/notify/wechat/v2/:account/refund",
+            post(notify_wechat_v2_refund),
+        )
+        .route("/notify/wechat/v3/:account", post(notify_wechat_v3))
+        .fallback(|| async { ApiError::NotFound("route") })
+        .with_state(state)
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    match s.gw.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication and idempotency.
+
+async fn authenticate(
+    s: &AppState,
+    headers: &HeaderMap,
+    scope: ApiScope,
+) -> Result<ApiKey, ApiError> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::Unauthenticated)?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or(ApiError::Unauthenticated)?;
+    let key =
+        s.gw.store
+            .authenticate(token)
+            .await?
+            .ok_or(ApiError::InvalidApiKey)?;
+    if !key.allows(scope) {
+        return Err(ApiError::Forbidden(scope.as_str()));
+    }
+    Ok(key)
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::Validation(format!("body: {e}")))
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
+    let mut resp = (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// Runs a POST once per `(api key, Idempotency-Key)`: the same key with the same request gets
+/// the stored answer, with another request a 422.
+async fn idempotent<F, Fut>(
+    s: &AppState,
+    key: &ApiKey,
+    headers: &HeaderMap,
+    path: &str,
+    body: &[u8],
+    success: StatusCode,
+    run: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Value, ApiError>>,
+{
+    let Some(idem) = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+    else {
+        return ApiError::IdempotencyKeyMissing.into_response();
+    };
+    let mut material = Vec::with_capacity(path.len() + body.len() + 8);
+    material.extend_from_slice(b"POST ");
+    material.extend_from_slice(path.as_bytes());
+    material.push(b'\n');
+    material.extend_from_slice(body);
+    let hash = hex::encode(paybridge_crypto::sha256(&material));
+    let now = s.gw.now_ms();
+    let begin =
+        s.gw.store
+            .begin_idempotent(&key.id, idem, &hash, now, IDEMPOTENCY_STALE_MS)
+            .await;
+    match begin {
+        Err(e) => ApiError::from(e).into_response(),
+        Ok(IdempotencyBegin::Mismatch) => ApiError::IdempotencyKeyReused.into_response(),
+        Ok(IdempotencyBegin::InProgress) => ApiError::IdempotencyInProgress.into_response(),
+        Ok(IdempotencyBegin::Replay { status, body }) => json_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+            body,
+            true,
+        ),
+        Ok(IdempotencyBegin::New) => {
+            let (status, body) = match run().await {
+                Ok(v) => (success, v.to_string().into_bytes()),
+                Err(e) => (e.status(), e.body().to_string().into_bytes()),
+            };
+            // Answers that may differ on a retry (server faults, unknown provider outcome) are
+            // not stored: the key is released so the retry runs again.
+            let final_answer = !(status.is_server_error() || status == StatusCode::ACCEPTED);
+            let stored = if final_answer {
+                s.gw.store
+                    .complete_idempotent(&key.id, idem, status.as_u16(), &body, s.gw.now_ms())
+                    .await
+            } else {
+                s.gw.store.release_idempotent(&key.id, idem).await
+            };
+            if let Err(e) = stored {
+                tracing::error!(error = %e, "cannot store idempotent response");
+            }
+            if status.is_server_error() {
+                tracing::error!(path, "request failed");
+                json_response(status, body, false)
+            } else {
+                let ct = if status.is_success() {
+                    "application/json"
+                } else {
+                    "application/problem+json"
+                };
+                let mut r = json_response(status, body, false);
+                r.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    HeaderValue::from_static(ct),
+                );
+                r
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Merchant API.
+
+async fn create_payment(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let key = match authenticate(&s, &headers, ApiScope::Write).await {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    let bytes = match read_body(body, s.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let gw = s.gw.clone();
+    idempotent(
+        &s,
+        &key,
+        &headers,
+        "/v1/payments",
+        &bytes,
+        StatusCode::CREATED,
+        || async {
+            let input: CreatePaymentInput = parse_json(&bytes)?;
+            gw.create_payment(&key, input).await
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    account: Option<String>,
+    channel: Option<String>,
+    status: Option<String>,
+    out_trade_no: Option<String>,
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_payments(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let key = authenticate(&s, &headers, ApiScope::Read).await?;
+    let Query(q) = q.map_err(|e| ApiError::Validation(e.body_text()))?;
+    let channel = q
+        .channel
+        .as_deref()
+        .map(str::parse::<Channel>)
+        .transpose()
+        .map_err(|e| ApiError::Validation(e.to_string()))?;
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<PaymentStatus>)
+        .transpose()
+        .map_err(|e| ApiError::Validation(e.to_string()))?;
+    let filter = PaymentFilter {
+        account: q.account,
+        channel,
+        status,
+        ..PaymentFilter::default()
+    };
+    let v =
+        s.gw.list_payments(
+            &key,
+            filter,
+            q.out_trade_no,
+            q.after.as_deref(),
+            q.limit.unwrap_or(20),
+        )
+        .await?;
+    Ok(Json(v))
+}
+
+async fn get_payment(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = authenticate(&s, &headers, ApiScope::Read).await?;
+    Ok(Json(s.gw.get_payment(&key, &id).await?))
+}
+
+async fn close_payment(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let key = match authenticate(&s, &headers, ApiScope::Write).await {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    let bytes = match read_body(body, s.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let path = format!("/v1/payments/{id}/close");
+    let gw = s.gw.clone();
+    idempotent(
+        &s,
+        &key,
+        &headers,
+        &path,
+        &bytes,
+        StatusCode::OK,
+        || async { gw.close_payment(&key, &id).await },
+    )
+    .await
+}
+
+async fn create_refund(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let key = match authenticate(&s, &headers, ApiScope::Refund).await {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    let bytes = match read_body(body, s.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let path = format!("/v1/payments/{id}/refunds");
+    let gw = s.gw.clone();
+    idempotent(
+        &s,
+        &key,
+        &headers,
+        &path,
+        &bytes,
+        StatusCode::CREATED,
+        || async {
+            let input: CreateRefundInput = parse_json(&bytes)?;
+            gw.create_refund(&key, &id, input).await
+        },
+    )
+    .await
+}
+
+async fn list_refunds(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = authenticate(&s, &headers, ApiScope::Read).await?;
+    Ok(Json(s.gw.list_refunds(&key, &id).await?))
+}
+
+async fn get_refund(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = authenticate(&s, &headers, ApiScope::Read).await?;
+    Ok(Json(s.gw.get_refund(&key, &id).await?))
+}
+
+async fn provider_calls(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = authenticate(&s, &headers, ApiScope::Read).await?;
+    Ok(Json(s.gw.payment_provider_calls(&key, &id).await?))
+}
+
+async fn timeline(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let key = authenticate(&s, &headers, ApiScope::Read).await?;
+    Ok(Json(s.gw.payment_timeline(&key, &id).await?))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_events(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let key = authenticate(&s, &headers, ApiScope::Read).await?;
+    let Query(q) = q.map_err(|e| ApiError::Validation(e.body_text()))?;
+    let page =
+        s.gw.store
+            .list_events(
+                q.after.as_deref(),
+                q.limit.unwrap_or(50).clamp(1, 100),
+                key.mode,
+                None,
+            )
+            .await?;
+    Ok(Json(serde_json::json!({
+        "data": page.events.iter().map(views::event).collect::<Vec<_>>(),
+        "next_cursor": page.cursor,
+        "has_more": page.has_more,
+    })))
+}
+
+async fn redeliver(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    let key = match authenticate(&s, &headers, ApiScope::Write).await {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    let bytes = match read_body(body, s.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let path = format!("/v1/events/{id}/redeliver");
+    let gw = s.gw.clone();
+    idempotent(
+        &s,
+        &key,
+        &headers,
+        &path,
+        &bytes,
+        StatusCode::OK,
+        || async {
+            let event = gw
+                .store
+                .get_event(&id)
+                .await?
+                .filter(|e| e.mode == key.mode)
+                .ok_or(ApiError::NotFound("event"))?;
+            let n = gw
+                .store
+                .redeliver(&event.id, &gw.endpoints_for(event.mode), gw.now_ms())
+                .await?;
+            gw.outbox_signal.notify_one();
+            Ok(serde_json::json!({"event_id": event.id, "deliveries": n}))
+        },
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provider notifications.
+
+async fn notify(s: AppState, kind: NotifyKind, account: String, req: Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = to_bytes(body, NOTIFY_BODY_LIMIT).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "too large").into_response();
+    };
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let forwarded = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let inbound = InboundRequest {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        headers,
+        body: bytes.to_vec(),
+    };
+    match s
+        .gw
+        .handle_notification(kind, &account, inbound, peer, forwarded.as_deref())
+        .await
+    {
+        NotifyReply::Provider(reply) => {
+            let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+            (
+                status,
+                [(axum::http::header::CONTENT_TYPE, reply.content_type)],
+                reply.body,
+            )
+                .into_response()
+        }
+        NotifyReply::Plain(status, msg) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND),
+            msg,
+        )
+            .into_response(),
+    }
+}
+
+async fn notify_alipay(State(s): State<AppState>, Path(a): Path<String>, req: Request) -> Response {
+    notify(s, NotifyKind::Alipay, a, req).await
+}
+
+async fn notify_wechat_v2_pay(
+    State(s): State<AppState>,
+    Path(a): Path<String>,
+    req: Request,
+) -> Response {
+    notify(s, NotifyKind::WechatV2Pay, a, req).await
+}
+
+async fn notify_wechat_v2_refund(
+    State(s): State<AppState>,
+    Path(a): Path<String>,
+    req: Request,
+) -> Response {
+    notify(s, NotifyKind::WechatV2Refund, a, req).await
+}
+
+async fn notify_wechat_v3(
+    State(s): State<AppState>,
+    Path(a): Path<String>,
+    req: Request,
+) -> Response {
+    notify(s, NotifyKind::WechatV3, a, req).await
+}

@@ -1,0 +1,241 @@
+//! Jobs: rows in the store's jobs table, claimed with leases, each run by [`Gateway::run_jobs_once`]
+//! at an explicit `now` so tests drive time instead of sleeping.
+//!
+//! The seam for convergence work (issue 6): a job kind is a string; adding one means a variant
+//! here and an arm in [`Gateway::run_job`]. Handlers must be idempotent: a job whose lease
+//! expired may run again elsewhere, and every state change goes through the store's
+//! conditional transitions anyway.
+
+use paybridge_core::PaymentStatus;
+use paybridge_store::{Audit, Job, NewJob, PaymentPatch};
+
+use super::Gateway;
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Ask the provider about a payment whose state we do not know (unknown create/close
+    /// outcome, barcode waiting for a password, contradicting notification).
+    Query,
+    /// The payment's expiry: query first, close only if unpaid.
+    Expire,
+    /// Poll a refund the provider is still processing.
+    RefundQuery,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Query => "payment.query",
+            JobKind::Expire => "payment.expire",
+            JobKind::RefundQuery => "refund.query",
+        }
+    }
+
+    fn parse(s: &str) -> Option<JobKind> {
+        [JobKind::Query, JobKind::Expire, JobKind::RefundQuery]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Seconds between active queries: fast while a buyer is likely at the till, then backing off.
+const QUERY_BACKOFF: &[i64] = &[3, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
+/// Refunds may sit in processing for days.
+const REFUND_BACKOFF: &[i64] = &[10, 30, 60, 300, 900, 3600];
+const REFUND_MAX_ATTEMPTS: i64 = 24 * 7 + 6;
+const EXPIRE_RETRY_SECONDS: i64 = 60;
+const EXPIRE_MAX_ATTEMPTS: i64 = 60;
+pub const JOB_LEASE_MS: i64 = 60_000;
+
+fn backoff(schedule: &[i64], attempts: i64) -> i64 {
+    let idx = usize::try_from(attempts.saturating_sub(1)).unwrap_or(0);
+    schedule.get(idx).or(schedule.last()).copied().unwrap_or(60) * 1000
+}
+
+/// What a job run decided.
+enum Next {
+    Done,
+    RetryIn(i64, Option<String>),
+    GiveUp(String),
+}
+
+impl Gateway {
+    pub(crate) async fn schedule(
+        &self,
+        kind: JobKind,
+        subject_id: &str,
+        payment_id: Option<&str>,
+        run_at: i64,
+    ) -> Result<(), ApiError> {
+        let (payment_id, refund_id) = match kind {
+            JobKind::Query | JobKind::Expire => (Some(subject_id.to_string()), None),
+            JobKind::RefundQuery => (payment_id.map(str::to_string), Some(subject_id.to_string())),
+        };
+        self.store
+            .schedule_job(&NewJob {
+                kind: kind.as_str().to_string(),
+                key: subject_id.to_string(),
+                payment_id,
+                refund_id,
+                payload: serde_json::json!({}),
+                run_at,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Claims and runs the jobs due at `now`; returns how many ran.
+    pub async fn run_jobs_once(&self, now: i64, limit: u32) -> Result<usize, ApiError> {
+        let jobs = self
+            .store
+            .claim_jobs(&self.instance, now, limit, JOB_LEASE_MS)
+            .await?;
+        let count = jobs.len();
+        for job in jobs {
+            let next = match self.run_job(&job).await {
+                Ok(next) => next,
+                Err(e) => Next::RetryIn(backoff(QUERY_BACKOFF, job.attempts), Some(e.to_string())),
+            };
+            let now = self.now_ms();
+            let result = match next {
+                Next::Done => self.store.complete_job(&job.id, &self.instance, now).await,
+                Next::RetryIn(ms, err) => {
+                    self.store
+                        .reschedule_job(&job.id, &self.instance, now + ms, err.as_deref(), now)
+                        .await
+                }
+                Next::GiveUp(err) => {
+                    tracing::warn!(job = %job.id, kind = %job.kind, %err, "job gave up");
+                    self.store
+                        .fail_job(&job.id, &self.instance, &err, now)
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!(job = %job.id, error = %e, "cannot finish job");
+            }
+        }
+        Ok(count)
+    }
+
+    async fn run_job(&self, job: &Job) -> Result<Next, ApiError> {
+        let Some(kind) = JobKind::parse(&job.kind) else {
+            // Another (newer) instance's job kind: leave it for that instance.
+            return Ok(Next::RetryIn(
+                60_000,
+                Some(format!("unknown kind {}", job.kind)),
+            ));
+        };
+        match kind {
+            JobKind::Query => self.run_query(job).await,
+            JobKind::Expire => self.run_expire(job).await,
+            JobKind::RefundQuery => self.run_refund_query(job).await,
+        }
+    }
+
+    async fn run_query(&self, job: &Job) -> Result<Next, ApiError> {
+        let Some(id) = &job.payment_id else {
+            return Ok(Next::GiveUp("query job without payment".into()));
+        };
+        let p = self.load_payment(id).await?;
+        if !matches!(p.status, PaymentStatus::Created | PaymentStatus::Pending) {
+            return Ok(Next::Done);
+        }
+        let p = self.query_and_apply(id, "active query").await?;
+        if matches!(p.status, PaymentStatus::Created | PaymentStatus::Pending) {
+            let past_expiry = p.expires_at.is_some_and(|e| self.now_ms() > e);
+            if past_expiry {
+                // The expiry job takes over from here.
+                return Ok(Next::Done);
+            }
+            return Ok(Next::RetryIn(backoff(QUERY_BACKOFF, job.attempts), None));
+        }
+        Ok(Next::Done)
+    }
+
+    async fn run_expire(&self, job: &Job) -> Result<Next, ApiError> {
+        let Some(id) = &job.payment_id else {
+            return Ok(Next::GiveUp("expire job without payment".into()));
+        };
+        let p = self.load_payment(id).await?;
+        if !matches!(p.status, PaymentStatus::Created | PaymentStatus::Pending) {
+            return Ok(Next::Done);
+        }
+        // Query first: the buyer may have paid a moment ago.
+        let p = match self.query_and_apply(id, "expiry").await {
+            Ok(p) => p,
+            Err(e) if job.attempts < EXPIRE_MAX_ATTEMPTS => {
+                return Ok(Next::RetryIn(
+                    EXPIRE_RETRY_SECONDS * 1000,
+                    Some(e.to_string()),
+                ))
+            }
+            Err(e) => return Ok(Next::GiveUp(e.to_string())),
+        };
+        if !matches!(p.status, PaymentStatus::Created | PaymentStatus::Pending) {
+            return Ok(Next::Done);
+        }
+        let audit = Audit::new(format!("job:{}", job.id), "expired unpaid");
+        match self.close_at_provider(p.clone(), &audit).await {
+            Ok(_) => Ok(Next::Done),
+            Err(_) if p.status == PaymentStatus::Created && p.client_action.is_none() => {
+                // The provider never accepted the order (create refused or never arrived, and
+                // the query did not find it): nobody can pay it, close it here.
+                self.store
+                    .transition_payment(
+                        &p.id,
+                        Some(p.version),
+                        PaymentStatus::Closed,
+                        &PaymentPatch::default(),
+                        |p| Some(self.event("payment.closed", p)),
+                        &Audit::new(audit.actor, "expired; unknown to the provider"),
+                    )
+                    .await?;
+                self.outbox_signal.notify_one();
+                Ok(Next::Done)
+            }
+            Err(e) if job.attempts < EXPIRE_MAX_ATTEMPTS => Ok(Next::RetryIn(
+                EXPIRE_RETRY_SECONDS * 1000,
+                Some(e.to_string()),
+            )),
+            Err(e) => Ok(Next::GiveUp(e.to_string())),
+        }
+    }
+
+    async fn run_refund_query(&self, job: &Job) -> Result<Next, ApiError> {
+        let Some(id) = &job.refund_id else {
+            return Ok(Next::GiveUp("refund job without refund".into()));
+        };
+        match self.query_refund_and_apply(id).await {
+            Ok(r) if r.status == paybridge_core::RefundStatus::Pending => {
+                if job.attempts >= REFUND_MAX_ATTEMPTS {
+                    Ok(Next::GiveUp("refund still processing after a week".into()))
+                } else {
+                    Ok(Next::RetryIn(backoff(REFUND_BACKOFF, job.attempts), None))
+                }
+            }
+            Ok(_) => Ok(Next::Done),
+            Err(e) => Ok(Next::RetryIn(
+                backoff(REFUND_BACKOFF, job.attempts),
+                Some(e.to_string()),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_then_holds() {
+        assert_eq!(backoff(QUERY_BACKOFF, 1), 3000);
+        assert_eq!(backoff(QUERY_BACKOFF, 2), 5000);
+        assert_eq!(backoff(QUERY_BACKOFF, 100), 3_600_000);
+        assert_eq!(backoff(QUERY_BACKOFF, 0), 3000);
+        for k in [JobKind::Query, JobKind::Expire, JobKind::RefundQuery] {
+            assert_eq!(JobKind::parse(k.as_str()), Some(k));
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! THE orchestrator: routes, notify endpoints and workers all go through [`Gateway`].
+//!
+//! It validates, talks to the store (which owns every SQL statement and makes each state change
+//! one conditional transaction with its outbox event) and to the channels (which own every wire
+//! format). It never assumes an outcome it has not seen: a provider answer that is unknown
+//! schedules an active query job instead.
+
+pub mod calllog;
+pub mod jobs;
+mod notify;
+mod payments;
+mod refunds;
+pub mod views;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use paybridge_core::channel::PaymentChannel;
+use paybridge_core::{Channel, Mode};
+use paybridge_store::{NewProviderCall, Store, StoreError};
+
+use crate::config::{IpAllowlist, WebhookEndpoint};
+use crate::error::ApiError;
+
+pub use notify::{NotifyKind, NotifyReply};
+pub use payments::CreatePaymentInput;
+pub use refunds::CreateRefundInput;
+
+/// How an account talks to its provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protocol {
+    Alipay,
+    WechatV2,
+    WechatV3,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Alipay => "alipay",
+            Protocol::WechatV2 => "wechat_v2",
+            Protocol::WechatV3 => "wechat_v3",
+        }
+    }
+}
+
+/// One configured merchant account at runtime: its identity and its channel implementations.
+pub struct Account {
+    pub id: String,
+    pub mode: Mode,
+    pub channel: Channel,
+    /// Alipay `app_id` / WeChat `appid`: notifications naming another are refused.
+    pub app_id: String,
+    /// Alipay `seller_id` (when configured) / WeChat `mchid`.
+    pub merchant_id: Option<String>,
+    /// The protocol used for API calls (WeChat: v3 when configured).
+    pub primary: Protocol,
+    pub channels: BTreeMap<Protocol, Arc<dyn PaymentChannel>>,
+}
+
+impl Account {
+    pub fn api(&self) -> Result<&Arc<dyn PaymentChannel>, ApiError> {
+        self.channels
+            .get(&self.primary)
+            .ok_or_else(|| ApiError::internal(format!("account {} has no channel", self.id)))
+    }
+}
+
+/// Everything the service needs, shared by every request and worker.
+pub struct Gateway {
+    pub store: Store,
+    pub accounts: BTreeMap<String, Arc<Account>>,
+    pub public_base_url: String,
+    pub endpoints: Vec<WebhookEndpoint>,
+    pub ip_allowlist: IpAllowlist,
+    /// Identifies this process as a job/delivery lease owner.
+    pub instance: String,
+    pub http: reqwest::Client,
+    /// Woken after a change that created webhook deliveries, so delivery needs no polling delay.
+    pub outbox_signal: tokio::sync::Notify,
+}
+
+impl Gateway {
+    pub fn new(
+        store: Store,
+        accounts: Vec<Account>,
+        public_base_url: String,
+        endpoints: Vec<WebhookEndpoint>,
+        ip_allowlist: IpAllowlist,
+    ) -> Result<Gateway, ApiError> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .user_agent(concat!("paybridge-webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(ApiError::internal)?;
+        Ok(Gateway {
+            store,
+            accounts: accounts
+                .into_iter()
+                .map(|a| (a.id.clone(), Arc::new(a)))
+                .collect(),
+            public_base_url: public_base_url.trim_end_matches('/').to_string(),
+            endpoints,
+            ip_allowlist,
+            instance: format!("gw-{}", uuid::Uuid::now_v7().simple()),
+            http,
+            outbox_signal: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.store.now_ms()
+    }
+
+    pub fn account(&self, id: &str) -> Result<&Arc<Account>, ApiError> {
+        self.accounts
+            .get(id)
+            .ok_or_else(|| ApiError::UnknownAccount(id.to_string()))
+    }
+
+    /// The webhook endpoints an event of `mode` goes to.
+    pub fn endpoints_for(&self, mode: Mode) -> Vec<String> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.mode.is_none_or(|m| m == mode))
+            .map(|e| e.id.clone())
+            .collect()
+    }
+
+    pub fn notify_url(&self, account: &Account, refund: bool) -> String {
+        let base = &self.public_base_url;
+        let id = &account.id;
+        match account.primary {
+            Protocol::Alipay => format!("{base}/notify/alipay/{id}"),
+            Protocol::WechatV2 if refund => format!("{base}/notify/wechat/v2/{id}/refund"),
+            Protocol::WechatV2 => format!("{base}/notify/wechat/v2/{id}/pay"),
+            Protocol::WechatV3 => format!("{base}/notify/wechat/v3/{id}"),
+        }
+    }
+}
+
+/// Stores provider calls through the store; a failure to log never fails the payment.
+pub struct StoreCallSink {
+    pub store: Store,
+    pub channel: Channel,
+}
+
+#[async_trait]
+impl calllog::CallSink for StoreCallSink {
+    async fn record(&self, call: calllog::ProviderCall) {
+        let row = NewProviderCall {
+            payment_id: call.payment_id,
+            refund_id: call.refund_id,
+            channel: self.channel,
+            account: call.account,
+            operation: call.operation,
+            request: call.request,
+            response: call.response,
+            http_status: call.http_status,
+            latency_ms: call.latency_ms,
+            outcome: call.outcome,
+        };
+        if let Err(e) = self.store.record_provider_call(&row).await {
+            tracing::warn!(error = %e, "could not record provider call");
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { what, key } => {
+                ApiError::Conflict(format!("{what} {key:?} already exists"))
+            }
+            StoreError::NotFound { what, .. } => ApiError::NotFound(what),
+            StoreError::RefundExceedsPaid { available, .. } => ApiError::RefundExceedsPayment {
+                refundable: available.0,
+            },
+            StoreError::NotRefundable { status, .. } => ApiError::InvalidState {
+                status: status.to_string(),
+                action: "refund",
+            },
+            StoreError::Invalid(m) => ApiError::Validation(m),
+            StoreError::InvalidCursor => ApiError::Validation("invalid cursor".into()),
+            other => ApiError::internal(other),
+        }
+    }
+}

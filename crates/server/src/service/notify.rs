@@ -1,0 +1,303 @@
+//! Provider notifications: stored raw first, then verified by the channel, checked against the
+//! order, applied exactly once, answered with the provider's exact reply.
+
+use std::net::IpAddr;
+
+use paybridge_core::channel::{ChannelEvent, HttpReply, InboundRequest, NotifyOutcome};
+use paybridge_core::Channel;
+use paybridge_store::{Audit, NewNotification, NotificationOutcome};
+
+use super::jobs::JobKind;
+use super::payments::Applied;
+use super::{Gateway, Protocol};
+
+/// Which endpoint a notification arrived at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyKind {
+    Alipay,
+    WechatV2Pay,
+    WechatV2Refund,
+    WechatV3,
+}
+
+impl NotifyKind {
+    fn protocol(self) -> Protocol {
+        match self {
+            NotifyKind::Alipay => Protocol::Alipay,
+            NotifyKind::WechatV2Pay | NotifyKind::WechatV2Refund => Protocol::WechatV2,
+            NotifyKind::WechatV3 => Protocol::WechatV3,
+        }
+    }
+
+    fn channel(self) -> Channel {
+        match self {
+            NotifyKind::Alipay => Channel::Alipay,
+            _ => Channel::Wechat,
+        }
+    }
+}
+
+/// The reply to send, or a plain status when no channel can speak for the account.
+pub enum NotifyReply {
+    Provider(HttpReply),
+    Plain(u16, &'static str),
+}
+
+/// How processing ended; becomes the inbox outcome and the provider reply.
+struct Verdict {
+    verified: bool,
+    outcome: &'static str,
+    reason: Option<String>,
+    notify_id: Option<String>,
+    payment_id: Option<String>,
+    reply: NotifyOutcome,
+}
+
+impl Verdict {
+    fn rejected(verified: bool, outcome: &'static str, reason: String, retry: bool) -> Verdict {
+        Verdict {
+            verified,
+            outcome,
+            reason: Some(reason.clone()),
+            notify_id: None,
+            payment_id: None,
+            reply: NotifyOutcome::Rejected { retry, reason },
+        }
+    }
+}
+
+impl Gateway {
+    pub async fn handle_notification(
+        &self,
+        kind: NotifyKind,
+        account_id: &str,
+        req: InboundRequest,
+        peer: Option<IpAddr>,
+        forwarded_for: Option<&str>,
+    ) -> NotifyReply {
+        let Some(account) = self.accounts.get(account_id).cloned() else {
+            return NotifyReply::Plain(404, "unknown account");
+        };
+        let Some(channel) = account.channels.get(&kind.protocol()).cloned() else {
+            return NotifyReply::Plain(404, "protocol not configured for this account");
+        };
+        if account.channel != kind.channel() {
+            return NotifyReply::Plain(404, "wrong provider for this account");
+        }
+        let client_ip = peer.map(|p| self.ip_allowlist.client_ip(p, forwarded_for));
+        // The raw request is stored before anything else can fail.
+        let notification_id = match self
+            .store
+            .insert_notification(&NewNotification {
+                channel: account.channel,
+                account: account.id.clone(),
+                path: req.path.clone(),
+                headers: req.headers.clone(),
+                body: req.body.clone(),
+                remote_addr: client_ip.map(|ip| ip.to_string()),
+            })
+            .await
+        {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store notification");
+                return NotifyReply::Provider(channel.acknowledge(&NotifyOutcome::Rejected {
+                    retry: true,
+                    reason: "temporarily unavailable".into(),
+                }));
+            }
+        };
+        let verdict = match client_ip {
+            Some(ip) if !self.ip_allowlist.allows(account.channel, ip) => Verdict::rejected(
+                false,
+                "ip_not_allowed",
+                format!("{ip} is not in the {} allowlist", account.channel),
+                // A real provider from a new range gets through once the list is fixed.
+                true,
+            ),
+            _ => {
+                self.process(&account, &*channel, &notification_id, &req)
+                    .await
+            }
+        };
+        let outcome = NotificationOutcome {
+            verified: verdict.verified,
+            outcome: verdict.outcome.to_string(),
+            reason: verdict.reason.clone(),
+            notify_id: verdict.notify_id.clone(),
+            payment_id: verdict.payment_id.clone(),
+        };
+        if let Err(e) = self
+            .store
+            .record_notification_outcome(&notification_id, &outcome)
+            .await
+        {
+            tracing::error!(error = %e, notification = %notification_id, "cannot record outcome");
+        }
+        tracing::info!(
+            notification = %notification_id,
+            account = %account.id,
+            outcome = verdict.outcome,
+            reason = verdict.reason.as_deref().unwrap_or(""),
+            "notification"
+        );
+        NotifyReply::Provider(channel.acknowledge(&verdict.reply))
+    }
+
+    async fn process(
+        &self,
+        account: &super::Account,
+        channel: &dyn paybridge_core::channel::PaymentChannel,
+        notification_id: &str,
+        req: &InboundRequest,
+    ) -> Verdict {
+        let now_unix = self.now_ms().div_euclid(1000);
+        let verified = match channel.decode_notification(req, now_unix) {
+            Ok(v) => v,
+            // Same bytes, same answer, unless our keys change (certificate rotation): let the
+            // provider retry; a forger's retries change nothing either.
+            Err(e) => return Verdict::rejected(false, "unverified", e.to_string(), true),
+        };
+        if let Some(app_id) = &verified.app_id {
+            if app_id != &account.app_id {
+                return Verdict::rejected(
+                    true,
+                    "mismatch",
+                    format!("app id {app_id} is not this account's"),
+                    false,
+                );
+            }
+        }
+        if let (Some(theirs), Some(ours)) = (&verified.merchant_id, &account.merchant_id) {
+            if theirs != ours {
+                return Verdict::rejected(
+                    true,
+                    "mismatch",
+                    format!("merchant id {theirs} is not this account's"),
+                    false,
+                );
+            }
+        }
+        if let Some(nid) = &verified.notify_id {
+            if let Ok(true) = self.store.notification_seen(&account.id, nid).await {
+                return Verdict {
+                    verified: true,
+                    outcome: "duplicate",
+                    reason: None,
+                    notify_id: None,
+                    payment_id: None,
+                    reply: NotifyOutcome::Accepted,
+                };
+            }
+        }
+        let out_trade_no = match &verified.event {
+            ChannelEvent::Payment { snapshot } => &snapshot.out_trade_no,
+            ChannelEvent::Refund { out_trade_no, .. } => out_trade_no,
+        };
+        let payment = match self
+            .store
+            .get_payment_by_out_trade_no(&account.id, out_trade_no)
+            .await
+        {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return Verdict::rejected(
+                    true,
+                    "unknown_order",
+                    format!("no order {out_trade_no} in account {}", account.id),
+                    false,
+                )
+            }
+            Err(e) => return self.failed(e.to_string()),
+        };
+        let audit = Audit::new(format!("notify:{notification_id}"), "provider notification");
+        let mut verdict = match &verified.event {
+            ChannelEvent::Payment { snapshot } => {
+                match self.apply_snapshot(payment.clone(), snapshot, &audit).await {
+                    Ok((_, Applied::Changed)) => Verdict {
+                        verified: true,
+                        outcome: "applied",
+                        reason: None,
+                        notify_id: None,
+                        payment_id: None,
+                        reply: NotifyOutcome::Accepted,
+                    },
+                    Ok((_, Applied::NoChange)) => Verdict {
+                        verified: true,
+                        outcome: "no_change",
+                        reason: None,
+                        notify_id: None,
+                        payment_id: None,
+                        reply: NotifyOutcome::Accepted,
+                    },
+                    Ok((_, Applied::Mismatch(reason))) => {
+                        // Signed by the provider yet contradicting the order: ask the provider
+                        // directly rather than trust or ignore it.
+                        if let Err(e) = self
+                            .schedule(JobKind::Query, &payment.id, None, self.now_ms())
+                            .await
+                        {
+                            tracing::warn!(error = %e, "cannot schedule query");
+                        }
+                        Verdict::rejected(true, "mismatch", reason, false)
+                    }
+                    Err(e) => self.failed(e.to_string()),
+                }
+            }
+            ChannelEvent::Refund { snapshot, .. } => {
+                match self
+                    .store
+                    .get_refund_by_out_refund_no(&payment.id, &snapshot.out_refund_no)
+                    .await
+                {
+                    Ok(Some(refund)) => {
+                        let before = refund.status;
+                        match self.apply_refund_snapshot(refund, snapshot, &audit).await {
+                            Ok(r) => Verdict {
+                                verified: true,
+                                outcome: if r.status != before {
+                                    "applied"
+                                } else {
+                                    "no_change"
+                                },
+                                reason: None,
+                                notify_id: None,
+                                payment_id: None,
+                                reply: NotifyOutcome::Accepted,
+                            },
+                            Err(e) => self.failed(e.to_string()),
+                        }
+                    }
+                    Ok(None) => Verdict::rejected(
+                        true,
+                        "unknown_refund",
+                        format!("no refund {} on {}", snapshot.out_refund_no, payment.id),
+                        false,
+                    ),
+                    Err(e) => self.failed(e.to_string()),
+                }
+            }
+        };
+        if matches!(verdict.outcome, "applied" | "no_change") {
+            verdict.notify_id = verified.notify_id.clone();
+        }
+        verdict.payment_id = Some(payment.id.clone());
+        verdict
+    }
+
+    fn failed(&self, reason: String) -> Verdict {
+        tracing::error!(%reason, "notification processing failed");
+        Verdict {
+            verified: true,
+            outcome: "error",
+            reason: Some(reason),
+            notify_id: None,
+            payment_id: None,
+            // The provider sees a generic message; the inbox keeps the real one.
+            reply: NotifyOutcome::Rejected {
+                retry: true,
+                reason: "temporarily unavailable".into(),
+            },
+        }
+    }
+}
