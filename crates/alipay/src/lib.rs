@@ -6,11 +6,14 @@
 //! the whole into the gateway's [`paybridge_core::channel::PaymentChannel`] contract.
 //! [`provider`] holds the other side of the wire (what Alipay itself does), used by the sandbox.
 
+pub mod api;
 pub mod cert_mode;
+pub mod client;
 pub mod config;
 mod error;
 pub mod notify;
 pub mod provider;
+pub mod request;
 pub mod response;
 pub mod sign;
 pub mod time_fmt;

@@ -1,0 +1,452 @@
+//! The thin I/O shell: runs the pure request builders and parsers through a [`Transport`],
+//! retrying only where a repeat is harmless, and traces every exchange with secrets and personal
+//! fields redacted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use paybridge_http::{HttpRequest, Transport, TransportError};
+use serde_json::Value;
+
+use crate::api::{self, AlipayApi, BillDownloadUrlQuery, GenericRequest};
+use crate::config::AlipayConfig;
+use crate::request::{CallOptions, SignedRequest};
+use crate::time_fmt::{Clock, SystemClock};
+use crate::AlipayError;
+
+/// Keys whose values never reach a log: signatures, tokens, and buyer identities.
+const REDACTED_KEYS: &[&str] = &[
+    "sign",
+    "app_auth_token",
+    "auth_code",
+    "buyer_logon_id",
+    "buyer_id",
+    "buyer_user_id",
+    "buyer_open_id",
+    "open_id",
+    "buyer_email",
+    "buyer_name",
+    "cert_no",
+    "mobile",
+];
+
+const MASK: &str = "***";
+
+/// Replaces the values of sensitive keys, at any depth.
+pub fn redact_json(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if REDACTED_KEYS.contains(&k.as_str()) {
+                    *v = Value::String(MASK.into());
+                } else {
+                    redact_json(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_json),
+        _ => {}
+    }
+}
+
+/// A loggable copy of request parameters (`biz_content` redacted inside when it is JSON).
+pub fn redact_params(params: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            let shown = if REDACTED_KEYS.contains(&k.as_str()) {
+                MASK.to_string()
+            } else if k == "biz_content" {
+                redact_text(v)
+            } else {
+                v.clone()
+            };
+            (k.clone(), shown)
+        })
+        .collect()
+}
+
+/// A loggable copy of a JSON text; non-JSON text (ciphertext, HTML) is summarised by length.
+pub fn redact_text(text: &str) -> String {
+    match serde_json::from_str::<Value>(text) {
+        Ok(mut v) => {
+            redact_json(&mut v);
+            v.to_string()
+        }
+        Err(_) => format!("<{} bytes, not JSON>", text.len()),
+    }
+}
+
+pub struct AlipayClient {
+    config: Arc<AlipayConfig>,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+    max_attempts: u32,
+    backoff: Duration,
+}
+
+impl AlipayClient {
+    pub fn new(config: AlipayConfig, transport: Arc<dyn Transport>) -> Self {
+        AlipayClient {
+            config: Arc::new(config),
+            transport,
+            clock: Arc::new(SystemClock),
+            max_attempts: 3,
+            backoff: Duration::from_millis(200),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// `max_attempts` counts the first try; `backoff` grows linearly per attempt.
+    pub fn with_retry(mut self, max_attempts: u32, backoff: Duration) -> Self {
+        self.max_attempts = max_attempts.max(1);
+        self.backoff = backoff;
+        self
+    }
+
+    pub fn config(&self) -> &AlipayConfig {
+        &self.config
+    }
+
+    pub fn now_unix(&self) -> i64 {
+        self.clock.now_unix()
+    }
+
+    /// Builds and signs a request without sending it (page/wap forms, App order strings).
+    pub fn sign<A: AlipayApi>(
+        &self,
+        req: &A,
+        opts: &CallOptions,
+    ) -> Result<SignedRequest, AlipayError> {
+        api::prepare(&self.config, req, opts, self.clock.now_unix())
+    }
+
+    async fn pause(&self, attempt: u32) {
+        if !self.backoff.is_zero() {
+            tokio::time::sleep(self.backoff * attempt).await;
+        }
+    }
+
+    /// Sends `req` and returns its verified, typed answer.
+    pub async fn execute<A: AlipayApi>(
+        &self,
+        req: &A,
+        opts: &CallOptions,
+    ) -> Result<A::Response, AlipayError> {
+        let method = req.method().to_string();
+        let mut attempt = 1;
+        loop {
+            let signed = self.sign(req, opts)?;
+            let last = attempt >= self.max_attempts;
+            tracing::info!(
+                method = %method,
+                attempt,
+                params = ?redact_params(&signed.params),
+                "alipay request"
+            );
+            let result = self.transport.send(signed.to_http_request()).await;
+            match result {
+                Err(e) => {
+                    tracing::warn!(method = %method, attempt, error = %e, "alipay transport error");
+                    // A request that never left can always go again; one that may have
+                    // arrived only when repeating it is harmless.
+                    let again = match &e {
+                        TransportError::Connect { .. } => true,
+                        TransportError::Unknown { .. } => signed.idempotent,
+                        TransportError::Build(_) => false,
+                    };
+                    if !again || last {
+                        return Err(e.into());
+                    }
+                }
+                Ok(resp) => {
+                    let body = String::from_utf8_lossy(&resp.body);
+                    tracing::info!(
+                        method = %method,
+                        attempt,
+                        status = resp.status,
+                        body = %redact_text(&body),
+                        "alipay response"
+                    );
+                    if resp.status >= 500 && signed.idempotent && !last {
+                        // Retried below.
+                    } else if resp.status != 200 {
+                        return Err(AlipayError::HttpStatus {
+                            method,
+                            status: resp.status,
+                        });
+                    } else {
+                        match api::parse(&self.config, req, &body) {
+                            Err(AlipayError::Gateway(e))
+                                if e.retry_safe() && signed.idempotent && !last =>
+                            {
+                                tracing::warn!(method = %method, attempt, code = %e.code, sub_code = %e.sub_code, "alipay retryable error");
+                            }
+                            other => return other,
+                        }
+                    }
+                }
+            }
+            self.pause(attempt).await;
+            attempt += 1;
+        }
+    }
+
+    /// Any gateway method, answered as the verified response node.
+    pub async fn call(
+        &self,
+        method: &str,
+        biz_content: Value,
+        opts: &CallOptions,
+        idempotent: bool,
+    ) -> Result<Value, AlipayError> {
+        let mut req = GenericRequest::new(method, biz_content);
+        req.idempotent = idempotent;
+        self.execute(&req, opts).await
+    }
+
+    /// Downloads a file (the bill ZIP) with a plain GET; safe to repeat.
+    pub async fn download(&self, url: &str) -> Result<Vec<u8>, AlipayError> {
+        let mut attempt = 1;
+        loop {
+            let last = attempt >= self.max_attempts;
+            match self
+                .transport
+                .send(HttpRequest::new("GET", url).idempotent(true))
+                .await
+            {
+                Ok(resp) if resp.status == 200 => return Ok(resp.body),
+                Ok(resp) if resp.status < 500 || last => {
+                    return Err(AlipayError::HttpStatus {
+                        method: "bill download".into(),
+                        status: resp.status,
+                    })
+                }
+                Err(e) if last || matches!(e, TransportError::Build(_)) => return Err(e.into()),
+                Ok(_) | Err(_) => {}
+            }
+            self.pause(attempt).await;
+            attempt += 1;
+        }
+    }
+
+    /// The bill ZIP of one day (`yyyy-MM-dd`), ready for [`crate::bill::BillArchive`].
+    pub async fn download_trade_bill(
+        &self,
+        bill_date: &str,
+        opts: &CallOptions,
+    ) -> Result<Vec<u8>, AlipayError> {
+        let url = self
+            .execute(&BillDownloadUrlQuery::trade(bill_date), opts)
+            .await?
+            .bill_download_url;
+        self.download(&url).await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub(crate) mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use paybridge_core::Fen;
+    use paybridge_http::HttpResponse;
+
+    use super::*;
+    use crate::api::testutil::{respond, test_config, NOW};
+    use crate::api::{TradePay, TradeQuery, TradeRefund};
+    use crate::notify::NotifyForm;
+    use crate::time_fmt::FixedClock;
+
+    /// Replays scripted answers and records what was sent.
+    #[derive(Default)]
+    pub struct ScriptedTransport {
+        pub answers: Mutex<VecDeque<Result<HttpResponse, TransportError>>>,
+        pub sent: Mutex<Vec<HttpRequest>>,
+    }
+
+    impl ScriptedTransport {
+        pub fn new(answers: Vec<Result<HttpResponse, TransportError>>) -> Arc<Self> {
+            Arc::new(ScriptedTransport {
+                answers: Mutex::new(answers.into()),
+                sent: Mutex::new(Vec::new()),
+            })
+        }
+
+        pub fn sent_count(&self) -> usize {
+            self.sent.lock().unwrap().len()
+        }
+    }
+
+    #[async_trait]
+    impl Transport for ScriptedTransport {
+        async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+            self.sent.lock().unwrap().push(req);
+            self.answers
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| panic!("no scripted answer left"))
+        }
+    }
+
+    pub fn ok(body: String) -> Result<HttpResponse, TransportError> {
+        Ok(HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: body.into_bytes(),
+        })
+    }
+
+    pub fn unknown() -> Result<HttpResponse, TransportError> {
+        Err(TransportError::Unknown {
+            url: "u".into(),
+            reason: "timeout".into(),
+        })
+    }
+
+    pub fn connect() -> Result<HttpResponse, TransportError> {
+        Err(TransportError::Connect {
+            url: "u".into(),
+            reason: "refused".into(),
+        })
+    }
+
+    fn client(
+        transport: Arc<ScriptedTransport>,
+    ) -> (AlipayClient, paybridge_crypto::RsaPrivateKey) {
+        let (config, alipay) = test_config();
+        let c = AlipayClient::new(config, transport)
+            .with_clock(Arc::new(FixedClock(NOW)))
+            .with_retry(3, Duration::ZERO);
+        (c, alipay)
+    }
+
+    const QUERY_OK: &str = r#"{"code":"10000","msg":"Success","out_trade_no":"Q1","trade_no":"1","trade_status":"WAIT_BUYER_PAY","total_amount":"1.00","buyer_logon_id":"a***@b.c"}"#;
+
+    #[tokio::test]
+    async fn query_retries_unknown_and_20000() {
+        let (config, alipay) = test_config();
+        drop(config);
+        let busy = respond(
+            &alipay,
+            "alipay.trade.query",
+            r#"{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error","sub_msg":"系统繁忙"}"#,
+        );
+        let t = ScriptedTransport::new(vec![
+            unknown(),
+            ok(busy),
+            ok(respond(&alipay, "alipay.trade.query", QUERY_OK)),
+        ]);
+        let (c, _) = client(t.clone());
+        let resp = c
+            .execute(&TradeQuery::by_out_trade_no("Q1"), &CallOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(resp.trade_status, "WAIT_BUYER_PAY");
+        assert_eq!(t.sent_count(), 3);
+        let sent = t.sent.lock().unwrap();
+        let form = NotifyForm::parse(&sent[0].body).unwrap();
+        assert_eq!(form.get("timestamp"), Some("2026-11-26 20:00:00"));
+        assert!(sent[0].idempotent);
+    }
+
+    #[tokio::test]
+    async fn pay_is_not_retried_after_it_may_have_arrived() {
+        let t = ScriptedTransport::new(vec![unknown()]);
+        let (c, _) = client(t.clone());
+        let err = c
+            .execute(
+                &TradePay::new("B1", "28", Fen(1), "s"),
+                &CallOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            AlipayError::Transport(TransportError::Unknown { .. })
+        ));
+        assert_eq!(t.sent_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn connect_errors_are_retried_for_any_method() {
+        let (_, alipay) = test_config();
+        let paid = respond(
+            &alipay,
+            "alipay.trade.pay",
+            r#"{"code":"10000","msg":"Success","out_trade_no":"B1","trade_no":"1","total_amount":"0.01"}"#,
+        );
+        let t = ScriptedTransport::new(vec![connect(), ok(paid)]);
+        let (c, _) = client(t.clone());
+        let resp = c
+            .execute(
+                &TradePay::new("B1", "28", Fen(1), "s"),
+                &CallOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.trade_no.as_deref(), Some("1"));
+        assert_eq!(t.sent_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn refund_with_request_number_is_retried_and_gives_up_after_max() {
+        let t = ScriptedTransport::new(vec![unknown(), unknown(), unknown()]);
+        let (c, _) = client(t.clone());
+        let err = c
+            .execute(
+                &TradeRefund::new("R1", "R1-1", Fen(1)),
+                &CallOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AlipayError::Transport(_)));
+        assert_eq!(t.sent_count(), 3);
+    }
+
+    #[tokio::test]
+    async fn http_5xx_on_non_idempotent_is_an_error_at_once() {
+        let t = ScriptedTransport::new(vec![Ok(HttpResponse {
+            status: 502,
+            headers: vec![],
+            body: b"bad gateway".to_vec(),
+        })]);
+        let (c, _) = client(t.clone());
+        let err = c
+            .execute(
+                &TradePay::new("B1", "28", Fen(1), "s"),
+                &CallOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AlipayError::HttpStatus { status: 502, .. }));
+    }
+
+    #[test]
+    fn redaction() {
+        let mut params = BTreeMap::new();
+        params.insert("sign".to_string(), "SECRETSIG".to_string());
+        params.insert("app_auth_token".to_string(), "tok".to_string());
+        params.insert(
+            "biz_content".to_string(),
+            r#"{"auth_code":"2876","out_trade_no":"X","buyer_id":"2088"}"#.to_string(),
+        );
+        let shown = format!("{:?}", redact_params(&params));
+        assert!(
+            !shown.contains("SECRETSIG") && !shown.contains("tok\"") && !shown.contains("2876")
+        );
+        assert!(shown.contains("out_trade_no") && !shown.contains("\\\"2088"));
+        let body = redact_text(QUERY_OK);
+        assert!(!body.contains("a***@b.c"));
+        assert!(body.contains("WAIT_BUYER_PAY"));
+        assert_eq!(redact_text("ZW5jcnlwdGVk"), "<12 bytes, not JSON>");
+    }
+}
