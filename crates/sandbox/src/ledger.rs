@@ -671,6 +671,18 @@ impl Ledger {
         None
     }
 
+    /// The buyer lets the trade expire now (control API): closes it if still unpaid.
+    pub fn expire(&mut self, id: &str, now: Millis) -> Result<Option<LedgerEvent>, LedgerError> {
+        let t = self.trade_mut(id)?;
+        match t.state {
+            TradeState::Waiting | TradeState::UserPaying => {
+                t.expires_at = Some(now);
+                Ok(self.expire_one(id, now))
+            }
+            other => Err(LedgerError::TradeStatus(other)),
+        }
+    }
+
     /// Advances the ledger to `now`: closes expired trades and settles WeChat refunds whose
     /// processing delay has passed. Returns what the merchant should be told.
     pub fn tick(&mut self, now: Millis) -> Vec<LedgerEvent> {

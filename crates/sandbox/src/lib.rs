@@ -2,8 +2,23 @@
 //!
 //! The core is pure: [`ledger`] keeps trades and refunds with the providers' state machines and
 //! error codes, [`notifier`] schedules notifications with the providers' retry schedules and
-//! injected faults. Time comes from an injected [`clock::Clock`].
+//! injected faults, [`bills`] writes the providers' bill formats. Time comes from an injected
+//! [`clock::Clock`]. [`Sandbox`] serves it all over HTTP (axum): tests start it in-process on
+//! `127.0.0.1:0`, `paybridge sandbox` runs it standalone.
 
+mod alipay;
+pub mod bills;
+mod buyer;
 pub mod clock;
+pub mod config;
 pub mod ledger;
 pub mod notifier;
+mod server;
+mod wechat_v2;
+mod wechat_v3;
+
+pub use bills::{Discrepancy, DiscrepancyKind};
+pub use clock::{Clock, ManualClock, Millis, SystemClock};
+pub use config::{BarcodeMode, SandboxConfig};
+pub use notifier::{BodyFault, DropFault, Faults, NotificationRecord, TimeScale};
+pub use server::{RequestRecord, Sandbox, StartError, StartOptions};

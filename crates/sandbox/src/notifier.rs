@@ -240,6 +240,7 @@ impl Notifier {
     }
 
     /// Queues a notification; the first attempt is due at `now` plus the fault's delay.
+    #[allow(clippy::too_many_arguments)] // each is one recorded fact of the notification
     pub fn enqueue(
         &mut self,
         provider: Provider,
