@@ -4,5 +4,6 @@
 //! with the WeChat Pay side of the same rules, for the sandbox.
 
 pub mod bill;
+pub(crate) mod time;
 pub mod v2;
 pub mod v3;

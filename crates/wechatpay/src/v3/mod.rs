@@ -1,8 +1,11 @@
 //! WeChat Pay APIv3: JSON bodies, RSA signatures both ways, AEAD-encrypted resources.
 
 pub mod aead;
+pub mod api;
 pub mod certs;
+pub mod client;
 pub mod client_params;
+pub mod error;
 pub mod model;
 pub mod notify;
 pub mod provider;
@@ -11,6 +14,9 @@ pub mod sign;
 pub mod verify;
 
 pub use aead::EncryptedResource;
+pub use api::Merchant;
+pub use client::{V3Client, V3Config};
+pub use error::V3Error;
 pub use sign::{MerchantSigner, SignedRequest};
 pub use verify::{SignatureHeaders, Verifier, VerifyError};
 
