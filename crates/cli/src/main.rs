@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod alipay;
+mod sandbox;
 mod wechat;
 mod workbench;
 
@@ -31,6 +32,8 @@ enum Command {
         #[command(subcommand)]
         cmd: wechat::WechatCommand,
     },
+    /// Run the Alipay + WeChat Pay emulator (gateway.do, APIv2, APIv3, buyer pages, control API).
+    Sandbox(sandbox::SandboxArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +41,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Alipay { cmd } => workbench::finish(alipay::run(cmd)),
         Command::Wechat { cmd } => workbench::finish(wechat::run(cmd)),
+        Command::Sandbox(args) => sandbox::run(args),
     }
 }
