@@ -23,8 +23,6 @@ pub struct Event {
     pub refund_id: Option<String>,
     pub payload: Value,
     pub created_at: i64,
-    /// Opaque position of this event in the feed (pass as `after` to continue after it).
-    pub cursor: String,
 }
 
 /// A page of the events feed.
@@ -115,7 +113,18 @@ pub enum DeliveryOutcome {
 }
 
 const EVENT_COLS: &str =
-    "id, mode, account, type, payment_id, refund_id, payload, created_at, tx_id, seq";
+    "id, mode, account, type, payment_id, refund_id, payload, created_at, feed_seq";
+
+/// Advisory lock key serializing feed publication on PostgreSQL ("pbfeed" in ASCII).
+const FEED_LOCK: i64 = 0x7062_6665_6564;
+
+/// Numbers every committed, unpublished event after the highest published position, in
+/// insertion order. Runs under the feed lock, so positions only ever grow in publication order.
+const PUBLISH_FEED: &str = "WITH pending AS (SELECT id, ROW_NUMBER() OVER (ORDER BY seq) AS rn \
+     FROM events WHERE feed_seq IS NULL), \
+     base AS (SELECT COALESCE(MAX(feed_seq), 0) AS top FROM events) \
+     UPDATE events SET feed_seq = (SELECT top FROM base) + pending.rn \
+     FROM pending WHERE events.id = pending.id";
 
 #[derive(sqlx::FromRow)]
 struct EventRow {
@@ -128,8 +137,7 @@ struct EventRow {
     refund_id: Option<String>,
     payload: Json<Value>,
     created_at: i64,
-    tx_id: i64,
-    seq: i64,
+    feed_seq: Option<i64>,
 }
 
 impl TryFrom<EventRow> for Event {
@@ -137,7 +145,6 @@ impl TryFrom<EventRow> for Event {
     fn try_from(r: EventRow) -> Result<Event> {
         Ok(Event {
             mode: parse("event mode", &r.mode)?,
-            cursor: encode_cursor(r.tx_id, &r.seq.to_string()),
             id: r.id,
             account: r.account,
             kind: r.kind,
@@ -198,11 +205,11 @@ impl Store {
     }
 
     /// The merchant's pull feed: events of `mode` (and `account` when given) after the cursor,
-    /// in commit order, at most `limit` (1..=1000).
+    /// in feed order, at most `limit` (1..=1000).
     ///
-    /// The order is safe for cursors: on PostgreSQL only events whose transaction is older than
-    /// every transaction still running are served, so an event committed late with a smaller
-    /// sequence number can never appear behind a cursor that already passed it.
+    /// Feed positions are assigned to committed events by one publisher at a time (this call,
+    /// under a lock), so an event committed late can never appear behind a cursor that already
+    /// passed its position, even with several instances writing concurrently.
     pub async fn list_events(
         &self,
         after: Option<&str>,
@@ -211,45 +218,56 @@ impl Store {
         account: Option<&str>,
     ) -> Result<EventPage> {
         let limit = clamp_limit(limit);
-        let (tx_id, seq) = match after {
+        let position = match after {
             Some(c) => {
-                let (tx_id, seq) = decode_cursor(c)?;
-                let seq: i64 = seq.parse().map_err(|_| StoreError::InvalidCursor)?;
-                (tx_id, seq)
-            }
-            None => (-1, -1),
-        };
-        let rows: Vec<EventRow> = with_pool!(self, |pool, d| {
-            let visible = match d {
-                Dialect::Sqlite => "",
-                Dialect::Postgres => {
-                    " AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+                let (position, tag) = decode_cursor(c)?;
+                if tag != "feed" {
+                    return Err(StoreError::InvalidCursor);
                 }
-            };
-            let sql = format!(
-                "SELECT {EVENT_COLS} FROM events WHERE (tx_id > $1 OR (tx_id = $1 AND seq > $2)) \
-                 AND mode = $3 AND ($4 IS NULL OR account = $4){visible} \
-                 ORDER BY tx_id, seq LIMIT $5"
-            );
+                position
+            }
+            None => 0,
+        };
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events WHERE feed_seq > $1 AND mode = $2 \
+             AND ($3 IS NULL OR account = $3) ORDER BY feed_seq LIMIT $4"
+        );
+        let rows: Vec<EventRow> = with_pool!(self, |pool, d| {
+            let unpublished: Option<(i64,)> =
+                sqlx::query_as("SELECT seq FROM events WHERE feed_seq IS NULL LIMIT 1")
+                    .fetch_optional(pool)
+                    .await?;
+            if unpublished.is_some() {
+                let mut tx = pool.begin_with(d.begin_sql()).await?;
+                if d == Dialect::Postgres {
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(FEED_LOCK)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(PUBLISH_FEED).execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
             sqlx::query_as(&sql)
-                .bind(tx_id)
-                .bind(seq)
+                .bind(position)
                 .bind(mode.as_str())
                 .bind(account)
                 .bind(limit + 1)
                 .fetch_all(pool)
                 .await?
         });
-        let mut events = rows
+        let has_more = rows.len() as i64 > limit;
+        let mut cursor = after.map(str::to_string);
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows
             .into_iter()
-            .map(Event::try_from)
-            .collect::<Result<Vec<_>>>()?;
-        let has_more = events.len() as i64 > limit;
-        events.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let cursor = events
-            .last()
-            .map(|e| e.cursor.clone())
-            .or_else(|| after.map(str::to_string));
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        {
+            if let Some(position) = row.feed_seq {
+                cursor = Some(encode_cursor(position, "feed"));
+            }
+            events.push(Event::try_from(row)?);
+        }
         Ok(EventPage {
             events,
             cursor,

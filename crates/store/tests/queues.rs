@@ -793,3 +793,50 @@ async fn provider_call_log_and_timeline() {
         check_call_log_and_timeline(&db).await;
     }
 }
+
+/// PostgreSQL only (SQLite has one writer, so commits cannot interleave): an event whose
+/// transaction took its insertion sequence first but commits last still shows up after a cursor
+/// that already passed the events committed before it.
+#[tokio::test]
+async fn feed_never_skips_a_late_commit() {
+    use sqlx::Connection;
+    let Some(db) = dbs("feed_late_commit")
+        .await
+        .into_iter()
+        .find(|d| d.is_pg())
+    else {
+        return;
+    };
+    let store = db.open().await;
+    let mut slow = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut held = slow.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (id, mode, account, type, payload, created_at) \
+         VALUES ('evt_slow', 'sandbox', 'a', 'payment.paid', '{}'::jsonb, 0)",
+    )
+    .execute(&mut *held)
+    .await
+    .unwrap();
+
+    let fast = paid(&store, "a", "fast", &[]).await;
+    let first = store
+        .list_events(None, 10, Mode::Sandbox, None)
+        .await
+        .unwrap();
+    assert_eq!(first.events.len(), 1);
+    assert_eq!(first.events[0].payment_id.as_deref(), Some(fast.as_str()));
+
+    held.commit().await.unwrap();
+    let next = store
+        .list_events(first.cursor.as_deref(), 10, Mode::Sandbox, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.events
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["evt_slow"],
+        "the late commit is served after the cursor, not skipped"
+    );
+}

@@ -54,10 +54,10 @@ CREATE INDEX refunds_status ON refunds (status, created_at);
 CREATE TABLE events (
     id          TEXT PRIMARY KEY NOT NULL,
     seq         BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
-    -- Sequence values are taken before commit, so seq alone does not follow commit order when
-    -- transitions run concurrently. The feed orders by (tx_id, seq) and only serves rows whose
-    -- transaction is older than every running one, so a cursor never skips a late commit.
-    tx_id       BIGINT NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+    -- Position in the merchants' pull feed, assigned after commit by one publisher at a time
+    -- (see Store::list_events): insertion sequences are taken before commit, so on PostgreSQL
+    -- they do not follow commit order and a cursor over them could skip a late commit.
+    feed_seq    BIGINT UNIQUE,
     mode        TEXT NOT NULL,
     account     TEXT NOT NULL,
     type        TEXT NOT NULL,
@@ -66,7 +66,7 @@ CREATE TABLE events (
     payload     JSONB NOT NULL,
     created_at  BIGINT NOT NULL
 );
-CREATE INDEX events_feed ON events (tx_id, seq);
+CREATE INDEX events_unpublished ON events (seq) WHERE feed_seq IS NULL;
 CREATE INDEX events_payment ON events (payment_id);
 
 CREATE TABLE webhook_deliveries (

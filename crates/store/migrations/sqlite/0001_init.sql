@@ -54,9 +54,10 @@ CREATE INDEX refunds_status ON refunds (status, created_at);
 CREATE TABLE events (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
     id          TEXT NOT NULL UNIQUE,
-    -- PostgreSQL stores the inserting transaction id here to order the feed by commit; SQLite has
-    -- a single writer, so seq already follows commit order and tx_id stays 0.
-    tx_id       INTEGER NOT NULL DEFAULT 0,
+    -- Position in the merchants' pull feed, assigned after commit by one publisher at a time
+    -- (see Store::list_events): insertion sequences are taken before commit, so on PostgreSQL
+    -- they do not follow commit order and a cursor over them could skip a late commit.
+    feed_seq    INTEGER UNIQUE,
     mode        TEXT NOT NULL,
     account     TEXT NOT NULL,
     type        TEXT NOT NULL,
@@ -65,7 +66,7 @@ CREATE TABLE events (
     payload     TEXT NOT NULL,
     created_at  INTEGER NOT NULL
 );
-CREATE INDEX events_feed ON events (tx_id, seq);
+CREATE INDEX events_unpublished ON events (seq) WHERE feed_seq IS NULL;
 CREATE INDEX events_payment ON events (payment_id);
 
 CREATE TABLE webhook_deliveries (
