@@ -8,6 +8,7 @@
 pub mod config;
 pub mod error;
 pub mod routes;
+pub mod runtime;
 pub mod service;
 pub mod webhook;
 

@@ -178,18 +178,6 @@ impl Gateway {
                 );
             }
         }
-        if let Some(nid) = &verified.notify_id {
-            if let Ok(true) = self.store.notification_seen(&account.id, nid).await {
-                return Verdict {
-                    verified: true,
-                    outcome: "duplicate",
-                    reason: None,
-                    notify_id: None,
-                    payment_id: None,
-                    reply: NotifyOutcome::Accepted,
-                };
-            }
-        }
         let out_trade_no = match &verified.event {
             ChannelEvent::Payment { snapshot } => &snapshot.out_trade_no,
             ChannelEvent::Refund { out_trade_no, .. } => out_trade_no,
@@ -210,6 +198,18 @@ impl Gateway {
             }
             Err(e) => return self.failed(e.to_string()),
         };
+        if let Some(nid) = &verified.notify_id {
+            if let Ok(true) = self.store.notification_seen(&account.id, nid).await {
+                return Verdict {
+                    verified: true,
+                    outcome: "duplicate",
+                    reason: None,
+                    notify_id: None,
+                    payment_id: Some(payment.id.clone()),
+                    reply: NotifyOutcome::Accepted,
+                };
+            }
+        }
         let audit = Audit::new(format!("notify:{notification_id}"), "provider notification");
         let mut verdict = match &verified.event {
             ChannelEvent::Payment { snapshot } => {

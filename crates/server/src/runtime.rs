@@ -1,0 +1,46 @@
+//! Running the gateway: the HTTP server and the background workers (webhook delivery and jobs).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::service::Gateway;
+
+/// Serves the API and notify endpoints on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gw: Arc<Gateway>,
+    max_body_bytes: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = crate::routes::app(gw, max_body_bytes);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Runs webhook deliveries and due jobs forever: immediately when a change signals the outbox,
+/// otherwise every `poll`. Several instances may run this against one PostgreSQL database; the
+/// store's leases keep them from doing the same work at once.
+pub fn spawn_workers(gw: Arc<Gateway>, poll: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let now = gw.now_ms();
+            match gw.deliver_webhooks_once(now, 50).await {
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "webhook worker"),
+            }
+            match gw.run_jobs_once(now, 50).await {
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "job worker"),
+            }
+            tokio::select! {
+                _ = gw.outbox_signal.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    })
+}
