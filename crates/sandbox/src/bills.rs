@@ -7,6 +7,7 @@ use std::io::Write;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use paybridge_alipay::bill::{write_trade_bill_zip, BillKind, BillRecord};
 use paybridge_core::Fen;
 use paybridge_crypto::{random_string, sha1_hex};
 use paybridge_wechatpay::bill::write_bill;
@@ -170,156 +171,49 @@ pub fn entries(
     Some(rows)
 }
 
-const ALIPAY_COLUMNS: &str = "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注";
-
-fn alipay_day(date: &str) -> String {
-    let mut parts = date.split('-');
-    let (y, m, d) = (
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or(""),
-        parts.next().unwrap_or(""),
-    );
-    format!("{y}年{m}月{d}日")
-}
-
-/// The detail CSV (text before GBK encoding): `#` metadata lines, the 25-column table with
-/// trailing tabs on ids, negative yuan on refunds, then the totals.
-pub fn alipay_detail_csv(account: &str, date: &str, rows: &[BillEntry], now: Millis) -> String {
-    let mut out = String::new();
-    out.push_str("#支付宝业务明细查询\r\n");
-    out.push_str(&format!("#账号：[{account}0156]\r\n"));
-    out.push_str(&format!(
-        "#起始日期：[{} 00:00:00]   终止日期：[{} 23:59:59]\r\n",
-        alipay_day(date),
-        alipay_day(date)
-    ));
-    out.push_str("#-----------------------------------------业务明细列表----------------------------------------\r\n");
-    out.push_str(ALIPAY_COLUMNS);
-    out.push_str("\r\n");
-    let (mut pay_n, mut pay_sum, mut ref_n, mut ref_sum) = (0u64, 0i64, 0u64, 0i64);
-    for r in rows {
-        let refund = r.refund.is_some();
-        if refund {
-            ref_n += 1;
-            ref_sum += r.amount.0;
-        } else {
-            pay_n += 1;
-            pay_sum += r.amount.0;
-        }
-        let kind = if refund { "退款" } else { "交易" };
-        let req_no = r.refund.as_ref().map(|x| x.1.clone()).unwrap_or_default();
-        let amount = r.amount.to_yuan();
-        let cols = [
-            format!("{}\t", r.trade_no),
-            format!("{}\t", r.out_trade_no),
-            kind.to_string(),
-            r.subject.replace(',', " "),
-            alipay_time(r.created_at),
-            alipay_time(r.at),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            r.buyer.clone(),
-            amount.clone(),
-            amount,
-            "0.00".into(),
-            "0.00".into(),
-            "0.00".into(),
-            "0.00".into(),
-            "0.00".into(),
-            String::new(),
-            "0.00".into(),
-            "0.00".into(),
-            if req_no.is_empty() {
-                String::new()
+/// `{account}_{yyyymmdd}.csv.zip` of GBK CSVs, written by `paybridge_alipay::bill`.
+pub fn alipay_bill_zip(account: &str, date: &str, rows: &[BillEntry]) -> Result<Vec<u8>, String> {
+    let z = Fen(0);
+    let records: Vec<BillRecord> = rows
+        .iter()
+        .map(|r| BillRecord {
+            trade_no: r.trade_no.clone(),
+            out_trade_no: r.out_trade_no.clone(),
+            kind: if r.refund.is_some() {
+                BillKind::Refund
             } else {
-                format!("{req_no}\t")
+                BillKind::Payment
             },
-            "0.00".into(),
-            "0.00".into(),
-            if r.status == "SUCCESS" || r.status == "REFUND" {
+            subject: r.subject.clone(),
+            created_at: alipay_time(r.created_at),
+            finished_at: alipay_time(r.at),
+            store_id: String::new(),
+            store_name: String::new(),
+            operator: String::new(),
+            terminal_id: String::new(),
+            counterparty: r.buyer.clone(),
+            order_amount: r.amount,
+            merchant_received: r.amount,
+            alipay_red_packet: z,
+            jifenbao: z,
+            alipay_discount: z,
+            merchant_discount: z,
+            coupon_amount: z,
+            coupon_name: String::new(),
+            merchant_red_packet: z,
+            card_amount: z,
+            refund_request_no: r.refund.as_ref().map(|x| x.1.clone()).unwrap_or_default(),
+            service_fee: z,
+            profit_share: z,
+            // A status discrepancy shows as a remark: the detail table has no status column.
+            remark: if r.status == "SUCCESS" || r.status == "REFUND" {
                 String::new()
             } else {
                 r.status.clone()
             },
-        ];
-        out.push_str(&cols.join(","));
-        out.push_str("\r\n");
-    }
-    out.push_str("#-----------------------------------------业务明细列表结束------------------------------------\r\n");
-    out.push_str(&format!(
-        "#交易合计：{pay_n}笔，商家实收共{}元，商家优惠共0.00元\r\n",
-        Fen(pay_sum).to_yuan()
-    ));
-    out.push_str(&format!(
-        "#退款合计：{ref_n}笔，商家实收退款共{}元，商家优惠退款共0.00元\r\n",
-        Fen(ref_sum).to_yuan()
-    ));
-    out.push_str(&format!("#导出时间：[{}]\r\n", alipay_time(now)));
-    out
-}
-
-fn alipay_summary_csv(account: &str, date: &str, rows: &[BillEntry]) -> String {
-    let pay: Vec<&BillEntry> = rows.iter().filter(|r| r.refund.is_none()).collect();
-    let refunds: Vec<&BillEntry> = rows.iter().filter(|r| r.refund.is_some()).collect();
-    let sum = |v: &[&BillEntry]| Fen(v.iter().map(|r| r.amount.0).sum()).to_yuan();
-    let mut out = String::new();
-    out.push_str("#支付宝业务汇总查询\r\n");
-    out.push_str(&format!("#账号：[{account}0156]\r\n"));
-    out.push_str(&format!(
-        "#起始日期：[{}]   终止日期：[{}]\r\n",
-        alipay_day(date),
-        alipay_day(date)
-    ));
-    out.push_str(
-        "门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）,商家实收（元）\r\n",
-    );
-    out.push_str(&format!(
-        "合计,,{},{},{},{}\r\n",
-        pay.len(),
-        refunds.len(),
-        sum(&pay),
-        Fen(rows.iter().map(|r| r.amount.0).sum()).to_yuan()
-    ));
-    out.push_str("#-----------------------------------------账务汇总列表结束------------------------------------\r\n");
-    out
-}
-
-fn gbk(text: &str) -> Vec<u8> {
-    let (bytes, _, _) = encoding_rs::GBK.encode(text);
-    bytes.into_owned()
-}
-
-/// `{account}_{yyyymmdd}.csv.zip` holding the detail and summary CSVs in GBK.
-pub fn alipay_bill_zip(
-    account: &str,
-    date: &str,
-    rows: &[BillEntry],
-    now: Millis,
-) -> Result<Vec<u8>, String> {
-    let day = date.replace('-', "");
-    let mut buf = std::io::Cursor::new(Vec::new());
-    {
-        let mut zip = zip::ZipWriter::new(&mut buf);
-        let opts = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
-        for (name, text) in [
-            (
-                format!("{account}0156_{day}_业务明细.csv"),
-                alipay_detail_csv(account, date, rows, now),
-            ),
-            (
-                format!("{account}0156_{day}_业务明细(汇总).csv"),
-                alipay_summary_csv(account, date, rows),
-            ),
-        ] {
-            zip.start_file(name, opts).map_err(|e| e.to_string())?;
-            zip.write_all(&gbk(&text)).map_err(|e| e.to_string())?;
-        }
-        zip.finish().map_err(|e| e.to_string())?;
-    }
-    Ok(buf.into_inner())
+        })
+        .collect();
+    write_trade_bill_zip(account, date, &records).map_err(|e| e.to_string())
 }
 
 const WECHAT_COLUMNS: &[&str] = &[
@@ -528,7 +422,7 @@ pub(crate) fn alipay_download_url(
         &st.discrepancies,
     )
     .ok_or_else(|| invalid("isv.invalid-parameter", "bill_date 格式应为 yyyy-MM-dd"))?;
-    let zip = alipay_bill_zip(&ctx.app.app_id, &date, &rows, ctx.now)
+    let zip = alipay_bill_zip(&ctx.app.app_id, &date, &rows)
         .map_err(|e| invalid("isv.system-error", &e))?;
     let token = random_string(24);
     st.bill_files.insert(
@@ -791,19 +685,14 @@ mod tests {
     }
 
     #[test]
-    fn alipay_zip_holds_gbk_csvs() {
+    fn alipay_zip_reads_back_with_the_protocol_reader() {
         let (l, _) = ledger();
         let rows = entries(&l, Family::Wechat, "m", "2026-11-25", &[]).unwrap();
-        let zip = alipay_bill_zip("2088", "2026-11-25", &rows, 0).unwrap();
-        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
-        assert_eq!(archive.len(), 2);
-        let mut f = archive.by_index(0).unwrap();
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut f, &mut bytes).unwrap();
-        let (text, _, bad) = encoding_rs::GBK.decode(&bytes);
-        assert!(!bad);
-        assert!(text.contains("支付宝交易号,商户订单号,业务类型"));
-        assert!(text.contains("退款"));
-        assert!(text.contains("-3.00"));
+        let zip = alipay_bill_zip("2088", "2026-11-25", &rows).unwrap();
+        let mut archive = paybridge_alipay::bill::BillArchive::new(zip).unwrap();
+        let recs: Vec<_> = archive.detail().unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[2].kind, BillKind::Refund);
+        assert_eq!(recs[2].order_amount, Fen(-300));
     }
 }
