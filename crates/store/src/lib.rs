@@ -104,6 +104,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating the SQLite file if needed) and migrates the database at `url`:
     /// `sqlite:///absolute/path.db`, `sqlite://relative.db`, or `postgres://user@host/db`.
+    /// `sqlite::memory:` works too (one connection, gone when the store is dropped).
     pub async fn open(url: &str) -> Result<Store> {
         Store::open_with(url, StoreOptions::default()).await
     }
@@ -117,8 +118,24 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(options.busy_timeout);
+            // Every connection to `:memory:` is its own database: keep exactly one, forever.
+            let in_memory = url.contains(":memory:");
             let pool = SqlitePoolOptions::new()
-                .max_connections(options.max_connections.max(1))
+                .max_connections(if in_memory {
+                    1
+                } else {
+                    options.max_connections.max(1)
+                })
+                .idle_timeout(if in_memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(600))
+                })
+                .max_lifetime(if in_memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(1800))
+                })
                 .connect_with(connect)
                 .await?;
             SQLITE_MIGRATOR.run(&pool).await?;

@@ -160,6 +160,26 @@ impl TryFrom<PaymentRow> for Payment {
     }
 }
 
+/// The patchable columns, bound as `$1..=$7` in [`PaymentPatch`] field order; `NULL` keeps.
+const PATCH_SET: &str = "provider_trade_no = COALESCE($1, provider_trade_no), \
+    client_action = COALESCE($2, client_action), payer_id = COALESCE($3, payer_id), \
+    expires_at = COALESCE($4, expires_at), paid_at = COALESCE($5, paid_at), \
+    paid_amount = COALESCE($6, paid_amount), late_payment = COALESCE($7, late_payment)";
+
+/// Binds a [`PaymentPatch`] as `$1..=$7` of [`PATCH_SET`].
+macro_rules! bind_patch {
+    ($query:expr, $patch:expr) => {
+        $query
+            .bind(&$patch.provider_trade_no)
+            .bind($patch.client_action.as_ref().map(Json))
+            .bind(&$patch.payer_id)
+            .bind($patch.expires_at)
+            .bind($patch.paid_at)
+            .bind($patch.paid_amount.map(|f| f.0))
+            .bind($patch.late_payment)
+    };
+}
+
 pub(crate) fn payment_select(where_clause: &str) -> String {
     format!("SELECT {PAYMENT_COLS} FROM payments WHERE {where_clause}")
 }
@@ -323,6 +343,31 @@ impl Store {
         rows.into_iter().map(Payment::try_from).collect()
     }
 
+    /// Updates columns of a payment without changing its status (a provider trade number learnt
+    /// from a query, an extended expiry), bumping its version. `None` when the payment does not
+    /// exist or `expected_version` did not match. No event, no audit row: not a state change.
+    pub async fn patch_payment(
+        &self,
+        id: &str,
+        expected_version: Option<i64>,
+        patch: &PaymentPatch,
+    ) -> Result<Option<Payment>> {
+        let now = self.now_ms();
+        let sql = format!(
+            "UPDATE payments SET {PATCH_SET}, version = version + 1, updated_at = $8 \
+             WHERE id = $9 AND ($10 IS NULL OR version = $10) RETURNING {PAYMENT_COLS}"
+        );
+        let row: Option<PaymentRow> = with_pool!(self, |pool, d| {
+            bind_patch!(sqlx::query_as(&sql), patch)
+                .bind(now)
+                .bind(id)
+                .bind(expected_version)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(Payment::try_from).transpose()
+    }
+
     /// THE payment state change. In one transaction:
     /// `UPDATE payments SET status = to, version = version + 1, <patch> WHERE id = ? AND status IN
     /// (PaymentStatus::allowed_from(to)) [AND version = expected_version]`; when a row changed,
@@ -351,30 +396,19 @@ impl Store {
         }
         let now = self.now_ms();
         let sql = format!(
-            "UPDATE payments SET previous_status = status, status = $1, version = version + 1, \
-             provider_trade_no = COALESCE($2, provider_trade_no), \
-             client_action = COALESCE($3, client_action), payer_id = COALESCE($4, payer_id), \
-             expires_at = COALESCE($5, expires_at), paid_at = COALESCE($6, paid_at), \
-             paid_amount = COALESCE($7, paid_amount), late_payment = COALESCE($8, late_payment), \
-             updated_at = $9 \
-             WHERE id = $10 AND status IN ({}) AND ($11 IS NULL OR version = $11) \
+            "UPDATE payments SET {PATCH_SET}, previous_status = status, status = $11, \
+             version = version + 1, updated_at = $8 \
+             WHERE id = $9 AND ($10 IS NULL OR version = $10) AND status IN ({}) \
              RETURNING {PAYMENT_COLS}",
             in_list(from.iter().map(|s| s.as_str()))
         );
         with_pool!(self, |pool, d| {
             let mut tx = pool.begin_with(d.begin_sql()).await?;
-            let row: Option<PaymentRow> = sqlx::query_as(&sql)
-                .bind(to.as_str())
-                .bind(&patch.provider_trade_no)
-                .bind(patch.client_action.as_ref().map(Json))
-                .bind(&patch.payer_id)
-                .bind(patch.expires_at)
-                .bind(patch.paid_at)
-                .bind(patch.paid_amount.map(|f| f.0))
-                .bind(patch.late_payment)
+            let row: Option<PaymentRow> = bind_patch!(sqlx::query_as(&sql), patch)
                 .bind(now)
                 .bind(id)
                 .bind(expected_version)
+                .bind(to.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
             let Some(row) = row else {

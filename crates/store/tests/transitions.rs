@@ -689,3 +689,66 @@ async fn cursor_pagination_is_stable() {
         check_pagination(&db).await;
     }
 }
+
+async fn check_patch(db: &Db) {
+    let store = db.open().await;
+    let p = pending_payment(&store, "patch-1", 100).await;
+    let patch = PaymentPatch {
+        provider_trade_no: Some("2026-trade".into()),
+        expires_at: Some(T0 + 99),
+        ..PaymentPatch::default()
+    };
+    let patched = store
+        .patch_payment(&p.id, Some(p.version), &patch)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (patched.status, patched.version),
+        (PaymentStatus::Pending, p.version + 1),
+        "{}",
+        db.label
+    );
+    assert_eq!(
+        (patched.provider_trade_no.as_deref(), patched.expires_at),
+        (Some("2026-trade"), Some(T0 + 99))
+    );
+    assert_eq!(
+        patched.client_action, p.client_action,
+        "unset fields are kept"
+    );
+    assert!(
+        store
+            .patch_payment(&p.id, Some(p.version), &patch)
+            .await
+            .unwrap()
+            .is_none(),
+        "stale version"
+    );
+    assert!(store
+        .patch_payment("pay_missing", None, &patch)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.list_payment_events(&p.id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn patch_changes_columns_but_not_status() {
+    for db in dbs("patch").await {
+        check_patch(&db).await;
+    }
+}
+
+#[tokio::test]
+async fn in_memory_sqlite_works() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let p = pending_payment(&store, "mem-1", 100).await;
+    assert_eq!(
+        store.get_payment(&p.id).await.unwrap().unwrap().status,
+        PaymentStatus::Pending
+    );
+    assert!(
+        matches!(Store::open("mysql://u:pw@h/db").await, Err(StoreError::UnsupportedUrl(u)) if !u.contains("pw"))
+    );
+}
