@@ -7,9 +7,12 @@
 //! [`provider`] holds the other side of the wire (what Alipay itself does), used by the sandbox.
 
 pub mod api;
+pub mod bill;
 pub mod cert_mode;
+pub mod channel;
 pub mod client;
 pub mod config;
+pub mod convert;
 mod error;
 pub mod notify;
 pub mod provider;

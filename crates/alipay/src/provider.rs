@@ -9,6 +9,7 @@ use crate::notify::NotifyRule;
 use crate::sign::{encrypt_content, rsa2_sign, string_to_sign, verify_params};
 use crate::{AesKey, AlipayError};
 
+pub use crate::bill::{write_trade_bill_zip, BillKind, BillRecord, DETAIL_COLUMNS};
 pub use crate::response::{method_node, ERROR_NODE};
 pub use crate::sign::{sign_params, NOTIFY_V1_EXCLUDED, REQUEST_EXCLUDED};
 
