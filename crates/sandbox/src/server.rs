@@ -426,6 +426,12 @@ impl Sandbox {
         self.inner.now()
     }
 
+    /// The sandbox's clock, for clients that must sign with sandbox time (WeChat APIv3's
+    /// 300-second window) once a test has moved the manual clock.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
+    }
+
     /// Moves the manual clock (no-op with the system clock) and returns the new time.
     pub fn advance(&self, ms: Millis) -> Millis {
         match &self.manual {

@@ -531,8 +531,11 @@ pub(crate) fn notification(
             let mut honest = refund_json(t, rf, BodyFault::None);
             let mut spoiled = refund_json(t, rf, fault);
             for v in [&mut honest, &mut spoiled] {
+                // The notification resource names the status `refund_status` (the API
+                // object calls it `status`).
                 if let Some(o) = v.as_object_mut() {
                     o.insert("mchid".into(), json!(t.account));
+                    o.remove("status");
                     o.insert("refund_status".into(), json!(refund_status(rf.state)));
                 }
             }
