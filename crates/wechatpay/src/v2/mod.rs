@@ -1,6 +1,7 @@
 //! WeChat Pay APIv2: XML bodies signed with the API key (MD5 or HMAC-SHA256).
 
 pub mod api;
+pub mod channel;
 pub mod client;
 pub mod client_params;
 pub mod error;

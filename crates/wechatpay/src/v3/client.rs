@@ -97,6 +97,11 @@ impl<T: Transport> V3Client<T> {
             .clone()
     }
 
+    /// Runs `f` with the current keys, without copying them.
+    pub fn with_verifier<R>(&self, f: impl FnOnce(&Verifier) -> R) -> R {
+        f(&self.verifier.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
     pub fn apiv3_key(&self) -> &[u8] {
         self.config.apiv3_key.expose()
     }

@@ -3,6 +3,7 @@
 pub mod aead;
 pub mod api;
 pub mod certs;
+pub mod channel;
 pub mod client;
 pub mod client_params;
 pub mod error;
