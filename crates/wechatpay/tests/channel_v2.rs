@@ -4,6 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
+mod support;
+
 use async_trait::async_trait;
 use paybridge_core::channel::*;
 use paybridge_core::{Fen, Scene};
@@ -14,6 +16,7 @@ use paybridge_wechatpay::v2::client::{V2Client, V2Config};
 use paybridge_wechatpay::v2::notify::REPLY_SUCCESS;
 use paybridge_wechatpay::v2::provider::{fail_xml, refund_notify_xml, signed_xml, verify_request};
 use paybridge_wechatpay::v2::sign::{verify, SignType};
+use support::create;
 
 const KEY: &str = "192006250b4c09247ec02edce69f6a2d";
 
@@ -91,23 +94,6 @@ fn channel(secure: bool) -> (V2Channel, Arc<FakeV2>) {
     (V2Channel::new(client, Arc::new(|| 1_700_000_000)), fake)
 }
 
-fn create(scene: Scene) -> CreatePayment {
-    CreatePayment {
-        out_trade_no: "o1".into(),
-        amount: Fen(101),
-        subject: "Tea".into(),
-        description: None,
-        scene,
-        expires_at: None,
-        notify_url: "https://merchant.example/notify".into(),
-        return_url: None,
-        client_ip: Some("203.0.113.9".into()),
-        payer_id: Some("op".into()),
-        auth_code: Some("134567890123456789".into()),
-        attach: None,
-    }
-}
-
 #[tokio::test]
 async fn operations_map_to_core_outcomes() {
     let (ch, fake) = channel(false);
@@ -120,7 +106,7 @@ async fn operations_map_to_core_outcomes() {
     assert_eq!(
         ch.create_payment(&create(Scene::Wap)).await.unwrap(),
         ClientAction::Redirect {
-            url: "https://wx.tenpay.com/m?p=1".into()
+            url: "https://wx.tenpay.com/m?p=1&redirect_url=https%3A%2F%2Fmerchant.example%2Fdone%3Fx%3D1".into()
         }
     );
     let ClientAction::ClientParams { params } =

@@ -4,6 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
+mod support;
+
 use async_trait::async_trait;
 use paybridge_core::channel::*;
 use paybridge_core::{Fen, Scene};
@@ -17,6 +19,7 @@ use paybridge_wechatpay::v3::{
     client_params, provider, Merchant, MerchantSigner, V3Error, Verifier,
 };
 use serde_json::json;
+use support::create;
 
 const NOW: i64 = 1_700_000_000;
 const APIV3_KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -183,23 +186,6 @@ fn channel(
     config.platform_certificates = certs;
     let signer = MerchantSigner::new(MCHID, "MERCHANTSERIAL", mkey);
     V3Channel::new(V3Client::new(config, signer, verifier, fake, clock()))
-}
-
-fn create(scene: Scene) -> CreatePayment {
-    CreatePayment {
-        out_trade_no: "o1".into(),
-        amount: Fen(101),
-        subject: "Tea".into(),
-        description: None,
-        scene,
-        expires_at: Some(NOW + 900),
-        notify_url: "https://merchant.example/notify".into(),
-        return_url: Some("https://merchant.example/done?x=1".into()),
-        client_ip: Some("203.0.113.9".into()),
-        payer_id: Some("op".into()),
-        auth_code: None,
-        attach: None,
-    }
 }
 
 #[tokio::test]

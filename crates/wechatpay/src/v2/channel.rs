@@ -15,6 +15,7 @@ use super::client_params;
 use super::error::V2Error;
 use super::notify::{parse_pay_notify, parse_refund_notify, reply_fail, REPLY_SUCCESS};
 use super::xml::parse_xml;
+use crate::common::{bad, payment_not_found, refund_not_found, with_redirect};
 use crate::status::{TradeState, V2RefundStatus};
 
 pub struct V2Channel {
@@ -56,23 +57,6 @@ pub fn channel_error(operation: &'static str, e: V2Error) -> ChannelError {
             message: other.to_string(),
             retryable,
         },
-    }
-}
-
-fn bad(e: impl std::fmt::Display) -> ChannelError {
-    ChannelError::BadNotification(e.to_string())
-}
-
-fn not_found(out_trade_no: &str, word: &str) -> PaymentSnapshot {
-    PaymentSnapshot {
-        out_trade_no: out_trade_no.to_string(),
-        provider_trade_no: None,
-        status: ProviderPaymentStatus::NotFound,
-        provider_status: word.to_string(),
-        amount: None,
-        paid_amount: None,
-        paid_at: None,
-        payer_id: None,
     }
 }
 
@@ -130,7 +114,7 @@ impl PaymentChannel for V2Channel {
                         status: ProviderPaymentStatus::UserPaying,
                         provider_status: "USERPAYING".into(),
                         amount: Some(req.amount),
-                        ..not_found(&req.out_trade_no, "USERPAYING")
+                        ..payment_not_found(&req.out_trade_no, "USERPAYING")
                     },
                     Err(e) => return Err(channel_error("micropay", e)),
                 };
@@ -167,7 +151,7 @@ impl PaymentChannel for V2Channel {
                 code_url: resp.code_url.ok_or_else(|| missing("code_url"))?,
             },
             TradeType::Mweb { .. } => ClientAction::Redirect {
-                url: crate::v3::channel::with_redirect(
+                url: with_redirect(
                     resp.mweb_url.ok_or_else(|| missing("mweb_url"))?,
                     req.return_url.as_deref(),
                 ),
@@ -200,7 +184,7 @@ impl PaymentChannel for V2Channel {
         match self.client.order_query(&id).await {
             Ok(q) => order_snapshot(&q),
             Err(e) if business_code(&e) == Some("ORDERNOTEXIST") => {
-                Ok(not_found(&order.out_trade_no, "ORDERNOTEXIST"))
+                Ok(payment_not_found(&order.out_trade_no, "ORDERNOTEXIST"))
             }
             Err(e) => Err(channel_error("orderquery", e)),
         }
@@ -280,14 +264,9 @@ impl PaymentChannel for V2Channel {
                     succeeded_at: item.refund_success_time,
                 })
             }
-            Err(e) if business_code(&e) == Some("REFUNDNOTEXIST") => Ok(RefundSnapshot {
-                out_refund_no: refund.out_refund_no.clone(),
-                provider_refund_no: None,
-                status: ProviderRefundStatus::NotFound,
-                provider_status: "REFUNDNOTEXIST".into(),
-                amount: None,
-                succeeded_at: None,
-            }),
+            Err(e) if business_code(&e) == Some("REFUNDNOTEXIST") => {
+                Ok(refund_not_found(&refund.out_refund_no, "REFUNDNOTEXIST"))
+            }
             Err(e) => Err(channel_error("refundquery", e)),
         }
     }

@@ -122,18 +122,7 @@ impl Merchant {
     }
 }
 
-/// Percent-encodes a path segment or query value (ids are ASCII, but never trust that).
-fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+use crate::common::percent_encode as enc;
 
 /// A request before signing: path with query (what gets signed), JSON body or empty.
 #[derive(Debug, Clone, PartialEq, Eq)]

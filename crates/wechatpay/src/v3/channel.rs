@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use paybridge_core::channel::{
     ChannelError, ChannelEvent, ClientAction, CreatePayment, CreateRefund, HttpReply,
-    InboundRequest, NotifyOutcome, OrderRef, PaymentChannel, PaymentSnapshot,
-    ProviderPaymentStatus, ProviderRefundStatus, RefundRef, RefundSnapshot, VerifiedNotification,
+    InboundRequest, NotifyOutcome, OrderRef, PaymentChannel, PaymentSnapshot, RefundRef,
+    RefundSnapshot, VerifiedNotification,
 };
 use paybridge_core::Scene;
 use paybridge_crypto::random_string;
@@ -17,6 +17,7 @@ use super::error::V3Error;
 use super::model::{Refund, Transaction};
 use super::notify::{failure_body, parse_notify, NotifyEvent};
 use super::verify::SignatureHeaders;
+use crate::common::{bad, payment_not_found, refund_not_found, with_redirect};
 use crate::status::{TradeState, V3RefundStatus};
 
 pub struct V3Channel<T> {
@@ -52,10 +53,6 @@ pub fn channel_error(operation: &'static str, e: V3Error) -> ChannelError {
             retryable,
         },
     }
-}
-
-fn bad(e: impl std::fmt::Display) -> ChannelError {
-    ChannelError::BadNotification(e.to_string())
 }
 
 pub fn transaction_snapshot(t: &Transaction) -> Result<PaymentSnapshot, ChannelError> {
@@ -165,16 +162,9 @@ impl<T: Transport> PaymentChannel for V3Channel<T> {
         };
         match r {
             Ok(t) => transaction_snapshot(&t),
-            Err(V3Error::Api { code, .. }) if code == "ORDER_NOT_EXIST" => Ok(PaymentSnapshot {
-                out_trade_no: order.out_trade_no.clone(),
-                provider_trade_no: None,
-                status: ProviderPaymentStatus::NotFound,
-                provider_status: code,
-                amount: None,
-                paid_amount: None,
-                paid_at: None,
-                payer_id: None,
-            }),
+            Err(V3Error::Api { code, .. }) if code == "ORDER_NOT_EXIST" => {
+                Ok(payment_not_found(&order.out_trade_no, &code))
+            }
             Err(e) => Err(channel_error("query", e)),
         }
     }
@@ -216,14 +206,7 @@ impl<T: Transport> PaymentChannel for V3Channel<T> {
             Err(V3Error::Api { code, .. })
                 if code == "RESOURCE_NOT_EXISTS" || code == "ORDER_NOT_EXIST" =>
             {
-                Ok(RefundSnapshot {
-                    out_refund_no: refund.out_refund_no.clone(),
-                    provider_refund_no: None,
-                    status: ProviderRefundStatus::NotFound,
-                    provider_status: code,
-                    amount: None,
-                    succeeded_at: None,
-                })
+                Ok(refund_not_found(&refund.out_refund_no, &code))
             }
             Err(e) => Err(channel_error("refund query", e)),
         }
@@ -281,24 +264,5 @@ impl<T: Transport> PaymentChannel for V3Channel<T> {
                 body: failure_body(reason).into_bytes(),
             },
         }
-    }
-}
-
-/// H5 pages return the buyer to `redirect_url` (URL-encoded) after paying.
-pub(crate) fn with_redirect(url: String, return_url: Option<&str>) -> String {
-    match return_url {
-        Some(r) => {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            let mut enc = String::new();
-            for b in r.bytes() {
-                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                    enc.push(char::from(b));
-                } else {
-                    enc.push_str(&format!("%{b:02X}"));
-                }
-            }
-            format!("{url}{sep}redirect_url={enc}")
-        }
-        None => url,
     }
 }
