@@ -288,8 +288,9 @@ impl Store {
     }
 
     /// Claims up to `limit` pending deliveries due at `now`, leasing them until `now + lease_ms`.
-    /// Safe across instances: PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, SQLite under its
-    /// single write lock; a delivery whose lease expired (its instance died) is claimable again.
+    /// Safe across instances: PostgreSQL claims with `FOR UPDATE SKIP LOCKED` (in a
+    /// materialized CTE, so the candidate set is computed exactly once), SQLite under its single
+    /// write lock; a delivery whose lease expired (its instance died) is claimable again.
     pub async fn claim_due_deliveries(
         &self,
         now: i64,
@@ -298,10 +299,12 @@ impl Store {
     ) -> Result<Vec<DueDelivery>> {
         let rows: Vec<DeliveryRow> = with_pool!(self, |pool, d| {
             let sql = format!(
-                "UPDATE webhook_deliveries SET lease_until = $1 + $2, updated_at = $1 \
-                 WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'pending' \
-                   AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
+                "WITH picked AS MATERIALIZED (SELECT id AS picked_id FROM webhook_deliveries \
+                   WHERE status = 'pending' AND next_attempt_at <= $1 \
+                   AND (lease_until IS NULL OR lease_until <= $1) \
                    ORDER BY next_attempt_at, id LIMIT $3{}) \
+                 UPDATE webhook_deliveries SET lease_until = $1 + $2, updated_at = $1 \
+                 FROM picked WHERE webhook_deliveries.id = picked.picked_id \
                  RETURNING {DELIVERY_COLS}",
                 d.skip_locked()
             );

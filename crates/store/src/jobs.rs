@@ -235,12 +235,13 @@ impl Store {
     ) -> Result<Vec<Job>> {
         let rows: Vec<JobRow> = with_pool!(self, |pool, d| {
             let sql = format!(
-                "UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2 + $3, \
-                 attempts = attempts + 1, updated_at = $2 \
-                 WHERE id IN (SELECT id FROM jobs WHERE \
+                "WITH picked AS MATERIALIZED (SELECT id AS picked_id FROM jobs WHERE \
                    (state = 'scheduled' AND run_at <= $2) OR \
                    (state = 'running' AND lease_until <= $2) \
                    ORDER BY run_at, id LIMIT $4{}) \
+                 UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2 + $3, \
+                 attempts = attempts + 1, updated_at = $2 \
+                 FROM picked WHERE jobs.id = picked.picked_id \
                  RETURNING {JOB_COLS}",
                 d.skip_locked()
             );

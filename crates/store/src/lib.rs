@@ -21,6 +21,7 @@ mod jobs;
 mod model;
 mod payments;
 mod provider_calls;
+mod reconcile;
 mod refunds;
 
 use std::str::FromStr;
@@ -44,6 +45,9 @@ pub use jobs::{Job, JobState, NewJob, Scheduled, TimelineEntry};
 pub use model::{Applied, Audit, AuditEntry, NewEvent, Page};
 pub use payments::{NewPayment, Payment, PaymentFilter, PaymentPatch};
 pub use provider_calls::{NewProviderCall, ProviderCall};
+pub use reconcile::{
+    DiscrepancyRecord, LocalDayTotals, NewDiscrepancy, ReconRefund, ReconciliationRun,
+};
 pub use refunds::{NewRefund, Refund, RefundChange, RefundPatch};
 
 use db::Backend;
