@@ -643,7 +643,8 @@ pub(crate) fn notification(
     fault: BodyFault,
     now: Millis,
 ) -> Result<Option<(String, Outgoing)>, String> {
-    let Some(url) = t.notify_url.clone() else {
+    // A QR trade nobody scanned never existed for Alipay: its expiry is not announced.
+    let Some(url) = t.notify_url.clone().filter(|_| t.visible) else {
         return Ok(None);
     };
     let mut f: Vec<(String, String)> = Vec::new();

@@ -115,9 +115,11 @@ pub fn beijing_day_bounds(date: &str) -> Option<(Millis, Millis)> {
 /// Alipay `timeout_express`: `90m`, `2h`, `1d`, `1c` (until the end of the Beijing day).
 /// Alipay accepts 1m..15d.
 pub fn parse_timeout_express(text: &str, now: Millis) -> Option<Millis> {
-    let (num, unit) = text.split_at(text.len().checked_sub(1)?);
+    // Split on a character boundary: the unit may be any (hostile) character.
+    let (cut, _) = text.char_indices().last()?;
+    let (num, unit) = text.split_at(cut);
     let n: i64 = num.parse().ok()?;
-    if n <= 0 {
+    if n <= 0 || n > 100_000 {
         return None;
     }
     let ms = match unit {
@@ -162,6 +164,8 @@ mod tests {
         assert_eq!(parse_timeout_express("16d", now), None);
         assert_eq!(parse_timeout_express("x", now), None);
         assert_eq!(parse_timeout_express("", now), None);
+        assert_eq!(parse_timeout_express("1分", now), None);
+        assert_eq!(parse_timeout_express("99999999999999m", now), None);
         // "1c" closes at the next Beijing midnight.
         assert_eq!(parse_timeout_express("1c", now), Some(now + 16 * 3_600_000));
     }

@@ -271,7 +271,7 @@ impl Notifier {
             next_due: if held {
                 None
             } else {
-                Some(now + faults.delay_ms.max(0))
+                Some(now.saturating_add(faults.delay_ms.max(0)))
             },
             first_attempt_at: None,
             attempts: Vec::new(),
@@ -304,7 +304,7 @@ impl Notifier {
             self.next_order += 1;
             r.order = self.next_order;
             r.state = DeliveryState::Pending;
-            r.next_due = Some(now + r.faults.delay_ms.max(0));
+            r.next_due = Some(now.saturating_add(r.faults.delay_ms.max(0)));
         }
         n
     }
@@ -407,7 +407,7 @@ impl Notifier {
             Some(secs) => {
                 // The schedule runs from the start of the attempt.
                 let started = this_attempt.iter().map(|a| a.at).min().unwrap_or(now);
-                r.next_due = Some(started + scale.apply(secs * 1000));
+                r.next_due = Some(started.saturating_add(scale.apply(secs * 1000)));
             }
             None => {
                 r.state = DeliveryState::GaveUp;

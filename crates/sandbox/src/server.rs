@@ -25,6 +25,8 @@ use crate::notifier::{accepted, AttemptOutcome, FaultBook, Faults, NotificationR
 
 /// Bodies larger than this are refused (the providers cap requests too).
 pub(crate) const MAX_BODY: usize = 1 << 20;
+/// How many exchanges `GET /_sandbox/requests` remembers.
+const MAX_RECORDED: usize = 10_000;
 
 /// One HTTP exchange the sandbox served, for `GET /_sandbox/requests`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -253,7 +255,13 @@ async fn record(AxState(inner): AxState<Arc<Inner>>, req: Request, next: Next) -
         Ok(s) => s.to_string(),
         Err(_) => format!("<{} binary bytes>", rbytes.len()),
     };
-    inner.lock().requests.push(rec);
+    let mut st = inner.lock();
+    // A long-running sandbox keeps the most recent exchanges only.
+    if st.requests.len() >= MAX_RECORDED {
+        st.requests.drain(..MAX_RECORDED / 10);
+    }
+    st.requests.push(rec);
+    drop(st);
     Response::from_parts(rparts, Body::from(rbytes))
 }
 

@@ -17,6 +17,47 @@ use paybridge_core::Fen;
 use paybridge_crypto::RsaPublicKey;
 use paybridge_sandbox::{BarcodeMode, Sandbox};
 
+// Request builders: one place to follow the protocol crate's constructors.
+fn req_precreate(no: &str, fen: Fen, subject: &str) -> TradePrecreate {
+    TradePrecreate {
+        order: OrderInfo::new(no, fen, subject),
+    }
+}
+
+fn req_query(no: &str) -> TradeQuery {
+    TradeQuery {
+        trade: TradeRef::out_trade_no(no),
+    }
+}
+
+fn req_refund(no: &str, request_no: &str, fen: Fen) -> TradeRefund {
+    TradeRefund::new(TradeRef::out_trade_no(no), request_no, fen)
+}
+
+fn req_refund_query(no: &str, request_no: &str) -> TradeFastpayRefundQuery {
+    TradeFastpayRefundQuery::new(TradeRef::out_trade_no(no), request_no)
+}
+
+fn req_close(no: &str) -> TradeClose {
+    TradeClose {
+        trade: TradeRef::out_trade_no(no),
+    }
+}
+
+fn req_cancel(no: &str) -> TradeCancel {
+    TradeCancel {
+        trade: TradeRef::out_trade_no(no),
+    }
+}
+
+fn req_barcode(no: &str, auth_code: &str, fen: Fen, subject: &str) -> TradePay {
+    TradePay::new(OrderInfo::new(no, fen, subject), auth_code)
+}
+
+fn req_create(no: &str, fen: Fen, subject: &str, payer: &str) -> TradeCreate {
+    TradeCreate::new(OrderInfo::new(no, fen, subject), payer)
+}
+
 const APP: &str = "2021000000000001";
 const CERT_APP: &str = "2021000000000002";
 
@@ -69,19 +110,13 @@ async fn precreate_scan_pay_notify_query_refund_close() {
     let rx = Receiver::start(200, "success").await;
     let c = client(&sb);
     let pre = c
-        .execute(
-            &TradePrecreate::new("A-PRE-1", Fen(1000), "QR order"),
-            &opts(&rx),
-        )
+        .execute(&req_precreate("A-PRE-1", Fen(1000), "QR order"), &opts(&rx))
         .await
         .unwrap();
     assert_eq!(pre.out_trade_no, "A-PRE-1");
     // Like Alipay, a QR trade does not exist for queries until the buyer scans it.
     let e = c
-        .execute(
-            &TradeQuery::by_out_trade_no("A-PRE-1"),
-            &CallOptions::default(),
-        )
+        .execute(&req_query("A-PRE-1"), &CallOptions::default())
         .await;
     assert_eq!(sub_code(e.unwrap_err()), "ACQ.TRADE_NOT_EXIST");
     let page = reqwest::get(&pre.qr_code)
@@ -92,10 +127,7 @@ async fn precreate_scan_pay_notify_query_refund_close() {
         .unwrap();
     assert!(page.contains("A-PRE-1") && page.contains("10.00"));
     let q = c
-        .execute(
-            &TradeQuery::by_out_trade_no("A-PRE-1"),
-            &CallOptions::default(),
-        )
+        .execute(&req_query("A-PRE-1"), &CallOptions::default())
         .await
         .unwrap();
     assert_eq!(q.trade_status, "WAIT_BUYER_PAY");
@@ -117,10 +149,7 @@ async fn precreate_scan_pay_notify_query_refund_close() {
     );
 
     let q = c
-        .execute(
-            &TradeQuery::by_out_trade_no("A-PRE-1"),
-            &CallOptions::default(),
-        )
+        .execute(&req_query("A-PRE-1"), &CallOptions::default())
         .await
         .unwrap();
     assert_eq!(
@@ -130,7 +159,7 @@ async fn precreate_scan_pay_notify_query_refund_close() {
 
     // Partial refunds, idempotent by out_request_no; over-refund refused.
     let r1 = c
-        .execute(&TradeRefund::new("A-PRE-1", "R1", Fen(300)), &opts(&rx))
+        .execute(&req_refund("A-PRE-1", "R1", Fen(300)), &opts(&rx))
         .await
         .unwrap();
     assert_eq!(
@@ -138,7 +167,7 @@ async fn precreate_scan_pay_notify_query_refund_close() {
         (Fen(300), Some("Y"))
     );
     let again = c
-        .execute(&TradeRefund::new("A-PRE-1", "R1", Fen(300)), &opts(&rx))
+        .execute(&req_refund("A-PRE-1", "R1", Fen(300)), &opts(&rx))
         .await
         .unwrap();
     assert_eq!(
@@ -146,24 +175,21 @@ async fn precreate_scan_pay_notify_query_refund_close() {
         (Fen(300), Some("N"))
     );
     let over = c
-        .execute(&TradeRefund::new("A-PRE-1", "R2", Fen(701)), &opts(&rx))
+        .execute(&req_refund("A-PRE-1", "R2", Fen(701)), &opts(&rx))
         .await;
     assert_eq!(
         sub_code(over.unwrap_err()),
         "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL"
     );
     let rq = c
-        .execute(
-            &TradeFastpayRefundQuery::new("A-PRE-1", "R1"),
-            &CallOptions::default(),
-        )
+        .execute(&req_refund_query("A-PRE-1", "R1"), &CallOptions::default())
         .await
         .unwrap();
     assert_eq!(rq.refund_amount, Some(Fen(300)));
     assert_eq!(rq.refund_status.as_deref(), Some("REFUND_SUCCESS"));
     let none = c
         .execute(
-            &TradeFastpayRefundQuery::new("A-PRE-1", "NOPE"),
+            &req_refund_query("A-PRE-1", "NOPE"),
             &CallOptions::default(),
         )
         .await
@@ -179,13 +205,7 @@ async fn precreate_scan_pay_notify_query_refund_close() {
     assert_eq!(refund_note.refund_fee, Some(Fen(300)));
 
     let close = c
-        .execute(
-            &TradeClose {
-                out_trade_no: Some("A-PRE-1".into()),
-                trade_no: None,
-            },
-            &CallOptions::default(),
-        )
+        .execute(&req_close("A-PRE-1"), &CallOptions::default())
         .await;
     assert_eq!(sub_code(close.unwrap_err()), "ACQ.TRADE_STATUS_ERROR");
 }
@@ -199,7 +219,10 @@ async fn page_and_wap_pay_lead_the_buyer_to_the_sandbox_page() {
     o.return_url = Some(format!("{}/return", rx.url));
     // Page pay by GET URL: the buyer's browser lands on the pay page.
     let signed = c
-        .sign(&TradePagePay::new("A-PAGE-1", Fen(1), "page"), &o)
+        .sign(
+            &TradePagePay::new(OrderInfo::new("A-PAGE-1", Fen(1), "page")),
+            &o,
+        )
         .unwrap();
     let page = reqwest::get(signed.get_url()).await.unwrap();
     assert!(page.url().path().starts_with("/_sandbox/pay/"));
@@ -230,7 +253,10 @@ async fn page_and_wap_pay_lead_the_buyer_to_the_sandbox_page() {
 
     // Wap pay by POSTed form (parameters in the body, charset in the query): same page.
     let signed = c
-        .sign(&TradeWapPay::new("A-WAP-1", Fen(250), "wap"), &o)
+        .sign(
+            &TradeWapPay::new(OrderInfo::new("A-WAP-1", Fen(250), "wap")),
+            &o,
+        )
         .unwrap();
     let req = signed.to_http_request();
     let landed = reqwest::Client::new()
@@ -245,6 +271,45 @@ async fn page_and_wap_pay_lead_the_buyer_to_the_sandbox_page() {
         sb.trade_by_out_no("A-WAP-1").unwrap().scene,
         "QUICK_WAP_WAY"
     );
+
+    // The App SDK's order string, as the app would hand it to Alipay.
+    let signed = c
+        .sign(
+            &TradeAppPay::new(OrderInfo::new("A-APP-1", Fen(3), "app")),
+            &o,
+        )
+        .unwrap();
+    let landed = reqwest::Client::new()
+        .post(sb.gateway_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(signed.order_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(landed.url().path().starts_with("/_sandbox/pay/"));
+    assert_eq!(
+        sb.trade_by_out_no("A-APP-1").unwrap().scene,
+        "QUICK_MSECURITY_PAY"
+    );
+
+    // Any API by GET with every parameter in the query string (some SDKs do that).
+    let signed = c
+        .sign(&req_query("A-PAGE-1"), &CallOptions::default())
+        .unwrap();
+    let body = reqwest::get(signed.get_url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let parts = paybridge_alipay::response::split_response(&body, "alipay.trade.query").unwrap();
+    let key = RsaPublicKey::from_text(&sb.alipay_public_key()).unwrap();
+    assert!(paybridge_alipay::response::verify_content(
+        &key,
+        parts.content,
+        parts.sign.as_deref().unwrap()
+    ));
+    assert!(parts.content.contains("\"trade_status\":\"TRADE_SUCCESS\""));
 }
 
 #[tokio::test]
@@ -254,7 +319,7 @@ async fn create_close_and_closed_trade_cannot_be_paid() {
     let c = client(&sb);
     let created = c
         .execute(
-            &TradeCreate::new("A-JS-1", Fen(500), "jsapi", "2088102177846880"),
+            &req_create("A-JS-1", Fen(500), "jsapi", "2088102177846880"),
             &opts(&rx),
         )
         .await
@@ -263,25 +328,16 @@ async fn create_close_and_closed_trade_cannot_be_paid() {
     // Same number, other amount: refused as Alipay refuses it.
     let dup = c
         .execute(
-            &TradeCreate::new("A-JS-1", Fen(501), "jsapi", "2088102177846880"),
+            &req_create("A-JS-1", Fen(501), "jsapi", "2088102177846880"),
             &opts(&rx),
         )
         .await;
     assert_eq!(sub_code(dup.unwrap_err()), "ACQ.CONTEXT_INCONSISTENT");
-    c.execute(
-        &TradeClose {
-            out_trade_no: Some("A-JS-1".into()),
-            trade_no: None,
-        },
-        &CallOptions::default(),
-    )
-    .await
-    .unwrap();
+    c.execute(&req_close("A-JS-1"), &CallOptions::default())
+        .await
+        .unwrap();
     let q = c
-        .execute(
-            &TradeQuery::by_out_trade_no("A-JS-1"),
-            &CallOptions::default(),
-        )
+        .execute(&req_query("A-JS-1"), &CallOptions::default())
         .await
         .unwrap();
     assert_eq!(q.trade_status, "TRADE_CLOSED");
@@ -311,10 +367,7 @@ async fn barcode_succeeds_waits_fails_and_cancels() {
     let c = client(&sb);
     let o = CallOptions::default();
     let paid = c
-        .execute(
-            &TradePay::new("A-BAR-1", "281234567890", Fen(100), "bar"),
-            &o,
-        )
+        .execute(&req_barcode("A-BAR-1", "281234567890", Fen(100), "bar"), &o)
         .await
         .unwrap();
     assert_eq!(
@@ -322,60 +375,30 @@ async fn barcode_succeeds_waits_fails_and_cancels() {
         ("10000", Some(Fen(100)))
     );
     // Cancelling a paid barcode trade refunds it.
-    let cancel = c
-        .execute(
-            &TradeCancel {
-                out_trade_no: Some("A-BAR-1".into()),
-                trade_no: None,
-            },
-            &o,
-        )
-        .await
-        .unwrap();
+    let cancel = c.execute(&req_cancel("A-BAR-1"), &o).await.unwrap();
     assert_eq!(cancel.action.as_deref(), Some("refund"));
 
     sb.set_barcode_mode(APP, BarcodeMode::WaitPassword);
     let waiting = c
-        .execute(
-            &TradePay::new("A-BAR-2", "281234567891", Fen(100), "bar"),
-            &o,
-        )
+        .execute(&req_barcode("A-BAR-2", "281234567891", Fen(100), "bar"), &o)
         .await
         .unwrap();
     assert_eq!(waiting.code, "10003");
-    let q = c
-        .execute(&TradeQuery::by_out_trade_no("A-BAR-2"), &o)
-        .await
-        .unwrap();
+    let q = c.execute(&req_query("A-BAR-2"), &o).await.unwrap();
     assert_eq!(q.trade_status, "WAIT_BUYER_PAY");
     control(&sb, &trade_id(&sb, "A-BAR-2"), "pay").await;
-    let q = c
-        .execute(&TradeQuery::by_out_trade_no("A-BAR-2"), &o)
-        .await
-        .unwrap();
+    let q = c.execute(&req_query("A-BAR-2"), &o).await.unwrap();
     assert_eq!(q.trade_status, "TRADE_SUCCESS");
 
     sb.set_barcode_mode(APP, BarcodeMode::Fail);
     let failed = c
-        .execute(
-            &TradePay::new("A-BAR-3", "281234567892", Fen(100), "bar"),
-            &o,
-        )
+        .execute(&req_barcode("A-BAR-3", "281234567892", Fen(100), "bar"), &o)
         .await;
     assert_eq!(
         sub_code(failed.unwrap_err()),
         "ACQ.PAYMENT_AUTH_CODE_INVALID"
     );
-    let cancel = c
-        .execute(
-            &TradeCancel {
-                out_trade_no: Some("A-BAR-3".into()),
-                trade_no: None,
-            },
-            &o,
-        )
-        .await
-        .unwrap();
+    let cancel = c.execute(&req_cancel("A-BAR-3"), &o).await.unwrap();
     assert_eq!(cancel.action.as_deref(), Some("close"));
 }
 
@@ -391,9 +414,7 @@ async fn bad_signature_is_refused_with_isv_invalid_signature() {
         AlipayConfig::new(APP, keys).with_gateway(sb.gateway_url()),
         transport(),
     );
-    let e = c
-        .execute(&TradeQuery::by_out_trade_no("x"), &CallOptions::default())
-        .await;
+    let e = c.execute(&req_query("x"), &CallOptions::default()).await;
     match e.unwrap_err() {
         AlipayError::Gateway(g) => {
             assert_eq!(
@@ -430,7 +451,7 @@ async fn certificate_mode_and_aes_content_encryption() {
     );
     let created = c
         .execute(
-            &TradeCreate::new("A-CERT-1", Fen(10), "cert", "2088102177846880"),
+            &req_create("A-CERT-1", Fen(10), "cert", "2088102177846880"),
             &CallOptions::default(),
         )
         .await
@@ -455,7 +476,7 @@ async fn certificate_mode_and_aes_content_encryption() {
     );
     let pre = c
         .execute(
-            &TradePrecreate::new("A-AES-1", Fen(10), "aes"),
+            &req_precreate("A-AES-1", Fen(10), "aes"),
             &CallOptions::default(),
         )
         .await
@@ -474,9 +495,9 @@ async fn order_expiry_follows_the_clock() {
     let sb = sandbox().await;
     let rx = Receiver::start(200, "success").await;
     let c = client(&sb);
-    let mut req = TradeCreate::new("A-EXP-1", Fen(10), "expiring", "2088102177846880");
+    let mut req = req_create("A-EXP-1", Fen(10), "expiring", "2088102177846880");
     let expire_at = sb.now() / 1000 + 600;
-    req.time_expire = Some(paybridge_alipay::time_fmt::format_beijing(expire_at));
+    req.order.time_expire = Some(paybridge_alipay::time_fmt::format_beijing(expire_at));
     c.execute(&req, &opts(&rx)).await.unwrap();
     sb.advance(599_000);
     sb.run_due().await;
@@ -487,10 +508,7 @@ async fn order_expiry_follows_the_clock() {
     sb.advance(1_000);
     sb.run_due().await;
     let q = c
-        .execute(
-            &TradeQuery::by_out_trade_no("A-EXP-1"),
-            &CallOptions::default(),
-        )
+        .execute(&req_query("A-EXP-1"), &CallOptions::default())
         .await
         .unwrap();
     assert_eq!(q.trade_status, "TRADE_CLOSED");
@@ -505,13 +523,13 @@ async fn daily_bill_zip_reads_back_with_the_protocol_reader() {
     let sb = sandbox().await;
     let c = client(&sb);
     let o = CallOptions::default();
-    c.execute(&TradePay::new("A-BILL-1", "28001", Fen(1234), "bill"), &o)
+    c.execute(&req_barcode("A-BILL-1", "28001", Fen(1234), "bill"), &o)
         .await
         .unwrap();
-    c.execute(&TradePay::new("A-BILL-2", "28002", Fen(66), "bill"), &o)
+    c.execute(&req_barcode("A-BILL-2", "28002", Fen(66), "bill"), &o)
         .await
         .unwrap();
-    c.execute(&TradeRefund::new("A-BILL-1", "RB1", Fen(34)), &o)
+    c.execute(&req_refund("A-BILL-1", "RB1", Fen(34)), &o)
         .await
         .unwrap();
     sb.add_discrepancy(paybridge_sandbox::Discrepancy {

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use paybridge_alipay::api::{TradePay, TradePrecreate};
+use paybridge_alipay::api::{OrderInfo, TradePay, TradePrecreate};
 use paybridge_alipay::client::AlipayClient;
 use paybridge_alipay::notify::NotifyForm;
 use paybridge_alipay::request::CallOptions;
@@ -21,6 +21,17 @@ use paybridge_sandbox::{BodyFault, DropFault, Faults, Sandbox, TimeScale};
 use paybridge_wechatpay::v3::notify::parse_notify;
 use paybridge_wechatpay::v3::{SignatureHeaders, Verifier};
 use serde_json::json;
+
+// Request builders: one place to follow the protocol crate's constructors.
+fn req_precreate(no: &str, fen: Fen, subject: &str) -> TradePrecreate {
+    TradePrecreate {
+        order: OrderInfo::new(no, fen, subject),
+    }
+}
+
+fn req_barcode(no: &str, auth_code: &str, fen: Fen, subject: &str) -> TradePay {
+    TradePay::new(OrderInfo::new(no, fen, subject), auth_code)
+}
 
 const APP: &str = "2021000000000001";
 
@@ -44,7 +55,7 @@ async fn paid_trade(sb: &Sandbox, rx: &Receiver, no: &str, fen: i64) -> String {
         ..CallOptions::default()
     };
     alipay(sb)
-        .execute(&TradePrecreate::new(no, Fen(fen), "faults"), &opts)
+        .execute(&req_precreate(no, Fen(fen), "faults"), &opts)
         .await
         .unwrap();
     let id = trade_id(sb, no);
@@ -307,7 +318,7 @@ async fn forged_and_tampered_notifications_fail_verification() {
         ("F-APPID", BodyFault::TamperedAppId),
     ];
     for (no, fault) in cases {
-        c.execute(&TradePrecreate::new(no, Fen(1000), "f"), &opts)
+        c.execute(&req_precreate(no, Fen(1000), "f"), &opts)
             .await
             .unwrap();
         let id = trade_id(&sb, no);
@@ -322,7 +333,7 @@ async fn forged_and_tampered_notifications_fail_verification() {
         control(&sb, &id, "pay").await;
     }
     // A clean one for contrast.
-    c.execute(&TradePay::new("F-CLEAN", "28", Fen(5), "f"), &opts)
+    c.execute(&req_barcode("F-CLEAN", "28", Fen(5), "f"), &opts)
         .await
         .unwrap();
     sb.run_due().await;
@@ -444,4 +455,26 @@ async fn everything_sent_and_received_is_visible_through_the_control_api() {
     .await
     .unwrap();
     assert_eq!(trades[0]["status"], "TRADE_SUCCESS");
+}
+
+#[tokio::test]
+async fn standalone_mode_runs_on_the_system_clock_and_ticks_on_demand() {
+    use paybridge_sandbox::{Clock, SandboxConfig, StartOptions, SystemClock};
+    let config = SandboxConfig::generate(SystemClock.now_ms() / 1000).unwrap();
+    // A ticker period far longer than the test: delivery happens only through the tick call.
+    let sb = Sandbox::start_with(
+        config,
+        StartOptions {
+            tick: Some(std::time::Duration::from_secs(3_600)),
+            ..StartOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let rx = Receiver::start(200, "success").await;
+    paid_trade(&sb, &rx, "F-SYS-1", 100).await;
+    let ticked = control_json(&sb, reqwest::Method::POST, "/_sandbox/tick", json!({})).await;
+    assert!(ticked["sent"].as_u64().unwrap() >= 1);
+    assert_eq!(rx.received().len(), 1);
+    assert!(alipay_valid(&sb, &rx.received()[0].body));
 }
