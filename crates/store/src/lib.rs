@@ -9,6 +9,55 @@
 //! prefixed UUIDv7 strings (`pay_…`, `re_…`, `evt_…`), JSON columns are `serde_json::Value`.
 //! State changes go through [`Store::transition_payment`] / [`Store::transition_refund`], which
 //! apply a conditional update, its outbox event and its audit row in one transaction.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), paybridge_store::StoreError> {
+//! use paybridge_core::{Channel, Fen, Mode, PaymentStatus, Scene};
+//! use paybridge_store::{Applied, Audit, NewEvent, NewPayment, PaymentPatch, Store};
+//!
+//! let dir = tempfile::tempdir().map_err(|e| paybridge_store::StoreError::Invalid(e.to_string()))?;
+//! let store = Store::open(&format!("sqlite://{}", dir.path().join("pb.db").display())).await?;
+//! let payment = store
+//!     .insert_payment(
+//!         NewPayment {
+//!             mode: Mode::Sandbox,
+//!             account: "alipay_main".into(),
+//!             channel: Channel::Alipay,
+//!             scene: Scene::Qr,
+//!             out_trade_no: "order-1".into(),
+//!             amount: Fen(1999),
+//!             currency: "CNY".into(),
+//!             subject: "T-shirt".into(),
+//!             description: None,
+//!             expires_at: None,
+//!             metadata: serde_json::json!({}),
+//!         },
+//!         &Audit::new("api:key_1", "create"),
+//!     )
+//!     .await?;
+//! let paid = store
+//!     .transition_payment(
+//!         &payment.id,
+//!         None,
+//!         PaymentStatus::Paid,
+//!         &PaymentPatch { paid_amount: Some(Fen(1999)), ..PaymentPatch::default() },
+//!         |p| Some(NewEvent::new("payment.paid", serde_json::json!({ "id": p.id }))),
+//!         &Audit::new("notify:ntf_1", "alipay TRADE_SUCCESS"),
+//!     )
+//!     .await?;
+//! assert!(matches!(paid, Applied::Yes(ref p) if p.status == PaymentStatus::Paid));
+//! // The same notification again: nothing changes, no second event.
+//! let again = store
+//!     .transition_payment(&payment.id, None, PaymentStatus::Paid, &PaymentPatch::default(),
+//!         |_| None, &Audit::new("notify:ntf_2", "duplicate"))
+//!     .await?;
+//! assert_eq!(again, Applied::No);
+//! # Ok(())
+//! # }
+//! ```
 
 mod api_keys;
 mod clock;
