@@ -575,3 +575,42 @@ async fn daily_bill_zip_reads_back_with_the_protocol_reader() {
     );
     let _ = Arc::new(());
 }
+
+#[tokio::test]
+async fn raw_biz_content_text_of_any_sdk_is_verified_as_received() {
+    // An SDK that escapes non-ASCII as \uXXXX, adds `alipay_sdk` and sends everything in the
+    // body without `format`: the signature covers the raw text, which is then parsed.
+    let sb = sandbox().await;
+    let app = &sb.config().alipay.apps[0];
+    let key = paybridge_crypto::RsaPrivateKey::from_text(app.app_private_key.as_deref().unwrap())
+        .unwrap();
+    let biz = r#"{"subject":"\u4e2d\u6587","out_trade_no":"A-RAW-1","total_amount":"1.00"}"#;
+    let ts = paybridge_alipay::time_fmt::format_beijing(sb.now() / 1000);
+    let mut params: Vec<(&str, &str)> = vec![
+        ("app_id", APP),
+        ("method", "alipay.trade.precreate"),
+        ("charset", "utf-8"),
+        ("sign_type", "RSA2"),
+        ("timestamp", &ts),
+        ("version", "1.0"),
+        ("alipay_sdk", "alipay-sdk-java-4.38.0.ALL"),
+        ("biz_content", biz),
+    ];
+    let (_, sign) = paybridge_alipay::sign::sign_params(params.iter().copied(), &key).unwrap();
+    params.push(("sign", &sign));
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    let raw = reqwest::Client::new()
+        .post(sb.gateway_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(raw.contains("\"code\":\"10000\""), "{raw}");
+    assert_eq!(sb.trade_by_out_no("A-RAW-1").unwrap().subject, "中文");
+}

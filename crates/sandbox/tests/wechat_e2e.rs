@@ -588,3 +588,79 @@ async fn v2_micropay_modes_and_reverse() {
         "REVOKED"
     );
 }
+
+#[tokio::test]
+async fn v3_accepts_any_sdks_authorization_field_order_and_short_nonces() {
+    let sb = sandbox().await;
+    let m = &sb.config().wechat.merchants[0];
+    let key = RsaPrivateKey::from_text(m.merchant_private_key.as_deref().unwrap()).unwrap();
+    let signer = MerchantSigner::new(m.mchid.clone(), m.merchant_serial.clone(), key);
+    let path = format!(
+        "/v3/pay/transactions/out-trade-no/NOPE-ORDER?mchid={}",
+        m.mchid
+    );
+    let ts = (sb.now() / 1000).to_string();
+    let nonce = "abcdefghijklmno"; // 15 characters, as some SDKs send
+    let signed = signer.sign_request("GET", &path, "", &ts, nonce).unwrap();
+    // Fields in another order, serial in lower case.
+    let auth = format!(
+        "WECHATPAY2-SHA256-RSA2048 signature=\"{}\",serial_no=\"{}\",timestamp=\"{ts}\",mchid=\"{}\",nonce_str=\"{nonce}\"",
+        signed.signature,
+        m.merchant_serial.to_ascii_lowercase(),
+        m.mchid
+    );
+    let resp = reqwest::Client::new()
+        .get(format!("{}{path}", sb.base_url()))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    // Verified, then a business answer: the order does not exist.
+    assert_eq!(resp.status(), 404);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "ORDER_NOT_EXIST");
+}
+
+#[tokio::test]
+async fn v3_refund_abnormal_and_closed_outcomes_are_notified() {
+    let sb = sandbox().await;
+    let rx = Receiver::start(204, "").await;
+    let c = v3_client(&sb, true);
+    c.prepay(&prepay(PrepayKind::Native, "W3-AB-1", 100, &rx))
+        .await
+        .unwrap();
+    let id = trade_id(&sb, "W3-AB-1");
+    control(&sb, &id, "pay").await;
+    sb.run_due().await;
+    for (no, state) in [("W3-AB-R1", "abnormal"), ("W3-AB-R2", "closed")] {
+        c.refund(&RefundRequest {
+            out_trade_no: "W3-AB-1".into(),
+            transaction_id: None,
+            out_refund_no: no.into(),
+            refund: Fen(10),
+            total: Fen(100),
+            reason: None,
+            notify_url: Some(rx.url.clone()),
+        })
+        .await
+        .unwrap();
+        control_json(
+            &sb,
+            reqwest::Method::POST,
+            &format!("/_sandbox/trades/{id}/refunds/{no}/state"),
+            serde_json::json!({ "state": state }),
+        )
+        .await;
+        sb.run_due().await;
+    }
+    let kinds: Vec<String> = sb.notifications().iter().map(|n| n.kind.clone()).collect();
+    assert_eq!(
+        kinds,
+        vec!["TRANSACTION.SUCCESS", "REFUND.ABNORMAL", "REFUND.CLOSED"]
+    );
+    let NotifyEvent::Refund(r) = v3_event(&sb, &rx.received()[1]).unwrap() else {
+        panic!()
+    };
+    assert_eq!(r.status, "ABNORMAL");
+    assert_eq!(c.query_refund("W3-AB-R2").await.unwrap().status, "CLOSED");
+}
