@@ -5,10 +5,12 @@
 
 #![recursion_limit = "512"]
 
+pub mod channels;
 pub mod config;
 pub mod error;
 pub mod routes;
 pub mod runtime;
+pub mod sandbox_accounts;
 pub mod service;
 pub mod webhook;
 

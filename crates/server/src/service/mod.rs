@@ -60,6 +60,20 @@ pub struct Account {
 }
 
 impl Account {
+    /// The channel for a payment of `scene`: barcode (micropay) exists only in WeChat's APIv2,
+    /// so a v3 account that also has v2 keys sends those payments through v2.
+    pub fn api_for(
+        &self,
+        scene: paybridge_core::Scene,
+    ) -> Result<&Arc<dyn PaymentChannel>, ApiError> {
+        if scene == paybridge_core::Scene::Barcode && self.primary == Protocol::WechatV3 {
+            if let Some(v2) = self.channels.get(&Protocol::WechatV2) {
+                return Ok(v2);
+            }
+        }
+        self.api()
+    }
+
     pub fn api(&self) -> Result<&Arc<dyn PaymentChannel>, ApiError> {
         self.channels
             .get(&self.primary)

@@ -198,18 +198,6 @@ impl Gateway {
             }
             Err(e) => return self.failed(e.to_string()),
         };
-        if let Some(nid) = &verified.notify_id {
-            if let Ok(true) = self.store.notification_seen(&account.id, nid).await {
-                return Verdict {
-                    verified: true,
-                    outcome: "duplicate",
-                    reason: None,
-                    notify_id: None,
-                    payment_id: Some(payment.id.clone()),
-                    reply: NotifyOutcome::Accepted,
-                };
-            }
-        }
         let audit = Audit::new(format!("notify:{notification_id}"), "provider notification");
         let mut verdict = match &verified.event {
             ChannelEvent::Payment { snapshot } => {
@@ -280,6 +268,16 @@ impl Gateway {
         };
         if matches!(verdict.outcome, "applied" | "no_change") {
             verdict.notify_id = verified.notify_id.clone();
+        }
+        // Duplicates are harmless (the transition is conditional); the id only labels them.
+        // It never short-circuits processing: a provider reusing an id for another trade must
+        // not make us skip a payment.
+        if verdict.outcome == "no_change" {
+            if let Some(nid) = &verified.notify_id {
+                if let Ok(true) = self.store.notification_seen(&account.id, nid).await {
+                    verdict.outcome = "duplicate";
+                }
+            }
         }
         verdict.payment_id = Some(payment.id.clone());
         verdict

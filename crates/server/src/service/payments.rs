@@ -68,6 +68,11 @@ fn validate(input: &CreatePaymentInput) -> Result<Fen, ApiError> {
             "out_trade_no: 1 to 32 characters of A-Z a-z 0-9 _ -".into(),
         ));
     }
+    if input.channel == Channel::Wechat && no.len() < 6 {
+        return Err(ApiError::Validation(
+            "out_trade_no: WeChat Pay needs 6 to 32 characters".into(),
+        ));
+    }
     validate_text("subject", &input.subject, 128)?;
     if let Some(d) = &input.description {
         validate_text("description", d, 512)?;
@@ -229,7 +234,7 @@ impl Gateway {
             auth_code: input.auth_code.clone(),
             attach: None,
         };
-        let channel = account.api()?.clone();
+        let channel = account.api_for(payment.scene)?.clone();
         let ctx = CallContext {
             payment_id: Some(payment.id.clone()),
             refund_id: None,
@@ -415,7 +420,7 @@ impl Gateway {
         audit: &Audit,
     ) -> Result<Payment, ApiError> {
         let account = self.account(&payment.account)?.clone();
-        let channel = account.api()?.clone();
+        let channel = account.api_for(payment.scene)?.clone();
         let order = OrderRef {
             out_trade_no: payment.out_trade_no.clone(),
             provider_trade_no: payment.provider_trade_no.clone(),
@@ -484,7 +489,7 @@ impl Gateway {
     pub(super) async fn query_and_apply(&self, id: &str, why: &str) -> Result<Payment, ApiError> {
         let payment = self.load_payment(id).await?;
         let account = self.account(&payment.account)?.clone();
-        let channel = account.api()?.clone();
+        let channel = account.api_for(payment.scene)?.clone();
         let order = OrderRef {
             out_trade_no: payment.out_trade_no.clone(),
             provider_trade_no: payment.provider_trade_no.clone(),

@@ -90,7 +90,7 @@ impl Gateway {
             Err(e) => return Err(e.into()),
         };
         let account = self.account(&payment.account)?.clone();
-        let channel = account.api()?.clone();
+        let channel = account.api_for(payment.scene)?.clone();
         let request = CreateRefund {
             out_trade_no: payment.out_trade_no.clone(),
             provider_trade_no: payment.provider_trade_no.clone(),
@@ -227,7 +227,7 @@ impl Gateway {
             .ok_or(ApiError::NotFound("refund"))?;
         let payment = self.load_payment(&refund.payment_id).await?;
         let account = self.account(&payment.account)?.clone();
-        let channel = account.api()?.clone();
+        let channel = account.api_for(payment.scene)?.clone();
         let ctx = CallContext {
             payment_id: Some(payment.id.clone()),
             refund_id: Some(refund.id.clone()),

@@ -1,0 +1,214 @@
+//! Builds each configured account's channels from the loaded configuration: the provider
+//! crates' clients over a recording reqwest transport, so every provider call lands in the call
+//! log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use paybridge_alipay::channel::AlipayChannel;
+use paybridge_alipay::client::AlipayClient;
+use paybridge_alipay::{AesKey, AlipayConfig as AliConfig, AlipayKeys as AliKeys};
+use paybridge_core::channel::PaymentChannel;
+use paybridge_core::Channel;
+use paybridge_crypto::{Certificate, RsaPrivateKey, RsaPublicKey};
+use paybridge_http::{ReqwestTransport, Transport, TransportConfig};
+use paybridge_store::Store;
+use paybridge_wechatpay::v2::api::V2Merchant;
+use paybridge_wechatpay::v2::channel::V2Channel;
+use paybridge_wechatpay::v2::client::{V2Client, V2Config};
+use paybridge_wechatpay::v2::SignType;
+use paybridge_wechatpay::v3::channel::V3Channel;
+use paybridge_wechatpay::v3::client::system_clock;
+use paybridge_wechatpay::v3::{Merchant, MerchantSigner, V3Client, V3Config, Verifier};
+
+use crate::config::{
+    AccountConfig, AlipayConfig, AlipayKeys, Config, ProviderConfig, WechatConfig,
+};
+use crate::service::calllog::{CallSink, RecordingTransport};
+use crate::service::{Account, Protocol, StoreCallSink};
+
+#[derive(Debug, thiserror::Error)]
+#[error("account {account}: {reason}")]
+pub struct BuildError {
+    pub account: String,
+    pub reason: String,
+}
+
+fn err(account: &str, reason: impl std::fmt::Display) -> BuildError {
+    BuildError {
+        account: account.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn recording(
+    account: &str,
+    channel: Channel,
+    sink: &Arc<dyn CallSink>,
+    config: &TransportConfig,
+) -> Result<Arc<dyn Transport>, BuildError> {
+    let inner = ReqwestTransport::new(config).map_err(|e| err(account, e))?;
+    Ok(Arc::new(RecordingTransport::new(
+        Arc::new(inner),
+        sink.clone(),
+        account,
+        channel.as_str(),
+    )))
+}
+
+pub fn build_accounts(config: &Config, store: &Store) -> Result<Vec<Account>, BuildError> {
+    config
+        .accounts
+        .values()
+        .map(|a| build_account(a, store))
+        .collect()
+}
+
+pub fn build_account(a: &AccountConfig, store: &Store) -> Result<Account, BuildError> {
+    let sink: Arc<dyn CallSink> = Arc::new(StoreCallSink {
+        store: store.clone(),
+        channel: a.channel,
+    });
+    match &a.provider {
+        ProviderConfig::Alipay(c) => alipay(a, c, &sink),
+        ProviderConfig::Wechat(c) => wechat(a, c, &sink),
+    }
+}
+
+fn alipay(
+    a: &AccountConfig,
+    c: &AlipayConfig,
+    sink: &Arc<dyn CallSink>,
+) -> Result<Account, BuildError> {
+    let keys = match &c.keys {
+        AlipayKeys::PublicKey(public) => {
+            AliKeys::public_key_mode(c.app_private_key.expose(), public)
+        }
+        AlipayKeys::Certificate {
+            app_cert_pem,
+            alipay_cert_pem,
+            root_bundle_pem,
+        } => AliKeys::cert_mode(
+            c.app_private_key.expose(),
+            app_cert_pem,
+            &[alipay_cert_pem.as_str()],
+            root_bundle_pem,
+        ),
+    }
+    .map_err(|e| err(&a.id, e))?;
+    let mut cfg = AliConfig::new(c.app_id.clone(), keys).with_gateway(c.gateway_url.clone());
+    cfg.seller_id = c.seller_id.clone();
+    if let Some(k) = &c.aes_key {
+        cfg = cfg.with_aes_key(AesKey::from_base64(k.expose()).map_err(|e| err(&a.id, e))?);
+    }
+    let transport = recording(&a.id, Channel::Alipay, sink, &TransportConfig::default())?;
+    let channel: Arc<dyn PaymentChannel> =
+        Arc::new(AlipayChannel::new(AlipayClient::new(cfg, transport)));
+    let mut channels = BTreeMap::new();
+    channels.insert(Protocol::Alipay, channel);
+    Ok(Account {
+        id: a.id.clone(),
+        mode: a.mode,
+        channel: Channel::Alipay,
+        app_id: c.app_id.clone(),
+        merchant_id: c.seller_id.clone(),
+        primary: Protocol::Alipay,
+        channels,
+    })
+}
+
+fn wechat(
+    a: &AccountConfig,
+    c: &WechatConfig,
+    sink: &Arc<dyn CallSink>,
+) -> Result<Account, BuildError> {
+    let custom_host = c.base_url != paybridge_wechatpay::v3::BASE_URL;
+    let backup = |default: &str| (!custom_host).then(|| default.to_string());
+    let mut channels: BTreeMap<Protocol, Arc<dyn PaymentChannel>> = BTreeMap::new();
+    let transport = recording(&a.id, Channel::Wechat, sink, &TransportConfig::default())?;
+    if let Some(v2) = &c.v2 {
+        let cfg = V2Config {
+            merchant: V2Merchant {
+                appid: c.appid.clone(),
+                mch_id: c.mchid.clone(),
+                sub_appid: c.sub_appid.clone(),
+                sub_mch_id: c.sub_mchid.clone(),
+            },
+            api_key: v2.api_key.clone(),
+            sign_type: if v2.hmac_sha256 {
+                SignType::HmacSha256
+            } else {
+                SignType::Md5
+            },
+            base_url: c.base_url.clone(),
+            backup_base_url: backup(paybridge_wechatpay::v2::BACKUP_BASE_URL),
+        };
+        let secure = match &v2.client_identity_pem {
+            Some(pem) => Some(recording(
+                &a.id,
+                Channel::Wechat,
+                sink,
+                &TransportConfig {
+                    identity_pem: Some(pem.clone()),
+                    ..TransportConfig::default()
+                },
+            )?),
+            // A plain-HTTP emulator (the sandbox) cannot ask for a client certificate.
+            None if c.base_url.starts_with("http://") => Some(transport.clone()),
+            None => None,
+        };
+        let client = V2Client::new(cfg, transport.clone(), secure);
+        channels.insert(
+            Protocol::WechatV2,
+            Arc::new(V2Channel::new(client, system_clock())),
+        );
+    }
+    if let Some(v3) = &c.v3 {
+        let merchant = match &c.sub_mchid {
+            Some(sub) => Merchant::Partner {
+                sp_mchid: c.mchid.clone(),
+                sp_appid: c.appid.clone(),
+                sub_mchid: sub.clone(),
+                sub_appid: c.sub_appid.clone(),
+            },
+            None => Merchant::Direct {
+                mchid: c.mchid.clone(),
+                appid: c.appid.clone(),
+            },
+        };
+        let key = RsaPrivateKey::from_text(v3.merchant_private_key.expose())
+            .map_err(|e| err(&a.id, format!("merchant private key: {e}")))?;
+        let signer = MerchantSigner::new(c.mchid.clone(), v3.merchant_serial.clone(), key);
+        let mut verifier = Verifier::new();
+        if let Some(pem) = &v3.platform_certificates_pem {
+            for cert in Certificate::bundle_from_pem(pem).map_err(|e| err(&a.id, e))? {
+                let cert = cert.map_err(|e| err(&a.id, e))?;
+                verifier.add_certificate(&cert).map_err(|e| err(&a.id, e))?;
+            }
+        }
+        if let Some((id, text)) = &v3.public_key {
+            let key = RsaPublicKey::from_text(text).map_err(|e| err(&a.id, e))?;
+            verifier.add_public_key(id, key);
+        }
+        let mut cfg = V3Config::new(merchant, v3.apiv3_key.expose().as_bytes().to_vec());
+        cfg.base_url = c.base_url.clone();
+        cfg.backup_base_url = backup(paybridge_wechatpay::v3::BACKUP_BASE_URL);
+        cfg.platform_certificates = v3.platform_certificates_pem.is_some();
+        let client = V3Client::new(cfg, signer, verifier, transport, system_clock());
+        channels.insert(Protocol::WechatV3, Arc::new(V3Channel::new(client)));
+    }
+    let primary = if channels.contains_key(&Protocol::WechatV3) {
+        Protocol::WechatV3
+    } else {
+        Protocol::WechatV2
+    };
+    Ok(Account {
+        id: a.id.clone(),
+        mode: a.mode,
+        channel: Channel::Wechat,
+        app_id: c.appid.clone(),
+        merchant_id: Some(c.mchid.clone()),
+        primary,
+        channels,
+    })
+}
