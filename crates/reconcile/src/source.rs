@@ -1,0 +1,204 @@
+//! Where bills come from: a download through the protocol crates' clients ([`BillSource`]), or
+//! a file on disk; either way rows are streamed by the providers' parsers, never collected.
+
+use std::io::{BufRead, BufReader, Cursor, Read, Seek};
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use paybridge_alipay::bill::BillReader as AlipayReader;
+use paybridge_alipay::client::AlipayClient;
+use paybridge_alipay::request::CallOptions;
+use paybridge_http::Transport;
+use paybridge_wechatpay::bill::{parse_bill_count, BillReader as WechatReader, TradeBillRecord};
+use paybridge_wechatpay::v2::client::V2Client;
+use paybridge_wechatpay::v3::V3Client;
+use time::Date;
+
+use crate::engine::dashed;
+use crate::line::BillLine;
+use crate::ReconcileError;
+
+/// Bill bytes: as downloaded, or a file (a saved download, a generated benchmark bill).
+#[derive(Debug, Clone)]
+pub enum BillBytes {
+    Memory(Vec<u8>),
+    File(PathBuf),
+}
+
+/// A bill in its provider's format.
+#[derive(Debug, Clone)]
+pub enum BillFile {
+    /// Alipay's trade bill: a ZIP whose detail CSV (GBK) holds the rows.
+    AlipayZip(BillBytes),
+    /// WeChat Pay's trade bill text (APIv2 `downloadbill`, APIv3 `tradebill`, hash checked).
+    WechatText(BillBytes),
+}
+
+fn open_file(path: &PathBuf) -> Result<std::fs::File, ReconcileError> {
+    std::fs::File::open(path).map_err(|e| ReconcileError::Bill(format!("{}: {e}", path.display())))
+}
+
+impl BillFile {
+    /// Streams every row as a [`BillLine`] to `f`, checking the bill's own row counts at the
+    /// end. Blocking (file and decompression I/O): run it on a blocking thread.
+    pub fn for_each_line(
+        self,
+        mut f: impl FnMut(BillLine) -> Result<(), ReconcileError>,
+    ) -> Result<u64, ReconcileError> {
+        match self {
+            BillFile::AlipayZip(BillBytes::Memory(b)) => alipay_lines(Cursor::new(b), &mut f),
+            BillFile::AlipayZip(BillBytes::File(p)) => alipay_lines(open_file(&p)?, &mut f),
+            BillFile::WechatText(BillBytes::Memory(b)) => wechat_lines(Cursor::new(b), &mut f),
+            BillFile::WechatText(BillBytes::File(p)) => {
+                wechat_lines(BufReader::with_capacity(1 << 16, open_file(&p)?), &mut f)
+            }
+        }
+    }
+}
+
+/// Alipay writes entry names in GBK without the UTF-8 flag.
+fn entry_name(raw: &[u8]) -> String {
+    match std::str::from_utf8(raw) {
+        Ok(s) => s.to_string(),
+        Err(_) => encoding_rs::GBK
+            .decode_without_bom_handling(raw)
+            .0
+            .into_owned(),
+    }
+}
+
+fn alipay_lines<R: Read + Seek>(
+    input: R,
+    f: &mut impl FnMut(BillLine) -> Result<(), ReconcileError>,
+) -> Result<u64, ReconcileError> {
+    let mut zip =
+        zip::ZipArchive::new(input).map_err(|e| ReconcileError::Bill(format!("not a ZIP: {e}")))?;
+    let mut detail = None;
+    for i in 0..zip.len() {
+        let name = zip
+            .by_index_raw(i)
+            .map(|e| entry_name(e.name_raw()))
+            .map_err(|e| ReconcileError::Bill(format!("ZIP entry {i}: {e}")))?;
+        if name.ends_with(".csv") && !name.contains("汇总") {
+            detail = Some(i);
+        }
+    }
+    let index =
+        detail.ok_or_else(|| ReconcileError::Bill("no detail CSV in the bill ZIP".into()))?;
+    let entry = zip
+        .by_index(index)
+        .map_err(|e| ReconcileError::Bill(format!("bill entry: {e}")))?;
+    let mut reader = AlipayReader::new(entry);
+    let mut rows = 0u64;
+    for record in reader.by_ref() {
+        let record = record.map_err(|e| ReconcileError::Bill(e.to_string()))?;
+        f(BillLine::from_alipay(&record)?)?;
+        rows += 1;
+    }
+    if let Some(s) = reader.summary() {
+        if s.trade_count + s.refund_count != rows {
+            return Err(ReconcileError::Bill(format!(
+                "the bill declares {} trades and {} refunds but holds {rows} rows",
+                s.trade_count, s.refund_count
+            )));
+        }
+    }
+    Ok(rows)
+}
+
+fn wechat_lines<R: BufRead>(
+    input: R,
+    f: &mut impl FnMut(BillLine) -> Result<(), ReconcileError>,
+) -> Result<u64, ReconcileError> {
+    let mut reader = WechatReader::new(input).map_err(|e| ReconcileError::Bill(e.to_string()))?;
+    let mut rows = 0u64;
+    for row in reader.by_ref() {
+        let row = row.map_err(|e| ReconcileError::Bill(e.to_string()))?;
+        let record =
+            TradeBillRecord::from_row(&row).map_err(|e| ReconcileError::Bill(e.to_string()))?;
+        f(BillLine::from_wechat(&record)?)?;
+        rows += 1;
+    }
+    let declared = reader
+        .summary()
+        .and_then(|s| s.get("总交易单数"))
+        .and_then(parse_bill_count);
+    if let Some(n) = declared.filter(|n| *n != rows) {
+        return Err(ReconcileError::Bill(format!(
+            "the bill declares {n} rows but holds {rows}"
+        )));
+    }
+    Ok(rows)
+}
+
+/// Downloads an account's trade bill of one provider day.
+#[async_trait]
+pub trait BillSource: Send + Sync {
+    async fn download(&self, date: Date) -> Result<BillFile, ReconcileError>;
+}
+
+fn download_error(date: Date, e: impl std::fmt::Display) -> ReconcileError {
+    ReconcileError::Download {
+        date: dashed(date),
+        reason: e.to_string(),
+    }
+}
+
+/// Alipay: `bill.downloadurl.query`, then the ZIP.
+pub struct AlipayBills {
+    pub client: AlipayClient,
+    pub options: CallOptions,
+}
+
+#[async_trait]
+impl BillSource for AlipayBills {
+    async fn download(&self, date: Date) -> Result<BillFile, ReconcileError> {
+        let zip = self
+            .client
+            .download_trade_bill(&dashed(date), &self.options)
+            .await
+            .map_err(|e| download_error(date, e))?;
+        Ok(BillFile::AlipayZip(BillBytes::Memory(zip)))
+    }
+}
+
+/// WeChat Pay APIv2: `downloadbill` (`ALL`).
+pub struct WechatV2Bills {
+    pub client: V2Client,
+}
+
+#[async_trait]
+impl BillSource for WechatV2Bills {
+    async fn download(&self, date: Date) -> Result<BillFile, ReconcileError> {
+        let compact: String = dashed(date).chars().filter(char::is_ascii_digit).collect();
+        let text = self
+            .client
+            .download_bill(&compact, "ALL")
+            .await
+            .map_err(|e| download_error(date, e))?;
+        Ok(BillFile::WechatText(BillBytes::Memory(text)))
+    }
+}
+
+/// WeChat Pay APIv3: `tradebill` (`ALL`, gzip), its SHA-1 checked by the client.
+pub struct WechatV3Bills<T> {
+    pub client: V3Client<T>,
+}
+
+#[async_trait]
+impl<T: Transport + Send + Sync + 'static> BillSource for WechatV3Bills<T> {
+    async fn download(&self, date: Date) -> Result<BillFile, ReconcileError> {
+        let request = paybridge_wechatpay::v3::api::trade_bill(
+            &self.client.config.merchant,
+            &dashed(date),
+            "ALL",
+            true,
+        );
+        let text = self
+            .client
+            .download_bill(&request, true)
+            .await
+            .map_err(|e| download_error(date, e))?;
+        Ok(BillFile::WechatText(BillBytes::Memory(text)))
+    }
+}
