@@ -121,8 +121,8 @@ async fn check_fifty_concurrent_transitions(db: &Db) {
         ]
     );
 
-    if db.is_pg() {
-        // Two separate pools play two gateway instances on one database.
+    {
+        // Two separate pools play two gateway instances (or processes) on one database.
         let other = db.open().await;
         let q = pending_payment(&store, "race-2", 1000).await;
         let applied = race_to_paid(&[store.clone(), other.clone()], &q.id, 50).await;
@@ -360,11 +360,8 @@ async fn check_concurrent_refunds(db: &Db) {
     );
 
     let p = paid_payment(&store, "refund-1", 1000).await;
-    let stores = if db.is_pg() {
-        vec![store.clone(), db.open().await]
-    } else {
-        vec![store.clone()]
-    };
+    // Two pools: two gateway instances on PostgreSQL, two processes on one SQLite file.
+    let stores = vec![store.clone(), db.open().await];
     let mut tasks = Vec::new();
     for i in 0..25 {
         let store = stores[i % stores.len()].clone();
