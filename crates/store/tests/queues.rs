@@ -107,7 +107,7 @@ async fn check_feed_and_deliveries(db: &Db) {
     // Deliveries: 14 due; concurrent claimers never share one.
     let now = T0 + 10_000;
     // Two pools: two gateway instances on PostgreSQL, two processes on one SQLite file.
-    let stores = vec![store.clone(), db.open().await];
+    let stores = [store.clone(), db.open().await];
     let mut tasks = Vec::new();
     for i in 0..6 {
         let s = stores[i % stores.len()].clone();
@@ -583,7 +583,7 @@ async fn check_jobs(db: &Db) {
     // Eight claimers at once (two instances on PostgreSQL): every job handed out exactly once.
     let now = T0 + 1_000;
     // Two pools: two gateway instances on PostgreSQL, two processes on one SQLite file.
-    let stores = vec![store.clone(), db.open().await];
+    let stores = [store.clone(), db.open().await];
     let mut tasks = Vec::new();
     for w in 0..8 {
         let s = stores[w % stores.len()].clone();

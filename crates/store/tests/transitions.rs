@@ -361,7 +361,7 @@ async fn check_concurrent_refunds(db: &Db) {
 
     let p = paid_payment(&store, "refund-1", 1000).await;
     // Two pools: two gateway instances on PostgreSQL, two processes on one SQLite file.
-    let stores = vec![store.clone(), db.open().await];
+    let stores = [store.clone(), db.open().await];
     let mut tasks = Vec::new();
     for i in 0..25 {
         let store = stores[i % stores.len()].clone();
