@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod alipay;
+mod demo;
 mod sandbox;
+mod serve;
 mod wechat;
 mod workbench;
 
@@ -34,6 +36,15 @@ enum Command {
     },
     /// Run the Alipay + WeChat Pay emulator (gateway.do, APIv2, APIv3, buyer pages, control API).
     Sandbox(sandbox::SandboxArgs),
+    /// Run the gateway: merchant API, provider notifications, webhooks, jobs.
+    Serve(serve::ServeArgs),
+    /// Gateway + sandbox + SQLite + generated keys, with a page to try a payment end to end.
+    Demo(demo::DemoArgs),
+    /// Create, list or revoke merchant API keys of a gateway.
+    ApiKey {
+        #[command(subcommand)]
+        cmd: serve::ApiKeyCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,5 +53,8 @@ fn main() -> ExitCode {
         Command::Alipay { cmd } => workbench::finish(alipay::run(cmd)),
         Command::Wechat { cmd } => workbench::finish(wechat::run(cmd)),
         Command::Sandbox(args) => sandbox::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::ApiKey { cmd } => serve::run_api_key(cmd),
     }
 }

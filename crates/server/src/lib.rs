@@ -7,6 +7,7 @@
 
 pub mod channels;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod routes;
 pub mod runtime;

@@ -13,7 +13,18 @@ pub async fn serve(
     max_body_bytes: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = crate::routes::app(gw, max_body_bytes);
+    serve_with(listener, gw, max_body_bytes, axum::Router::new(), shutdown).await
+}
+
+/// [`serve`] with extra routes merged in (the demo page).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    gw: Arc<Gateway>,
+    max_body_bytes: usize,
+    extra: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = extra.merge(crate::routes::app(gw, max_body_bytes));
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -1,0 +1,131 @@
+//! `paybridge demo`: the gateway, the sandbox, SQLite, generated keys, a demo API key and a
+//! webhook receiver, all in one process with nothing to configure.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use paybridge_core::Mode;
+use paybridge_crypto::{random_string, Secret};
+use paybridge_sandbox::{Clock as _, Sandbox, SandboxConfig, SystemClock};
+use paybridge_server::config::{IpAllowlist, WebhookEndpoint};
+use paybridge_server::demo::{self, Demo};
+use paybridge_server::sandbox_accounts::sandbox_accounts;
+use paybridge_server::{channels, runtime, Gateway};
+use paybridge_store::{ApiScope, NewApiKey, Store};
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Where the gateway listens; a free port is taken if this one is busy.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Where the SQLite database goes (default: a fresh directory under the system temp dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn run(args: DemoArgs) -> ExitCode {
+    crate::serve::init_tracing("warn,paybridge_server=info");
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("paybridge demo: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(demo_main(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paybridge demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo_main(args: DemoArgs) -> Result<(), String> {
+    let now_ms = SystemClock.now_ms();
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("paybridge-demo-{now_ms}")));
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let sandbox_config = SandboxConfig::generate(now_ms / 1000).map_err(|e| e.to_string())?;
+    let sandbox = Arc::new(
+        Sandbox::start(sandbox_config)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let db = data_dir.join("paybridge.db");
+    let store = Store::open(&format!("sqlite://{}", db.display()))
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let accounts = sandbox_accounts(&sandbox, Mode::Sandbox)?
+        .iter()
+        .map(|a| channels::build_account(a, &store))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(l) => l,
+        Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("cannot listen: {e}"))?,
+    };
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot listen: {e}"))?;
+    let base = format!("http://{addr}");
+    let secret = format!("whsec_{}", random_string(32));
+    let endpoints = vec![WebhookEndpoint {
+        id: "demo".into(),
+        url: format!("{base}{}", demo::WEBHOOK_PATH),
+        mode: Some(Mode::Sandbox),
+        secret: Secret::new(secret.clone()),
+    }];
+    let (_, api_key) = store
+        .create_api_key(&NewApiKey {
+            mode: Mode::Sandbox,
+            merchant: "demo".into(),
+            scopes: vec![ApiScope::Read, ApiScope::Write, ApiScope::Refund],
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let gw = Arc::new(
+        Gateway::new(
+            store,
+            accounts,
+            base.clone(),
+            endpoints,
+            IpAllowlist::default(),
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    let demo_state = Arc::new(Demo {
+        gw: gw.clone(),
+        sandbox: sandbox.clone(),
+        api_key: api_key.expose().clone(),
+        webhook_secret: secret,
+        received: Mutex::new(Vec::new()),
+    });
+    runtime::spawn_workers(gw.clone(), Duration::from_millis(500));
+    println!("paybridge demo is running.\n");
+    println!("  Open {base}/demo to create an order, pay it in the sandbox and watch it settle.\n");
+    println!("  Gateway API   {base}/v1   (OpenAPI: {base}/openapi.json)");
+    println!(
+        "  API key       {}   (sandbox mode, scopes read/write/refund)",
+        api_key.expose()
+    );
+    println!("  Sandbox       {}", sandbox.base_url());
+    println!("  Database      {}", db.display());
+    println!("\n  Try it from a shell:");
+    println!(
+        "    curl -s {base}/v1/payments -H 'Authorization: Bearer {}' -H 'Idempotency-Key: first' \\\n      -H 'Content-Type: application/json' \\\n      -d '{{\"account\":\"alipay-sandbox\",\"channel\":\"alipay\",\"scene\":\"qr\",\"amount\":1,\"out_trade_no\":\"ORDER0001\",\"subject\":\"Coffee\"}}'",
+        api_key.expose()
+    );
+    println!("\n  Press Ctrl-C to stop.");
+    runtime::serve_with(listener, gw, 64 * 1024, demo::router(demo_state), async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
