@@ -123,8 +123,15 @@ fn render(
             (true, Some(key)) => encrypt_node(key, &content),
             _ => Ok(content),
         };
-        node_content
-            .and_then(|c| signed_method_response(method, &c, &inner.keys.alipay_key, cert_sn))
+        node_content.and_then(|c| {
+            let body = signed_method_response(method, &c, &inner.keys.alipay_key, cert_sn)?;
+            if inner.config.alipay_escaped_slashes && c.contains('/') {
+                // Signed as plain text, sent with `\/`: the node is the body's first copy of it.
+                Ok(body.replacen(&c, &c.replace('/', "\\/"), 1))
+            } else {
+                Ok(body)
+            }
+        })
     };
     match body {
         Ok(b) => (
@@ -711,7 +718,7 @@ pub(crate) fn notification(
         }
     };
     let key = match fault {
-        BodyFault::Forged => &inner.keys.forger,
+        BodyFault::Forged | BodyFault::SignTestProbe => &inner.keys.forger,
         _ => &inner.keys.alipay_key,
     };
     let mut signed = sign_notify(f, NotifyRule::V1, key).map_err(|e| e.to_string())?;
@@ -730,7 +737,7 @@ pub(crate) fn notification(
                 }
             }
         }
-        BodyFault::None | BodyFault::Forged => {}
+        BodyFault::None | BodyFault::Forged | BodyFault::SignTestProbe => {}
     }
     let body = encode_form(&signed, "utf-8").map_err(|e| e.to_string())?;
     Ok(Some((

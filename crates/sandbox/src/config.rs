@@ -146,6 +146,10 @@ pub struct SandboxConfig {
     /// How long WeChat refunds stay PROCESSING, in sandbox milliseconds.
     #[serde(default)]
     pub wechat_refund_delay_ms: i64,
+    /// Alipay's quirk: responses written with `/` escaped as `\/` while the signature covers
+    /// the unescaped text (the official SDKs retry verification without the escapes).
+    #[serde(default)]
+    pub alipay_escaped_slashes: bool,
     pub alipay: AlipaySection,
     pub wechat: WechatSection,
 }
@@ -236,6 +240,7 @@ impl SandboxConfig {
             public_url: None,
             time_scale: default_scale(),
             wechat_refund_delay_ms: 0,
+            alipay_escaped_slashes: false,
             alipay: AlipaySection {
                 private_key: private_pem(&alipay_key),
                 root_cert: Some(root.pem.clone()),

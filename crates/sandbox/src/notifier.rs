@@ -85,6 +85,9 @@ pub enum BodyFault {
     TamperedAmount,
     /// The app id / mchid changed after signing.
     TamperedAppId,
+    /// WeChat Pay's signature probe: `Wechatpay-Signature` starts `WECHATPAY/SIGNTEST/` and
+    /// must fail verification (other providers: signed with a key nobody trusts).
+    SignTestProbe,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -114,7 +114,7 @@ fn signed_fields_xml(
     fault: BodyFault,
 ) -> String {
     let signing_key = match fault {
-        BodyFault::Forged => "forged-key-the-merchant-does-not-know",
+        BodyFault::Forged | BodyFault::SignTestProbe => "forged-key-the-merchant-does-not-know",
         _ => key,
     };
     let s = sign(
@@ -585,7 +585,9 @@ pub(crate) fn notification(
             let info_refs: Vec<(&str, &str)> =
                 info.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let key = match fault {
-                BodyFault::Forged => "forged-key-the-merchant-does-not-know",
+                BodyFault::Forged | BodyFault::SignTestProbe => {
+                    "forged-key-the-merchant-does-not-know"
+                }
                 _ => m.api_v2_key.expose().as_str(),
             };
             let appid = match fault {

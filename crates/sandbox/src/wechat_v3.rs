@@ -331,7 +331,7 @@ pub(crate) fn transaction_json(t: &Trade, tamper: BodyFault) -> Value {
             v["amount"]["payer_total"] = json!(t.amount.0 + 100);
         }
         BodyFault::TamperedAppId => v["appid"] = json!("wx9999999999999999"),
-        BodyFault::None | BodyFault::Forged => {}
+        BodyFault::None | BodyFault::Forged | BodyFault::SignTestProbe => {}
     }
     v
 }
@@ -572,7 +572,7 @@ pub(crate) fn notification(
     // Tampering happens after signing: the signature covers the honest body.
     let body = match fault {
         BodyFault::TamperedAmount | BodyFault::TamperedAppId => build(&spoiled)?,
-        BodyFault::None | BodyFault::Forged => honest_body.clone(),
+        BodyFault::None | BodyFault::Forged | BodyFault::SignTestProbe => honest_body.clone(),
     };
     let key = match fault {
         BodyFault::Forged => &inner.keys.forger,
@@ -586,6 +586,13 @@ pub(crate) fn notification(
         honest_body.as_bytes(),
     )
     .map_err(|e| e.to_string())?;
+    if fault == BodyFault::SignTestProbe {
+        for (k, v) in headers.iter_mut() {
+            if k.eq_ignore_ascii_case("Wechatpay-Signature") {
+                *v = format!("WECHATPAY/SIGNTEST/{v}");
+            }
+        }
+    }
     headers.push(("content-type".into(), "application/json".into()));
     Ok(Some((event_type, Outgoing { url, headers, body })))
 }

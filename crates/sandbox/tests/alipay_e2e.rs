@@ -614,3 +614,32 @@ async fn raw_biz_content_text_of_any_sdk_is_verified_as_received() {
     assert!(raw.contains("\"code\":\"10000\""), "{raw}");
     assert_eq!(sb.trade_by_out_no("A-RAW-1").unwrap().subject, "中文");
 }
+
+#[tokio::test]
+async fn escaped_slashes_quirk_is_verified_by_the_client() {
+    use paybridge_sandbox::{Clock, ManualClock, SandboxConfig, StartOptions, SystemClock};
+    let mut config = SandboxConfig::generate(SystemClock.now_ms() / 1000).unwrap();
+    config.alipay_escaped_slashes = true;
+    let sb = Sandbox::start_with(
+        config,
+        StartOptions {
+            manual_clock: Some(ManualClock::new(SystemClock.now_ms())),
+            ..StartOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let pre = client(&sb)
+        .execute(
+            &req_precreate("A-ESC-1", Fen(1), "escaped"),
+            &CallOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        pre.qr_code.starts_with("http://"),
+        "the client read the unescaped URL"
+    );
+    let raw = sb.requests().pop().unwrap().response_body;
+    assert!(raw.contains("http:\\/\\/"), "{raw}");
+}

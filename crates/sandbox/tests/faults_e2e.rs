@@ -367,6 +367,7 @@ async fn forged_and_tampered_notifications_fail_verification() {
     for (no, fault) in [
         ("F-W-TAMPER", BodyFault::TamperedAmount),
         ("F-W-FORGED", BodyFault::Forged),
+        ("F-W-PROBE", BodyFault::SignTestProbe),
         ("F-W-CLEAN", BodyFault::None),
     ] {
         w.prepay(&paybridge_wechatpay::v3::api::PrepayRequest {
@@ -409,7 +410,12 @@ async fn forged_and_tampered_notifications_fail_verification() {
             .is_ok()
         })
         .collect();
-    assert_eq!(results, vec![false, false, true]);
+    assert_eq!(results, vec![false, false, false, true]);
+    let probe = &wrx.received()[2];
+    assert!(probe
+        .header("wechatpay-signature")
+        .unwrap()
+        .starts_with("WECHATPAY/SIGNTEST/"));
 }
 
 #[tokio::test]
