@@ -834,3 +834,68 @@ async fn feed_never_skips_a_late_commit() {
         "the late commit is served after the cursor, not skipped"
     );
 }
+
+async fn check_feed_under_concurrent_writers(db: &Db) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let pools = [db.open().await, db.open().await];
+    let done = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let store = pools[w % 2].clone();
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..15 {
+                ids.push(paid(&store, "a", &format!("mixed-{w}-{i}"), &[]).await);
+            }
+            ids
+        }));
+    }
+    // A merchant polls the feed while the writers commit; whatever interleaving happens, the
+    // cursor walk must see every event exactly once.
+    let reader = {
+        let store = pools[1].clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut cursor: Option<String> = None;
+            let mut seen = Vec::new();
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                let page = store
+                    .list_events(cursor.as_deref(), 7, Mode::Sandbox, None)
+                    .await
+                    .unwrap();
+                seen.extend(page.events.iter().map(|e| e.payment_id.clone().unwrap()));
+                cursor = page.cursor;
+                if finished && page.events.is_empty() {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let mut written = Vec::new();
+    for w in writers {
+        written.extend(w.await.unwrap());
+    }
+    done.store(true, Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    assert_eq!(
+        seen.len(),
+        written.len(),
+        "{}: no event skipped or repeated",
+        db.label
+    );
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>(),
+        written.iter().collect::<HashSet<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn feed_is_complete_under_concurrent_writers() {
+    for db in dbs("feed_concurrent").await {
+        check_feed_under_concurrent_writers(&db).await;
+    }
+}
