@@ -9,8 +9,8 @@ use paybridge_core::channel::{
 use paybridge_core::Scene;
 
 use crate::api::{
-    TradeAppPay, TradeCancel, TradeClose, TradeCreate, TradeFastpayRefundQuery, TradePagePay,
-    TradePay, TradePrecreate, TradeQuery, TradeRefund, TradeWapPay,
+    OrderInfo, TradeAppPay, TradeCancel, TradeClose, TradeCreate, TradeFastpayRefundQuery,
+    TradePagePay, TradePay, TradePrecreate, TradeQuery, TradeRef, TradeRefund, TradeWapPay,
 };
 use crate::client::AlipayClient;
 use crate::convert::{
@@ -56,10 +56,11 @@ impl AlipayChannel {
         }
     }
 
-    fn order_query(order: &OrderRef) -> (Option<String>, Option<String>) {
-        match &order.provider_trade_no {
-            Some(t) => (None, Some(t.clone())),
-            None => (Some(order.out_trade_no.clone()), None),
+    /// Alipay's number when we have it (unambiguous), else ours.
+    fn trade_ref(out_trade_no: &str, provider_trade_no: &Option<String>) -> TradeRef {
+        match provider_trade_no {
+            Some(t) => TradeRef::trade_no(t),
+            None => TradeRef::out_trade_no(out_trade_no),
         }
     }
 
@@ -82,32 +83,29 @@ impl PaymentChannel for AlipayChannel {
             .amount
             .check_trade_range()
             .map_err(|e| ChannelError::Invalid(e.to_string()))?;
-        let time_expire = req.expires_at.map(format_beijing);
         let opts = CallOptions {
             notify_url: Some(req.notify_url.clone()),
             return_url: req.return_url.clone(),
             app_auth_token: self.app_auth_token.clone(),
         };
-        let no = req.out_trade_no.as_str();
-        let subject = req.subject.as_str();
+        let mut order = OrderInfo::new(&req.out_trade_no, amount, &req.subject);
+        order.body = req.description.clone();
+        order.time_expire = req.expires_at.map(format_beijing);
+        order.passback_params = req.attach.clone();
         let err = |e| channel_error(OP, e);
         match req.scene {
             Scene::Pc => {
-                let mut api = TradePagePay::new(no, amount, subject);
-                api.body = req.description.clone();
-                api.time_expire = time_expire;
-                api.passback_params = req.attach.clone();
-                let signed = self.client.sign(&api, &opts).map_err(err)?;
+                let signed = self
+                    .client
+                    .sign(&TradePagePay::new(order), &opts)
+                    .map_err(err)?;
                 Ok(ClientAction::Form {
                     html: signed.form_html(),
                     url: signed.get_url(),
                 })
             }
             Scene::Wap => {
-                let mut api = TradeWapPay::new(no, amount, subject);
-                api.body = req.description.clone();
-                api.time_expire = time_expire;
-                api.passback_params = req.attach.clone();
+                let mut api = TradeWapPay::new(order);
                 api.quit_url = req.return_url.clone();
                 let signed = self.client.sign(&api, &opts).map_err(err)?;
                 Ok(ClientAction::Form {
@@ -116,20 +114,16 @@ impl PaymentChannel for AlipayChannel {
                 })
             }
             Scene::App => {
-                let mut api = TradeAppPay::new(no, amount, subject);
-                api.body = req.description.clone();
-                api.time_expire = time_expire;
-                api.passback_params = req.attach.clone();
-                let signed = self.client.sign(&api, &opts).map_err(err)?;
+                let signed = self
+                    .client
+                    .sign(&TradeAppPay::new(order), &opts)
+                    .map_err(err)?;
                 Ok(ClientAction::AppOrderString {
                     order_string: signed.order_string(),
                 })
             }
             Scene::Qr => {
-                let mut api = TradePrecreate::new(no, amount, subject);
-                api.body = req.description.clone();
-                api.time_expire = time_expire;
-                api.passback_params = req.attach.clone();
+                let api = TradePrecreate { order };
                 let resp = self.client.execute(&api, &opts).await.map_err(err)?;
                 Ok(ClientAction::QrCode {
                     code_url: resp.qr_code,
@@ -141,10 +135,7 @@ impl PaymentChannel for AlipayChannel {
                     "payer_id (buyer_id or buyer_open_id)",
                     req.scene,
                 )?;
-                let mut api = TradeCreate::new(no, amount, subject, payer);
-                api.body = req.description.clone();
-                api.time_expire = time_expire;
-                api.passback_params = req.attach.clone();
+                let api = TradeCreate::new(order, payer);
                 let resp = self.client.execute(&api, &opts).await.map_err(err)?;
                 Ok(ClientAction::TradeNo {
                     trade_no: resp.trade_no,
@@ -152,10 +143,13 @@ impl PaymentChannel for AlipayChannel {
             }
             Scene::Barcode => {
                 let code = Self::require(&req.auth_code, "auth_code", req.scene)?;
-                let mut api = TradePay::new(no, code, amount, subject);
-                api.body = req.description.clone();
-                api.time_expire = time_expire;
-                let resp = self.client.execute(&api, &opts).await.map_err(err)?;
+                // Barcode pay does not echo passback_params.
+                order.passback_params = None;
+                let resp = self
+                    .client
+                    .execute(&TradePay::new(order, code), &opts)
+                    .await
+                    .map_err(err)?;
                 Ok(ClientAction::Barcode {
                     snapshot: pay_snapshot(&resp),
                 })
@@ -164,11 +158,8 @@ impl PaymentChannel for AlipayChannel {
     }
 
     async fn query_payment(&self, order: &OrderRef) -> Result<PaymentSnapshot, ChannelError> {
-        let (out_trade_no, trade_no) = Self::order_query(order);
-        let api = TradeQuery {
-            out_trade_no,
-            trade_no,
-        };
+        let trade = Self::trade_ref(&order.out_trade_no, &order.provider_trade_no);
+        let api = TradeQuery { trade };
         match self.client.execute(&api, &self.opts()).await {
             Ok(resp) => query_snapshot(&resp).map_err(|e| channel_error("query_payment", e)),
             Err(e) if is_not_found(&e) => Ok(not_found_snapshot(&order.out_trade_no)),
@@ -178,16 +169,10 @@ impl PaymentChannel for AlipayChannel {
 
     /// Closing a trade Alipay never saw (the buyer never opened the cashier) is a success.
     async fn close_payment(&self, order: &OrderRef) -> Result<(), ChannelError> {
-        let (out_trade_no, trade_no) = Self::order_query(order);
+        let trade = Self::trade_ref(&order.out_trade_no, &order.provider_trade_no);
         match self
             .client
-            .execute(
-                &TradeClose {
-                    out_trade_no,
-                    trade_no,
-                },
-                &self.opts(),
-            )
+            .execute(&TradeClose { trade }, &self.opts())
             .await
         {
             Ok(_) => Ok(()),
@@ -197,16 +182,10 @@ impl PaymentChannel for AlipayChannel {
     }
 
     async fn cancel_payment(&self, order: &OrderRef) -> Result<(), ChannelError> {
-        let (out_trade_no, trade_no) = Self::order_query(order);
+        let trade = Self::trade_ref(&order.out_trade_no, &order.provider_trade_no);
         let resp = self
             .client
-            .execute(
-                &TradeCancel {
-                    out_trade_no,
-                    trade_no,
-                },
-                &self.opts(),
-            )
+            .execute(&TradeCancel { trade }, &self.opts())
             .await
             .map_err(|e| channel_error("cancel_payment", e))?;
         if resp.should_retry() {
@@ -223,11 +202,8 @@ impl PaymentChannel for AlipayChannel {
             .refund_amount
             .check_trade_range()
             .map_err(|e| ChannelError::Invalid(e.to_string()))?;
-        let mut api = TradeRefund::new(&req.out_trade_no, &req.out_refund_no, amount);
-        if let Some(trade_no) = &req.provider_trade_no {
-            api.out_trade_no = None;
-            api.trade_no = Some(trade_no.clone());
-        }
+        let trade = Self::trade_ref(&req.out_trade_no, &req.provider_trade_no);
+        let mut api = TradeRefund::new(trade, &req.out_refund_no, amount);
         api.refund_reason = req.reason.clone();
         let resp = self
             .client
@@ -238,11 +214,8 @@ impl PaymentChannel for AlipayChannel {
     }
 
     async fn query_refund(&self, refund: &RefundRef) -> Result<RefundSnapshot, ChannelError> {
-        let mut api = TradeFastpayRefundQuery::new(&refund.out_trade_no, &refund.out_refund_no);
-        if let Some(trade_no) = &refund.provider_trade_no {
-            api.out_trade_no = None;
-            api.trade_no = Some(trade_no.clone());
-        }
+        let trade = Self::trade_ref(&refund.out_trade_no, &refund.provider_trade_no);
+        let api = TradeFastpayRefundQuery::new(trade, &refund.out_refund_no);
         let resp = self
             .client
             .execute(&api, &self.opts())

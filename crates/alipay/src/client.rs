@@ -261,7 +261,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::api::testutil::{respond, test_config, NOW};
-    use crate::api::{TradePay, TradeQuery, TradeRefund};
+    use crate::api::{OrderInfo, TradePay, TradeQuery, TradeRef, TradeRefund};
     use crate::notify::NotifyForm;
     use crate::time_fmt::FixedClock;
 
@@ -347,7 +347,12 @@ pub(crate) mod tests {
         ]);
         let (c, _) = client(t.clone());
         let resp = c
-            .execute(&TradeQuery::by_out_trade_no("Q1"), &CallOptions::default())
+            .execute(
+                &TradeQuery {
+                    trade: TradeRef::out_trade_no("Q1"),
+                },
+                &CallOptions::default(),
+            )
             .await
             .unwrap();
         assert_eq!(resp.trade_status, "WAIT_BUYER_PAY");
@@ -364,7 +369,7 @@ pub(crate) mod tests {
         let (c, _) = client(t.clone());
         let err = c
             .execute(
-                &TradePay::new("B1", "28", Fen(1), "s"),
+                &TradePay::new(OrderInfo::new("B1", Fen(1), "s"), "28"),
                 &CallOptions::default(),
             )
             .await
@@ -388,7 +393,7 @@ pub(crate) mod tests {
         let (c, _) = client(t.clone());
         let resp = c
             .execute(
-                &TradePay::new("B1", "28", Fen(1), "s"),
+                &TradePay::new(OrderInfo::new("B1", Fen(1), "s"), "28"),
                 &CallOptions::default(),
             )
             .await
@@ -403,7 +408,7 @@ pub(crate) mod tests {
         let (c, _) = client(t.clone());
         let err = c
             .execute(
-                &TradeRefund::new("R1", "R1-1", Fen(1)),
+                &TradeRefund::new(TradeRef::out_trade_no("R1"), "R1-1", Fen(1)),
                 &CallOptions::default(),
             )
             .await
@@ -422,12 +427,73 @@ pub(crate) mod tests {
         let (c, _) = client(t.clone());
         let err = c
             .execute(
-                &TradePay::new("B1", "28", Fen(1), "s"),
+                &TradePay::new(OrderInfo::new("B1", Fen(1), "s"), "28"),
                 &CallOptions::default(),
             )
             .await
             .unwrap_err();
         assert!(matches!(err, AlipayError::HttpStatus { status: 502, .. }));
+    }
+
+    #[tokio::test]
+    async fn bill_is_fetched_through_the_transport() {
+        use crate::bill::{write_trade_bill_zip, BillArchive, BillKind, BillRecord};
+        let (_, alipay) = test_config();
+        let record = BillRecord {
+            trade_no: "2026112522001411111111111111".into(),
+            out_trade_no: "T1".into(),
+            kind: BillKind::Payment,
+            subject: "书".into(),
+            created_at: "2026-11-25 10:00:00".into(),
+            finished_at: "2026-11-25 10:00:05".into(),
+            store_id: String::new(),
+            store_name: String::new(),
+            operator: String::new(),
+            terminal_id: String::new(),
+            counterparty: "a***@b.c".into(),
+            order_amount: Fen(1050),
+            merchant_received: Fen(1050),
+            alipay_red_packet: Fen(0),
+            jifenbao: Fen(0),
+            alipay_discount: Fen(0),
+            merchant_discount: Fen(0),
+            coupon_amount: Fen(0),
+            coupon_name: String::new(),
+            merchant_red_packet: Fen(0),
+            card_amount: Fen(0),
+            refund_request_no: String::new(),
+            service_fee: Fen(-6),
+            profit_share: Fen(0),
+            remark: String::new(),
+        };
+        let zip =
+            write_trade_bill_zip("2088", "2026-11-25", std::slice::from_ref(&record)).unwrap();
+        let url_answer = respond(
+            &alipay,
+            "alipay.data.dataservice.bill.downloadurl.query",
+            r#"{"code":"10000","msg":"Success","bill_download_url":"https:\/\/bills.example\/b.zip?token=1"}"#,
+        );
+        let t = ScriptedTransport::new(vec![
+            ok(url_answer),
+            unknown(),
+            Ok(HttpResponse {
+                status: 200,
+                headers: vec![],
+                body: zip,
+            }),
+        ]);
+        let (c, _) = client(t.clone());
+        let bytes = c
+            .download_trade_bill("2026-11-25", &CallOptions::default())
+            .await
+            .unwrap();
+        let sent = t.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 3);
+        assert_eq!(sent[2].method, "GET");
+        assert_eq!(sent[2].url, "https://bills.example/b.zip?token=1");
+        let mut archive = BillArchive::new(bytes).unwrap();
+        let rows: Vec<BillRecord> = archive.detail().unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(rows, vec![record]);
     }
 
     #[test]

@@ -1,16 +1,14 @@
 //! `alipay.trade.cancel`: revoke a barcode payment (closes it, or refunds it when already paid).
+//! Alipay documents it as safe to repeat until `retry_flag` is `N`.
 
 use serde::{Deserialize, Serialize};
 
-use super::{to_biz_content, AlipayApi};
-use crate::AlipayError;
+use super::{alipay_api, TradeRef};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TradeCancel {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub out_trade_no: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trade_no: Option<String>,
+    #[serde(flatten)]
+    pub trade: TradeRef,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -33,55 +31,29 @@ impl TradeCancelResponse {
     }
 }
 
-impl AlipayApi for TradeCancel {
-    type Response = TradeCancelResponse;
-
-    fn method(&self) -> &str {
-        "alipay.trade.cancel"
-    }
-
-    fn biz_content(&self) -> Result<String, AlipayError> {
-        to_biz_content(self)
-    }
-
-    /// Alipay documents cancel as safe to repeat until `retry_flag` is `N`.
-    fn idempotent(&self) -> bool {
-        true
-    }
-}
+alipay_api!(
+    TradeCancel,
+    "alipay.trade.cancel",
+    TradeCancelResponse,
+    idempotent = true
+);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::api::testutil::{assert_signed, golden, respond, test_config, NOW};
-    use crate::api::{parse, prepare};
+    use crate::api::testutil::{answer, golden, wire};
     use crate::request::CallOptions;
 
     #[test]
     fn wire_form_and_response() {
-        let (config, alipay) = test_config();
         let req = TradeCancel {
-            out_trade_no: None,
-            trade_no: Some("2026112622001411111111111111".into()),
+            trade: TradeRef::trade_no("2026112622001411111111111111"),
         };
-        let signed = prepare(&config, &req, &CallOptions::default(), NOW).unwrap();
-        assert_signed(
-            &config,
-            &signed,
-            &golden(
-                "alipay.trade.cancel",
-                r#"{"trade_no":"2026112622001411111111111111"}"#,
-                "",
-                "",
-            ),
-        );
-        let raw = respond(
-            &alipay,
-            "alipay.trade.cancel",
-            r#"{"code":"10000","msg":"Success","action":"close","out_trade_no":"B1","retry_flag":"N","trade_no":"2026112622001411111111111111"}"#,
-        );
-        let resp = parse(&config, &req, &raw).unwrap();
+        let biz = r#"{"trade_no":"2026112622001411111111111111"}"#;
+        let expected = golden("alipay.trade.cancel", biz, "", "");
+        let (config, alipay, _) = wire(&req, &CallOptions::default(), &expected);
+        let resp = answer(&config, &alipay, &req, r#"{"code":"10000","msg":"Success","action":"close","out_trade_no":"B1","retry_flag":"N","trade_no":"2026112622001411111111111111"}"#).unwrap();
         assert!(!resp.should_retry());
         assert_eq!(resp.action.as_deref(), Some("close"));
     }

@@ -47,35 +47,25 @@ impl AlipayApi for GenericRequest {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::api::testutil::{assert_signed, golden, respond, test_config, NOW};
+    use crate::api::testutil::{answer, assert_signed, golden, respond, test_config, wire, NOW};
     use crate::api::{parse, prepare};
     use crate::request::CallOptions;
     use crate::AesKey;
 
     #[test]
     fn wire_form_and_response() {
-        let (config, alipay) = test_config();
-        let req = GenericRequest::new(
-            "alipay.trade.orderinfo.sync",
-            serde_json::json!({"trade_no":"1","out_request_no":"2","biz_type":"CREDIT_AUTH"}),
-        );
-        let signed = prepare(&config, &req, &CallOptions::default(), NOW).unwrap();
-        assert_signed(
+        let biz = serde_json::json!({"trade_no":"1","out_request_no":"2","biz_type":"CREDIT_AUTH"});
+        let req = GenericRequest::new("alipay.trade.orderinfo.sync", biz);
+        let golden_biz = r#"{"trade_no":"1","out_request_no":"2","biz_type":"CREDIT_AUTH"}"#;
+        let expected = golden("alipay.trade.orderinfo.sync", golden_biz, "", "");
+        let (config, alipay, _) = wire(&req, &CallOptions::default(), &expected);
+        let resp = answer(
             &config,
-            &signed,
-            &golden(
-                "alipay.trade.orderinfo.sync",
-                r#"{"trade_no":"1","out_request_no":"2","biz_type":"CREDIT_AUTH"}"#,
-                "",
-                "",
-            ),
-        );
-        let raw = respond(
             &alipay,
-            "alipay.trade.orderinfo.sync",
+            &req,
             r#"{"code":"10000","msg":"Success","trade_no":"1"}"#,
         );
-        assert_eq!(parse(&config, &req, &raw).unwrap()["trade_no"], "1");
+        assert_eq!(resp.unwrap()["trade_no"], "1");
     }
 
     #[test]

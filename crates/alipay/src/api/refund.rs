@@ -4,31 +4,24 @@
 use paybridge_core::Fen;
 use serde::{Deserialize, Serialize};
 
-use super::{to_biz_content, AlipayApi};
-use crate::AlipayError;
+use super::{alipay_api, TradeRef};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TradeRefund {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub out_trade_no: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trade_no: Option<String>,
+    #[serde(flatten)]
+    pub trade: TradeRef,
     #[serde(with = "super::yuan")]
     pub refund_amount: Fen,
+    /// Always sent: it is what makes a repeat harmless.
     pub out_request_no: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refund_reason: Option<String>,
 }
 
 impl TradeRefund {
-    pub fn new(
-        out_trade_no: impl Into<String>,
-        out_request_no: impl Into<String>,
-        refund_amount: Fen,
-    ) -> Self {
+    pub fn new(trade: TradeRef, out_request_no: impl Into<String>, refund_amount: Fen) -> Self {
         TradeRefund {
-            out_trade_no: Some(out_trade_no.into()),
-            trade_no: None,
+            trade,
             refund_amount,
             out_request_no: out_request_no.into(),
             refund_reason: None,
@@ -52,50 +45,29 @@ pub struct TradeRefundResponse {
     pub buyer_logon_id: Option<String>,
 }
 
-impl AlipayApi for TradeRefund {
-    type Response = TradeRefundResponse;
-
-    fn method(&self) -> &str {
-        "alipay.trade.refund"
-    }
-
-    fn biz_content(&self) -> Result<String, AlipayError> {
-        to_biz_content(self)
-    }
-
-    /// The request number makes a repeat harmless.
-    fn idempotent(&self) -> bool {
-        !self.out_request_no.is_empty()
-    }
-}
+alipay_api!(
+    TradeRefund,
+    "alipay.trade.refund",
+    TradeRefundResponse,
+    idempotent = true
+);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::api::testutil::{assert_signed, golden, respond, test_config, NOW};
-    use crate::api::{parse, prepare};
+    use crate::api::testutil::{answer, golden, wire};
     use crate::request::CallOptions;
 
     #[test]
     fn wire_form_and_response() {
-        let (config, alipay) = test_config();
-        let mut req = TradeRefund::new("R1", "R1-refund-1", Fen(250));
+        let mut req = TradeRefund::new(TradeRef::out_trade_no("R1"), "R1-refund-1", Fen(250));
         req.refund_reason = Some("broken".into());
-        let signed = prepare(&config, &req, &CallOptions::default(), NOW).unwrap();
         let biz = r#"{"out_trade_no":"R1","refund_amount":"2.50","out_request_no":"R1-refund-1","refund_reason":"broken"}"#;
-        assert_signed(
-            &config,
-            &signed,
-            &golden("alipay.trade.refund", biz, "", ""),
-        );
+        let expected = golden("alipay.trade.refund", biz, "", "");
+        let (config, alipay, signed) = wire(&req, &CallOptions::default(), &expected);
         assert!(signed.idempotent);
-        let raw = respond(
-            &alipay,
-            "alipay.trade.refund",
-            r#"{"code":"10000","msg":"Success","buyer_logon_id":"159****5620","fund_change":"Y","gmt_refund_pay":"2026-11-26 20:05:00","out_trade_no":"R1","refund_fee":"2.50","send_back_fee":"2.50","trade_no":"2026112622001411111111111111"}"#,
-        );
-        let resp = parse(&config, &req, &raw).unwrap();
+        let resp = answer(&config, &alipay, &req, r#"{"code":"10000","msg":"Success","buyer_logon_id":"159****5620","fund_change":"Y","gmt_refund_pay":"2026-11-26 20:05:00","out_trade_no":"R1","refund_fee":"2.50","send_back_fee":"2.50","trade_no":"2026112622001411111111111111"}"#).unwrap();
         assert_eq!(resp.refund_fee, Fen(250));
         assert_eq!(resp.fund_change.as_deref(), Some("Y"));
     }
