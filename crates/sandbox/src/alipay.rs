@@ -706,7 +706,9 @@ pub(crate) fn notification(
         push("passback_params", p.clone());
     }
     let kind = match ev {
-        LedgerEvent::Paid { .. } | LedgerEvent::Closed { .. } => t.alipay_status().to_string(),
+        LedgerEvent::Paid { .. } | LedgerEvent::Closed { .. } | LedgerEvent::Finished { .. } => {
+            t.alipay_status().to_string()
+        }
         LedgerEvent::RefundSettled { out_request_no, .. } => {
             let Some(r) = t.refund(out_request_no) else {
                 return Ok(None);

@@ -128,6 +128,14 @@ fn cancel(inner: &Inner, id: &str) -> Result<(), LedgerError> {
     inner.lock().ledger.fail(id, now)
 }
 
+fn finish(inner: &Inner, id: &str) -> Result<(), LedgerError> {
+    let now = inner.now();
+    let mut st = inner.lock();
+    let ev = st.ledger.finish(id)?;
+    inner.notify_events(&mut st, vec![ev], now);
+    Ok(())
+}
+
 fn expire(inner: &Inner, id: &str) -> Result<(), LedgerError> {
     let now = inner.now();
     let mut st = inner.lock();
@@ -226,7 +234,7 @@ async fn trade_action(
         "pay" => pay(&inner, &id, buyer.as_deref()),
         "cancel" => cancel(&inner, &id),
         "expire" => expire(&inner, &id),
-        "finish" => inner.lock().ledger.finish(&id),
+        "finish" => finish(&inner, &id),
         _ => return json_reply(StatusCode::NOT_FOUND, &json!({"error": "unknown action"})),
     };
     match result {

@@ -306,6 +306,10 @@ pub enum LedgerEvent {
     Closed {
         trade_id: String,
     },
+    /// Alipay TRADE_FINISHED: the refund period is over.
+    Finished {
+        trade_id: String,
+    },
     RefundSettled {
         trade_id: String,
         out_request_no: String,
@@ -570,12 +574,14 @@ impl Ledger {
     }
 
     /// Alipay: the refund period is over.
-    pub fn finish(&mut self, id: &str) -> Result<(), LedgerError> {
+    pub fn finish(&mut self, id: &str) -> Result<LedgerEvent, LedgerError> {
         let t = self.trade_mut(id)?;
         match t.state {
             TradeState::Success => {
                 t.state = TradeState::Finished;
-                Ok(())
+                Ok(LedgerEvent::Finished {
+                    trade_id: t.id.clone(),
+                })
             }
             other => Err(LedgerError::TradeStatus(other)),
         }

@@ -104,6 +104,7 @@ impl Inner {
             let trade_id = match &ev {
                 LedgerEvent::Paid { trade_id }
                 | LedgerEvent::Closed { trade_id }
+                | LedgerEvent::Finished { trade_id }
                 | LedgerEvent::RefundSettled { trade_id, .. } => trade_id.clone(),
             };
             let Some(trade) = st.ledger.get(&trade_id).cloned() else {

@@ -525,7 +525,7 @@ pub(crate) fn notification(
         "text/xml; charset=utf-8".to_string(),
     )];
     match ev {
-        LedgerEvent::Closed { .. } => Ok(None),
+        LedgerEvent::Closed { .. } | LedgerEvent::Finished { .. } => Ok(None),
         LedgerEvent::Paid { .. } => {
             if t.state != TradeState::Success && t.state != TradeState::Finished {
                 return Ok(None);

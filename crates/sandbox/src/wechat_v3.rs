@@ -507,7 +507,7 @@ pub(crate) fn notification(
         return Ok(None);
     };
     let (url, event_type, summary, original_type, honest, spoiled) = match ev {
-        LedgerEvent::Closed { .. } => return Ok(None),
+        LedgerEvent::Closed { .. } | LedgerEvent::Finished { .. } => return Ok(None),
         LedgerEvent::Paid { .. } => {
             let Some(url) = t.notify_url.clone() else {
                 return Ok(None);

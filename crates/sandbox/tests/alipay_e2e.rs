@@ -204,6 +204,16 @@ async fn precreate_scan_pay_notify_query_refund_close() {
     assert_eq!(refund_note.out_biz_no.as_deref(), Some("R1"));
     assert_eq!(refund_note.refund_fee, Some(Fen(300)));
 
+    // The refund period ends: TRADE_FINISHED, notified, and no more refunds.
+    assert_eq!(control(&sb, &id, "finish").await.0, 200);
+    sb.run_due().await;
+    let finished = verified(&sb, &rx.received().last().unwrap().body);
+    assert_eq!(finished.trade_status, TradeStatus::TradeFinished);
+    let late = c
+        .execute(&req_refund("A-PRE-1", "R9", Fen(1)), &opts(&rx))
+        .await;
+    assert_eq!(sub_code(late.unwrap_err()), "ACQ.TRADE_HAS_FINISHED");
+
     let close = c
         .execute(&req_close("A-PRE-1"), &CallOptions::default())
         .await;
