@@ -61,6 +61,7 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
+    /// Whether the key carries `scope`.
     pub fn allows(&self, scope: ApiScope) -> bool {
         self.scopes.contains(&scope)
     }

@@ -196,6 +196,7 @@ impl TryFrom<DeliveryRow> for WebhookDelivery {
 }
 
 impl Store {
+    /// The event with this id (`evt_…`), if any.
     pub async fn get_event(&self, id: &str) -> Result<Option<Event>> {
         let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = $1");
         let row: Option<EventRow> = with_pool!(self, |pool, d| {

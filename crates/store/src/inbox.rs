@@ -192,6 +192,7 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// A stored notification with its raw headers and body.
     pub async fn get_notification(&self, id: &str) -> Result<Option<Notification>> {
         let sql = format!("SELECT {NOTIFICATION_COLS} FROM notifications WHERE id = $1");
         let row: Option<NotificationRow> = with_pool!(self, |pool, d| {

@@ -337,6 +337,7 @@ impl Store {
         }))
     }
 
+    /// The job with this id, in whatever state.
     pub async fn get_job(&self, id: &str) -> Result<Option<Job>> {
         let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1");
         let row: Option<JobRow> = with_pool!(self, |pool, d| {

@@ -18,10 +18,12 @@ pub enum Applied<T> {
 }
 
 impl<T> Applied<T> {
+    /// Whether this call made the change.
     pub fn is_applied(&self) -> bool {
         matches!(self, Applied::Yes(_))
     }
 
+    /// The new row when this call made the change.
     pub fn applied(self) -> Option<T> {
         match self {
             Applied::Yes(v) => Some(v),
@@ -113,6 +115,7 @@ impl NewEvent {
         }
     }
 
+    /// Also deliver the event to these webhook endpoints.
     pub fn deliver_to(mut self, endpoints: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.endpoints = endpoints.into_iter().map(Into::into).collect();
         self

@@ -207,6 +207,7 @@ impl Store {
         })
     }
 
+    /// The refund with this id (`re_…`), if any.
     pub async fn get_refund(&self, id: &str) -> Result<Option<Refund>> {
         let sql = refund_select("id = $1");
         let row: Option<RefundRow> = with_pool!(self, |pool, d| {
