@@ -47,9 +47,9 @@ impl RsaPrivateKey {
         let (_, der) = blocks
             .into_iter()
             .find(|(label, _)| {
-                label.as_deref().map_or(true, |l| {
-                    l.contains("PRIVATE KEY") || l.contains("TESTING KEY")
-                })
+                label
+                    .as_deref()
+                    .is_none_or(|l| l.contains("PRIVATE KEY") || l.contains("TESTING KEY"))
             })
             .ok_or_else(|| key_err("RSA private", "no PRIVATE KEY block"))?;
         Self::from_der(&der)

@@ -53,7 +53,10 @@ pub fn encode_pem(label: &str, der: &[u8]) -> String {
 
 /// PEM text, or the bare base64 a provider console hands out: returns the DER blocks with labels
 /// (`None` for bare base64).
-pub(crate) fn pem_or_bare(text: &str) -> Result<Vec<(Option<String>, Vec<u8>)>, CryptoError> {
+/// A decoded block: its PEM label (`None` for bare base64) and DER bytes.
+pub(crate) type LabelledDer = (Option<String>, Vec<u8>);
+
+pub(crate) fn pem_or_bare(text: &str) -> Result<Vec<LabelledDer>, CryptoError> {
     if text.contains("-----BEGIN ") {
         let blocks = decode_pem_blocks(text)?;
         if blocks.is_empty() {

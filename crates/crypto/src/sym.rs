@@ -29,7 +29,7 @@ pub fn aes_cbc_zero_iv_encrypt(key: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, 
 
 pub fn aes_cbc_zero_iv_decrypt(key: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let pad = |_| CryptoError::cipher("AES-CBC", "bad padding (wrong key or corrupted data)");
-    if ciphertext.is_empty() || ciphertext.len() % 16 != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(16) {
         return Err(CryptoError::cipher(
             "AES-CBC",
             format!(
@@ -70,7 +70,7 @@ pub fn aes_ecb_pkcs7_encrypt(key: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, Cr
 }
 
 pub fn aes_ecb_pkcs7_decrypt(key: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    if ciphertext.is_empty() || ciphertext.len() % 16 != 0 {
+    if ciphertext.is_empty() || !ciphertext.len().is_multiple_of(16) {
         return Err(CryptoError::cipher(
             "AES-256-ECB",
             format!(
