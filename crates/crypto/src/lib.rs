@@ -13,6 +13,7 @@ mod secret;
 mod sym;
 mod x509;
 
+pub use certgen::{issue_rsa_cert, self_signed_rsa_cert, CertSpec, GeneratedCert};
 pub use digest::{
     constant_time_eq, hmac_sha256, md5, md5_hex, random_bytes, random_string, sha1_hex, sha256,
 };
@@ -25,7 +26,6 @@ pub use sym::{
     aes_cbc_zero_iv_decrypt, aes_cbc_zero_iv_encrypt, aes_ecb_pkcs7_decrypt, aes_ecb_pkcs7_encrypt,
     aes_gcm_decrypt, aes_gcm_encrypt,
 };
-pub use certgen::{issue_rsa_cert, self_signed_rsa_cert, CertSpec, GeneratedCert};
 pub use x509::Certificate;
 
 /// Standard base64 with padding, the encoding both providers use for signatures.
