@@ -352,6 +352,8 @@ impl Ctx<'_> {
             payer_id: payer,
             attach: self.biz("passback_params"),
             hidden_until_scanned: hidden,
+            sp_mchid: None,
+            sub_appid: None,
         })
     }
 

@@ -505,11 +505,15 @@ pub(crate) fn wechat_v3_bill(r: &crate::wechat_v3::Req<'_>, kind: &str) -> crate
     let Some(date) = r.q("bill_date") else {
         return err(400, "PARAM_ERROR", "缺少参数 bill_date");
     };
+    let account = match r.account(r.q("sub_mchid")) {
+        Ok(a) => a,
+        Err(reply) => return reply,
+    };
     let mut st = r.inner.lock();
     let Some(rows) = entries(
         &st.ledger,
         Family::Wechat,
-        &r.merchant.mchid,
+        &account,
         &date,
         &st.discrepancies,
     ) else {
@@ -603,6 +607,8 @@ mod tests {
                         payer_id: None,
                         attach: None,
                         hidden_until_scanned: false,
+                        sp_mchid: None,
+                        sub_appid: None,
                     },
                     day + 1000,
                 )

@@ -115,6 +115,18 @@ pub struct WechatMerchant {
     pub merchant_private_key: Option<String>,
     #[serde(default)]
     pub barcode: BarcodeMode,
+    /// Service-provider mode: the sub-merchants this merchant may act for
+    /// (`/v3/pay/partner/...`, `sub_mchid` on refunds and bills).
+    #[serde(default)]
+    pub sub_merchants: Vec<SubMerchant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubMerchant {
+    pub sub_mchid: String,
+    /// The sub-merchant's own app, when its buyers pay inside it.
+    #[serde(default)]
+    pub sub_appid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,6 +292,10 @@ impl SandboxConfig {
                     merchant_public_key: merchant_cert.pem,
                     merchant_private_key: Some(private_pem(&merchant_key)),
                     barcode: BarcodeMode::Succeed,
+                    sub_merchants: vec![SubMerchant {
+                        sub_mchid: "1900000109".into(),
+                        sub_appid: Some("wx0000000000000109".into()),
+                    }],
                 }],
             },
         })
@@ -400,6 +416,7 @@ pub struct MerchantKeys {
     pub api_v3_key: Secret<Vec<u8>>,
     pub serial: String,
     pub public_key: RsaPublicKey,
+    pub sub_merchants: Vec<SubMerchant>,
 }
 
 /// Everything parsed once at start: a bad key fails start-up with a message naming it.
@@ -525,6 +542,7 @@ impl Keys {
                     serial: m.merchant_serial.clone(),
                     public_key: RsaPublicKey::from_text(&m.merchant_public_key)
                         .map_err(|e| key_err(&what, e))?,
+                    sub_merchants: m.sub_merchants.clone(),
                 },
             );
         }

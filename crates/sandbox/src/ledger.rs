@@ -109,6 +109,12 @@ pub struct NewTrade {
     pub attach: Option<String>,
     /// Alipay precreate: the trade is unknown to queries until the buyer scans the code.
     pub hidden_until_scanned: bool,
+    /// WeChat service-provider mode: the provider merchant that signs for `account` (the
+    /// sub-merchant), and the sub-merchant's own app.
+    #[serde(default)]
+    pub sp_mchid: Option<String>,
+    #[serde(default)]
+    pub sub_appid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +142,11 @@ pub struct Trade {
     pub buyer_id: String,
     pub visible: bool,
     pub refunds: Vec<Refund>,
+    /// WeChat service-provider mode (see [`NewTrade::sp_mchid`]).
+    #[serde(default)]
+    pub sp_mchid: Option<String>,
+    #[serde(default)]
+    pub sub_appid: Option<String>,
 }
 
 impl Trade {
@@ -436,6 +447,8 @@ impl Ledger {
             closed_at: None,
             visible: !new.hidden_until_scanned,
             refunds: Vec::new(),
+            sp_mchid: new.sp_mchid,
+            sub_appid: new.sub_appid,
         };
         self.by_out_no.insert(key, id.clone());
         self.by_trade_no.insert(trade_no, id.clone());
@@ -734,6 +747,8 @@ mod tests {
             payer_id: None,
             attach: None,
             hidden_until_scanned: false,
+            sp_mchid: None,
+            sub_appid: None,
         }
     }
 

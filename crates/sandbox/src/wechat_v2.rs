@@ -263,6 +263,8 @@ fn new_trade(
         payer_id: r.get("openid"),
         attach: r.get("attach"),
         hidden_until_scanned: false,
+        sp_mchid: None,
+        sub_appid: None,
     })
 }
 

@@ -119,6 +119,24 @@ impl Req<'_> {
             .filter(|v| !v.is_empty())
     }
 
+    /// The merchant a request acts for: the signer itself, or (service-provider mode) one of
+    /// its sub-merchants.
+    pub fn account(&self, sub_mchid: Option<String>) -> Result<String, Reply> {
+        match sub_mchid {
+            None => Ok(self.merchant.mchid.clone()),
+            Some(sub)
+                if self
+                    .merchant
+                    .sub_merchants
+                    .iter()
+                    .any(|m| m.sub_mchid == sub) =>
+            {
+                Ok(sub)
+            }
+            Some(_) => Err(err(403, "NO_AUTH", "服务商与子商户无受理关系")),
+        }
+    }
+
     fn s(&self, name: &str) -> Option<String> {
         self.body
             .get(name)
@@ -194,14 +212,21 @@ fn handle(inner: &Inner, method: &Method, uri: &Uri, headers: &HeaderMap, body: 
         now,
     };
     let path = uri.path().trim_end_matches('/');
-    let segs: Vec<&str> = path.split('/').skip(2).collect();
+    let mut segs: Vec<&str> = path.split('/').skip(2).collect();
+    // `/v3/pay/partner/transactions/...` is the service-provider twin of each payment API.
+    let partner = segs.get(1) == Some(&"partner") && segs.first() == Some(&"pay");
+    if partner {
+        segs.remove(1);
+    }
     match (method.as_str(), segs.as_slice()) {
         ("POST", ["pay", "transactions", kind @ ("jsapi" | "app" | "h5" | "native")]) => {
-            prepay(&r, kind)
+            prepay(&r, kind, partner)
         }
-        ("GET", ["pay", "transactions", "out-trade-no", no]) => query_trade(&r, Some(no), None),
-        ("GET", ["pay", "transactions", "id", id]) => query_trade(&r, None, Some(id)),
-        ("POST", ["pay", "transactions", "out-trade-no", no, "close"]) => close(&r, no),
+        ("GET", ["pay", "transactions", "out-trade-no", no]) => {
+            query_trade(&r, Some(no), None, partner)
+        }
+        ("GET", ["pay", "transactions", "id", id]) => query_trade(&r, None, Some(id), partner),
+        ("POST", ["pay", "transactions", "out-trade-no", no, "close"]) => close(&r, no, partner),
         ("POST", ["refund", "domestic", "refunds"]) => refund(&r),
         ("GET", ["refund", "domestic", "refunds", no]) => query_refund(&r, no),
         ("GET", ["certificates"]) => certificates(&r),
@@ -222,22 +247,58 @@ fn trade_type(kind: &str) -> &'static str {
     }
 }
 
-fn prepay(r: &Req<'_>, kind: &str) -> Reply {
-    let (Some(appid), Some(mchid), Some(description), Some(out_trade_no), Some(notify_url)) = (
-        r.s("appid"),
-        r.s("mchid"),
-        r.s("description"),
-        r.s("out_trade_no"),
-        r.s("notify_url"),
-    ) else {
-        return param("缺少必填参数 appid/mchid/description/out_trade_no/notify_url");
+/// Who an order is for: `(account, app_id, sp_mchid, sub_appid)`.
+type Payee = (String, String, Option<String>, Option<String>);
+
+fn payee(r: &Req<'_>, partner: bool) -> Result<Payee, Reply> {
+    let (app_key, mch_key) = if partner {
+        ("sp_appid", "sp_mchid")
+    } else {
+        ("appid", "mchid")
+    };
+    let (Some(appid), Some(mchid)) = (r.s(app_key), r.s(mch_key)) else {
+        return Err(param(&format!("缺少必填参数 {app_key}/{mch_key}")));
     };
     if mchid != r.merchant.mchid {
-        return param("mchid与请求头中的商户号不一致");
+        return Err(param(&format!("{mch_key}与请求头中的商户号不一致")));
     }
     if appid != r.merchant.appid {
-        return err(400, "APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配");
+        return Err(err(400, "APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配"));
     }
+    if !partner {
+        return Ok((mchid, appid, None, None));
+    }
+    let Some(sub) = r.s("sub_mchid") else {
+        return Err(param("缺少必填参数 sub_mchid"));
+    };
+    let account = r.account(Some(sub))?;
+    let configured = r
+        .merchant
+        .sub_merchants
+        .iter()
+        .find(|m| m.sub_mchid == account)
+        .and_then(|m| m.sub_appid.clone());
+    let sub_appid = r.s("sub_appid");
+    if sub_appid.is_some() && sub_appid != configured {
+        return Err(err(
+            400,
+            "APPID_MCHID_NOT_MATCH",
+            "sub_appid和sub_mchid不匹配",
+        ));
+    }
+    Ok((account, appid, Some(mchid), sub_appid))
+}
+
+fn prepay(r: &Req<'_>, kind: &str, partner: bool) -> Reply {
+    let (account, appid, sp_mchid, sub_appid) = match payee(r, partner) {
+        Ok(p) => p,
+        Err(reply) => return reply,
+    };
+    let (Some(description), Some(out_trade_no), Some(notify_url)) =
+        (r.s("description"), r.s("out_trade_no"), r.s("notify_url"))
+    else {
+        return param("缺少必填参数 description/out_trade_no/notify_url");
+    };
     if out_trade_no.len() > 32 || out_trade_no.len() < 6 {
         return param("out_trade_no长度须为6-32");
     }
@@ -253,14 +314,13 @@ fn prepay(r: &Req<'_>, kind: &str) -> Reply {
             return param("currency只支持CNY");
         }
     }
-    let openid = r
-        .body
-        .get("payer")
-        .and_then(|p| p.get("openid"))
-        .and_then(Value::as_str)
+    let payer = r.body.get("payer");
+    let openid = ["openid", "sub_openid", "sp_openid"]
+        .iter()
+        .find_map(|k| payer.and_then(|p| p.get(*k)).and_then(Value::as_str))
         .map(str::to_string);
     if kind == "jsapi" && openid.is_none() {
-        return param("JSAPI下单必须传payer.openid");
+        return param("JSAPI下单必须传payer.openid (服务商: sp_openid 或 sub_openid)");
     }
     let expires_at = match r.s("time_expire") {
         Some(t) => match parse_rfc3339(&t) {
@@ -271,7 +331,7 @@ fn prepay(r: &Req<'_>, kind: &str) -> Reply {
     };
     let new = NewTrade {
         provider: Provider::WechatV3,
-        account: mchid,
+        account,
         app_id: appid,
         out_trade_no,
         amount: Fen(total),
@@ -283,6 +343,8 @@ fn prepay(r: &Req<'_>, kind: &str) -> Reply {
         payer_id: openid,
         attach: r.s("attach"),
         hidden_until_scanned: false,
+        sp_mchid,
+        sub_appid,
     };
     let mut st = r.inner.lock();
     let id = match st.ledger.create(new, r.now) {
@@ -302,14 +364,31 @@ fn prepay(r: &Req<'_>, kind: &str) -> Reply {
 /// A trade as APIv3 shows it (query responses and notification resources).
 pub(crate) fn transaction_json(t: &Trade, tamper: BodyFault) -> Value {
     let mut v = json!({
-        "appid": t.app_id,
-        "mchid": t.account,
         "out_trade_no": t.out_trade_no,
         "trade_type": t.scene,
         "trade_state": t.wechat_state(),
         "trade_state_desc": crate::wechat_v2::state_desc(t),
         "amount": {"total": t.amount.0, "currency": "CNY"},
     });
+    let (app_field, openid_field) = match &t.sp_mchid {
+        None => {
+            v["appid"] = json!(t.app_id);
+            v["mchid"] = json!(t.account);
+            ("appid", "openid")
+        }
+        Some(sp) => {
+            v["sp_appid"] = json!(t.app_id);
+            v["sp_mchid"] = json!(sp);
+            v["sub_mchid"] = json!(t.account);
+            match &t.sub_appid {
+                Some(a) => {
+                    v["sub_appid"] = json!(a);
+                    ("sp_appid", "sub_openid")
+                }
+                None => ("sp_appid", "sp_openid"),
+            }
+        }
+    };
     if let Some(a) = &t.attach {
         v["attach"] = json!(a);
     }
@@ -317,49 +396,65 @@ pub(crate) fn transaction_json(t: &Trade, tamper: BodyFault) -> Value {
         v["transaction_id"] = json!(t.trade_no);
         v["bank_type"] = json!("OTHERS");
         v["success_time"] = json!(rfc3339_beijing(p));
-        v["payer"] = json!({"openid": t.buyer_id});
         v["amount"] = json!({
             "total": t.amount.0, "payer_total": t.amount.0,
             "currency": "CNY", "payer_currency": "CNY"
         });
-    } else if !t.buyer_id.is_empty() {
-        v["payer"] = json!({"openid": t.buyer_id});
+    }
+    if !t.buyer_id.is_empty() {
+        v["payer"] = json!({ openid_field: t.buyer_id });
     }
     match tamper {
         BodyFault::TamperedAmount => {
             v["amount"]["total"] = json!(t.amount.0 + 100);
             v["amount"]["payer_total"] = json!(t.amount.0 + 100);
         }
-        BodyFault::TamperedAppId => v["appid"] = json!("wx9999999999999999"),
+        BodyFault::TamperedAppId => v[app_field] = json!("wx9999999999999999"),
         BodyFault::None | BodyFault::Forged | BodyFault::SignTestProbe => {}
     }
     v
 }
 
-fn query_trade(r: &Req<'_>, out_no: Option<&str>, id: Option<&str>) -> Reply {
-    match r.q("mchid") {
+/// The account named by a query string or body: `mchid`, or `sp_mchid` + `sub_mchid`.
+fn scope(
+    r: &Req<'_>,
+    partner: bool,
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<String, Reply> {
+    let mch_key = if partner { "sp_mchid" } else { "mchid" };
+    match get(mch_key) {
         Some(m) if m == r.merchant.mchid => {}
-        _ => return param("mchid参数缺失或与请求头不一致"),
+        _ => return Err(param(&format!("{mch_key}参数缺失或与请求头不一致"))),
     }
+    if partner {
+        match get("sub_mchid") {
+            Some(sub) => r.account(Some(sub)),
+            None => Err(param("缺少参数 sub_mchid")),
+        }
+    } else {
+        Ok(r.merchant.mchid.clone())
+    }
+}
+
+fn query_trade(r: &Req<'_>, out_no: Option<&str>, id: Option<&str>, partner: bool) -> Reply {
+    let account = match scope(r, partner, |k| r.q(k)) {
+        Ok(a) => a,
+        Err(reply) => return reply,
+    };
     let st = r.inner.lock();
-    match st
-        .ledger
-        .find(Family::Wechat, &r.merchant.mchid, out_no, id)
-    {
+    match st.ledger.find(Family::Wechat, &account, out_no, id) {
         Ok(t) => ok_json(transaction_json(t, BodyFault::None)),
         Err(e) => ledger_err(&e),
     }
 }
 
-fn close(r: &Req<'_>, out_no: &str) -> Reply {
-    if r.s("mchid").as_deref() != Some(r.merchant.mchid.as_str()) {
-        return param("mchid参数缺失或与请求头不一致");
-    }
+fn close(r: &Req<'_>, out_no: &str, partner: bool) -> Reply {
+    let account = match scope(r, partner, |k| r.s(k)) {
+        Ok(a) => a,
+        Err(reply) => return reply,
+    };
     let mut st = r.inner.lock();
-    let t = match st
-        .ledger
-        .find(Family::Wechat, &r.merchant.mchid, Some(out_no), None)
-    {
+    let t = match st.ledger.find(Family::Wechat, &account, Some(out_no), None) {
         Ok(t) => t.clone(),
         Err(e) => return ledger_err(&e),
     };
@@ -419,10 +514,14 @@ fn refund(r: &Req<'_>) -> Reply {
     ) else {
         return param("缺少参数 amount.refund/amount.total");
     };
+    let account = match r.account(r.s("sub_mchid")) {
+        Ok(a) => a,
+        Err(reply) => return reply,
+    };
     let mut st = r.inner.lock();
     let t = match st.ledger.find(
         Family::Wechat,
-        &r.merchant.mchid,
+        &account,
         r.s("out_trade_no").as_deref(),
         r.s("transaction_id").as_deref(),
     ) {
@@ -449,9 +548,13 @@ fn refund(r: &Req<'_>) -> Reply {
 }
 
 fn query_refund(r: &Req<'_>, no: &str) -> Reply {
+    let account = match r.account(r.q("sub_mchid")) {
+        Ok(a) => a,
+        Err(reply) => return reply,
+    };
     let st = r.inner.lock();
     let found = st.ledger.trades().find_map(|t| {
-        if t.account != r.merchant.mchid || t.provider.family() != Family::Wechat {
+        if t.account != account || t.provider.family() != Family::Wechat {
             return None;
         }
         t.refund(no).map(|rf| (t.clone(), rf.clone()))
@@ -503,7 +606,12 @@ pub(crate) fn notification(
     fault: BodyFault,
     now: Millis,
 ) -> Result<Option<(String, Outgoing)>, String> {
-    let Some(m) = inner.keys.merchants.get(&t.account) else {
+    // In service-provider mode the provider merchant receives (and decrypts) notifications.
+    let Some(m) = inner
+        .keys
+        .merchants
+        .get(t.sp_mchid.as_deref().unwrap_or(&t.account))
+    else {
         return Ok(None);
     };
     let (url, event_type, summary, original_type, honest, spoiled) = match ev {
@@ -534,7 +642,13 @@ pub(crate) fn notification(
                 // The notification resource names the status `refund_status` (the API
                 // object calls it `status`).
                 if let Some(o) = v.as_object_mut() {
-                    o.insert("mchid".into(), json!(t.account));
+                    match &t.sp_mchid {
+                        None => o.insert("mchid".into(), json!(t.account)),
+                        Some(sp) => {
+                            o.insert("sp_mchid".into(), json!(sp));
+                            o.insert("sub_mchid".into(), json!(t.account))
+                        }
+                    };
                     o.remove("status");
                     o.insert("refund_status".into(), json!(refund_status(rf.state)));
                 }

@@ -664,3 +664,98 @@ async fn v3_refund_abnormal_and_closed_outcomes_are_notified() {
     assert_eq!(r.status, "ABNORMAL");
     assert_eq!(c.query_refund("W3-AB-R2").await.unwrap().status, "CLOSED");
 }
+
+#[tokio::test]
+async fn v3_service_provider_mode_acts_for_its_sub_merchant() {
+    let sb = sandbox().await;
+    let rx = Receiver::start(204, "").await;
+    let m = &sb.config().wechat.merchants[0];
+    let sub = &m.sub_merchants[0];
+    let partner = |sub_mchid: &str| {
+        let mut cfg = V3Config::new(
+            Merchant::Partner {
+                sp_mchid: m.mchid.clone(),
+                sp_appid: m.appid.clone(),
+                sub_mchid: sub_mchid.to_string(),
+                sub_appid: sub.sub_appid.clone(),
+            },
+            m.api_v3_key.as_bytes().to_vec(),
+        );
+        cfg.base_url = sb.base_url().to_string();
+        cfg.backup_base_url = None;
+        cfg.platform_certificates = false;
+        let key = RsaPrivateKey::from_text(m.merchant_private_key.as_deref().unwrap()).unwrap();
+        let clock = sb.clock();
+        V3Client::new(
+            cfg,
+            MerchantSigner::new(m.mchid.clone(), m.merchant_serial.clone(), key),
+            platform_verifier(&sb),
+            transport(),
+            Arc::new(move || clock.now_ms() / 1000),
+        )
+    };
+    let c = partner(&sub.sub_mchid);
+    c.prepay(&prepay(
+        PrepayKind::Jsapi {
+            openid: "o-sub-buyer".into(),
+        },
+        "W3-SP-1",
+        300,
+        &rx,
+    ))
+    .await
+    .unwrap();
+    let trade = sb.trade_by_out_no("W3-SP-1").unwrap();
+    assert_eq!(
+        (trade.account.as_str(), trade.sp_mchid.as_deref()),
+        (sub.sub_mchid.as_str(), Some(m.mchid.as_str()))
+    );
+    control(&sb, &trade.id, "pay").await;
+    sb.run_due().await;
+    let NotifyEvent::Transaction(tx) = v3_event(&sb, &rx.received()[0]).unwrap() else {
+        panic!()
+    };
+    assert_eq!(tx.sub_mchid.as_deref(), Some(sub.sub_mchid.as_str()));
+    assert_eq!(tx.sp_mchid.as_deref(), Some(m.mchid.as_str()));
+    assert_eq!(
+        c.query_by_out_trade_no("W3-SP-1")
+            .await
+            .unwrap()
+            .trade_state,
+        "SUCCESS"
+    );
+    let r = c
+        .refund(&RefundRequest {
+            out_trade_no: "W3-SP-1".into(),
+            transaction_id: None,
+            out_refund_no: "W3-SP-R1".into(),
+            refund: Fen(100),
+            total: Fen(300),
+            reason: None,
+            notify_url: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.out_refund_no, "W3-SP-R1");
+    assert_eq!(
+        c.query_refund("W3-SP-R1").await.unwrap().out_refund_no,
+        "W3-SP-R1"
+    );
+    // The provider's own (direct) orders are another merchant's numbers.
+    assert_eq!(
+        api_code(
+            v3_client(&sb, true)
+                .query_by_out_trade_no("W3-SP-1")
+                .await
+                .unwrap_err()
+        )
+        .0,
+        404
+    );
+    // A sub-merchant the provider does not serve.
+    let stranger = partner("1999999999");
+    assert_eq!(
+        api_code(stranger.query_by_out_trade_no("W3-SP-1").await.unwrap_err()),
+        (403, "NO_AUTH".into())
+    );
+}
