@@ -335,9 +335,9 @@ impl SandboxConfig {
         let config = SandboxConfig::generate(now_unix)?;
         for (name, text) in config.merchant_files()? {
             let p = dir.join(name);
-            std::fs::write(&p, text).map_err(|e| file_err(&p, e))?;
+            write_private(&p, &text).map_err(|e| file_err(&p, e))?;
         }
-        std::fs::write(&path, config.to_toml()?).map_err(|e| file_err(&path, e))?;
+        write_private(&path, &config.to_toml()?).map_err(|e| file_err(&path, e))?;
         Ok((config, true))
     }
 
@@ -390,6 +390,18 @@ impl SandboxConfig {
         }
         Ok(files)
     }
+}
+
+/// Writes a file only its owner can read: the data directory holds private keys.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    std::io::Write::write_all(&mut options.open(path)?, text.as_bytes())
 }
 
 fn random_digits(n: usize) -> String {
@@ -613,5 +625,27 @@ mod tests {
         let m = keys.merchants.get("1900000001").unwrap();
         assert_eq!(m.serial, c.wechat.merchants[0].merchant_serial);
         assert!(c.merchant_files().unwrap().len() >= 8);
+    }
+
+    #[test]
+    fn data_directory_is_generated_once_and_reloaded() {
+        let dir = std::env::temp_dir().join(format!("pb-sandbox-{}", random_string(8)));
+        let (first, generated) = SandboxConfig::load_or_generate(&dir, 1_760_000_000).unwrap();
+        assert!(generated);
+        assert!(dir.join("alipay_public_key.txt").is_file());
+        assert!(dir.join("wechat_1900000001_apiclient_key.pem").is_file());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("sandbox.toml"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "private keys are not world-readable");
+        }
+        let (again, generated) = SandboxConfig::load_or_generate(&dir, 1_770_000_000).unwrap();
+        assert!(!generated);
+        assert_eq!(again, first);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
