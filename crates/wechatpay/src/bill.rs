@@ -136,6 +136,46 @@ impl TradeBillRecord {
     }
 }
 
+/// The summary record of a trade bill (总交易单数 and the totals), typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeBillSummary {
+    pub trade_count: Option<u64>,
+    /// 应结订单总金额
+    pub settlement_total: Option<Fen>,
+    /// 退款总金额
+    pub refund_total: Option<Fen>,
+    /// 充值券退款总金额
+    pub coupon_refund_total: Option<Fen>,
+    /// 手续费总金额
+    pub service_fee_total: Option<Fen>,
+    /// 订单总金额
+    pub order_total: Option<Fen>,
+    /// 申请退款总金额
+    pub applied_refund_total: Option<Fen>,
+}
+
+impl TradeBillSummary {
+    pub fn from_row(row: &BillRow) -> Result<TradeBillSummary, BillError> {
+        let trade_count = match row.get("总交易单数") {
+            None | Some("") => None,
+            Some(v) => Some(parse_bill_count(v).ok_or_else(|| BillError::Amount {
+                line: row.line,
+                column: "总交易单数".into(),
+                value: v.to_string(),
+            })?),
+        };
+        Ok(TradeBillSummary {
+            trade_count,
+            settlement_total: row.amount("应结订单总金额")?,
+            refund_total: row.amount("退款总金额")?,
+            coupon_refund_total: row.amount("充值券退款总金额")?,
+            service_fee_total: row.amount("手续费总金额")?,
+            order_total: row.amount("订单总金额")?,
+            applied_refund_total: row.amount("申请退款总金额")?,
+        })
+    }
+}
+
 /// Parses a bill amount exactly: yuan with any number of decimals, provided nothing finer than
 /// a fen is non-zero ("0.01000" is 1 fen; "0.005" is refused rather than rounded).
 pub fn parse_bill_amount(s: &str) -> Option<Fen> {

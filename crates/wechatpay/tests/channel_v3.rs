@@ -158,10 +158,37 @@ impl Transport for FakeWechat {
                 200,
                 json!({"refund_id": "5030", "out_refund_no": body["out_refund_no"], "out_trade_no": "o1", "status": "PROCESSING", "amount": {"refund": 50, "total": 101}}).to_string(),
             ),
+            ("GET", "/v3/bill/tradebill?bill_date=2023-11-14&bill_type=ALL&tar_type=GZIP") => {
+                let link = json!({"hash_type": "SHA1", "hash_value": paybridge_crypto::sha1_hex(&bill_text()),
+                                  "download_url": "https://api.mch.weixin.qq.com/v3/billdownload/file?token=t1"});
+                self.reply(200, link.to_string())
+            }
+            // The download itself is not signed.
+            ("GET", "/v3/billdownload/file?token=t1") => {
+                use std::io::Write;
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                gz.write_all(&bill_text()).unwrap();
+                HttpResponse { status: 200, headers: vec![], body: gz.finish().unwrap() }
+            }
             ("GET", "/v3/refund/domestic/refunds/r1") => self.reply(500, provider::error_body("SYSTEM_ERROR", "busy")),
             _ => self.reply(404, provider::error_body("NOT_FOUND", path)),
         })
     }
+}
+
+fn bill_text() -> Vec<u8> {
+    paybridge_wechatpay::bill::write_bill(
+        &["交易时间", "商户订单号", "交易状态", "订单金额"],
+        &[vec![
+            "2023-11-14 10:00:00".into(),
+            "o1".into(),
+            "SUCCESS".into(),
+            "1.01".into(),
+        ]],
+        &["总交易单数", "订单总金额"],
+        &["1".into(), "1.01".into()],
+    )
+    .into_bytes()
 }
 
 fn clock() -> Clock {
@@ -313,6 +340,22 @@ async fn certificate_bootstrap_then_every_operation() {
         .await;
     assert!(matches!(r, Err(ChannelError::Unknown { .. })), "{r:?}");
     assert_eq!(certs_calls(&fake), 1);
+    // Trade bill: signed link request, unsigned gzip download, SHA-1 checked, then streamed.
+    let link = paybridge_wechatpay::v3::api::trade_bill(
+        &ch.client.config.merchant,
+        "2023-11-14",
+        "ALL",
+        true,
+    );
+    let text = ch.client.download_bill(&link, true).await.unwrap();
+    let mut reader = paybridge_wechatpay::bill::BillReader::new(&text[..]).unwrap();
+    let row =
+        paybridge_wechatpay::bill::TradeBillRecord::from_row(&reader.next().unwrap().unwrap())
+            .unwrap();
+    assert_eq!(
+        (row.out_trade_no.as_deref(), row.order_total),
+        (Some("o1"), Some(Fen(101)))
+    );
     // Periodic refresh: not due right after the bootstrap.
     assert!(!ch.client.refresh_if_due().await.unwrap());
 }

@@ -429,6 +429,19 @@ fn check(v: &Value) {
             }
             let typed = paybridge_wechatpay::bill::TradeBillRecord::from_row(&rows[0]).unwrap();
             assert_eq!(typed.refund_fee, Some(Fen(1)));
+            let totals = paybridge_wechatpay::bill::TradeBillSummary::from_row(summary).unwrap();
+            assert_eq!(totals.trade_count, Some(rows.len() as u64));
+            let fees: i64 = rows
+                .iter()
+                .map(|r| {
+                    paybridge_wechatpay::bill::TradeBillRecord::from_row(r)
+                        .unwrap()
+                        .service_fee
+                        .unwrap_or_default()
+                        .0
+                })
+                .sum();
+            assert_eq!(totals.service_fee_total, Some(Fen(fees)));
         }
         other => panic!("vector {} has unknown kind {other}", v["id"]),
     }

@@ -200,3 +200,48 @@ impl V2Client {
         api::parse_download_bill(&body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use paybridge_crypto::{
+        generate_rsa_private_key_pkcs8, self_signed_rsa_cert, write_pkcs12, CertSpec, RsaPrivateKey,
+    };
+
+    #[test]
+    fn identity_from_p12_and_pem_agree() {
+        let der = generate_rsa_private_key_pkcs8().unwrap();
+        let key = RsaPrivateKey::from_der(&der).unwrap();
+        let spec = CertSpec {
+            common_name: "1900000109".into(),
+            organization: None,
+            organizational_unit: None,
+            country: None,
+            serial: vec![0x44],
+            not_before_unix: 1_700_000_000,
+            not_after_unix: 1_900_000_000,
+            is_ca: false,
+        };
+        let cert = self_signed_rsa_cert(&key, &spec).unwrap();
+        // WeChat's p12 password is the merchant id.
+        let p12 = write_pkcs12(&der, &cert.der, "1900000109").unwrap();
+        let from_p12 = identity_from_p12(&p12, "1900000109").unwrap();
+        let key_pem = paybridge_crypto::encode_pem("PRIVATE KEY", &der);
+        let from_pem = identity_from_pem(&cert.pem, &key_pem).unwrap();
+        let blocks = |s: &Secret<Vec<u8>>| {
+            paybridge_crypto::decode_pem_blocks(std::str::from_utf8(s.expose()).unwrap()).unwrap()
+        };
+        let (a, b) = (blocks(&from_p12), blocks(&from_pem));
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            a.iter().map(|x| (&x.label, &x.der)).collect::<Vec<_>>(),
+            b.iter().map(|x| (&x.label, &x.der)).collect::<Vec<_>>()
+        );
+        assert!(matches!(
+            identity_from_p12(&p12, "wrong"),
+            Err(V2Error::Config(_))
+        ));
+        assert!(identity_from_pem("junk", &key_pem).is_err());
+    }
+}
