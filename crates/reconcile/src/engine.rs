@@ -7,12 +7,10 @@
 //! 3. the day's local settled rows no bill row matched come back in keyset pages as
 //!    "missing at the provider".
 
-use std::collections::HashSet;
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use paybridge_core::{PaymentStatus, RefundStatus};
 use paybridge_store::{NewDiscrepancy, Payment, ReconRefund, ReconciliationRun, Store};
+use std::collections::HashSet;
 use time::Date;
 
 use crate::line::{BillLine, LineKind};
@@ -116,15 +114,15 @@ fn to_row(d: &Discrepancy) -> NewDiscrepancy {
     }
 }
 
-pub struct Engine {
+pub struct Engine<'h> {
     store: Store,
-    healer: Option<Arc<dyn Healer>>,
+    healer: Option<&'h dyn Healer>,
     batch: usize,
 }
 
-impl Engine {
+impl<'h> Engine<'h> {
     /// An engine that records discrepancies without healing any.
-    pub fn new(store: Store) -> Engine {
+    pub fn new(store: Store) -> Engine<'h> {
         Engine {
             store,
             healer: None,
@@ -132,13 +130,13 @@ impl Engine {
         }
     }
 
-    pub fn with_healer(mut self, healer: Arc<dyn Healer>) -> Engine {
+    pub fn with_healer(mut self, healer: &'h dyn Healer) -> Engine<'h> {
         self.healer = Some(healer);
         self
     }
 
     /// Rows per batch (1..=1000).
-    pub fn with_batch_size(mut self, batch: usize) -> Engine {
+    pub fn with_batch_size(mut self, batch: usize) -> Engine<'h> {
         self.batch = batch.clamp(1, 1000);
         self
     }
@@ -312,7 +310,7 @@ impl Engine {
                 totals.open += 1;
                 continue;
             };
-            let (healed, detail) = heal_one(healer.as_ref(), heal, d).await;
+            let (healed, detail) = heal_one(*healer, heal, d).await;
             let resolution = if healed { "healed" } else { "heal_failed" };
             self.store
                 .resolve_discrepancy(id, resolution, Some(&detail))
@@ -333,7 +331,10 @@ impl Engine {
         date: Date,
         totals: &mut Totals,
     ) -> Result<(), ReconcileError> {
-        let (from, to) = beijing_day_bounds(date);
+        let (from, day_end) = beijing_day_bounds(date);
+        // A bill cannot hold what settled after it was fetched (a same-day run, or a refund
+        // the late payment policy made while healing this very run).
+        let to = day_end.min(run.started_at);
         let mut after: Option<String> = None;
         loop {
             let page = self

@@ -11,7 +11,8 @@ use paybridge_alipay::request::CallOptions;
 use paybridge_http::Transport;
 use paybridge_wechatpay::bill::{parse_bill_count, BillReader as WechatReader, TradeBillRecord};
 use paybridge_wechatpay::v2::client::V2Client;
-use paybridge_wechatpay::v3::V3Client;
+use paybridge_wechatpay::v2::error::V2Error;
+use paybridge_wechatpay::v3::{V3Client, V3Error};
 use time::Date;
 
 use crate::engine::dashed;
@@ -32,6 +33,8 @@ pub enum BillFile {
     AlipayZip(BillBytes),
     /// WeChat Pay's trade bill text (APIv2 `downloadbill`, APIv3 `tradebill`, hash checked).
     WechatText(BillBytes),
+    /// The provider has no bill for the day (WeChat answers so when nothing happened).
+    Empty,
 }
 
 fn open_file(path: &PathBuf) -> Result<std::fs::File, ReconcileError> {
@@ -52,6 +55,7 @@ impl BillFile {
             BillFile::WechatText(BillBytes::File(p)) => {
                 wechat_lines(BufReader::with_capacity(1 << 16, open_file(&p)?), &mut f)
             }
+            BillFile::Empty => Ok(0),
         }
     }
 }
@@ -171,12 +175,13 @@ pub struct WechatV2Bills {
 impl BillSource for WechatV2Bills {
     async fn download(&self, date: Date) -> Result<BillFile, ReconcileError> {
         let compact: String = dashed(date).chars().filter(char::is_ascii_digit).collect();
-        let text = self
-            .client
-            .download_bill(&compact, "ALL")
-            .await
-            .map_err(|e| download_error(date, e))?;
-        Ok(BillFile::WechatText(BillBytes::Memory(text)))
+        match self.client.download_bill(&compact, "ALL").await {
+            Ok(text) => Ok(BillFile::WechatText(BillBytes::Memory(text))),
+            // APIv2's answer for a day without transactions.
+            Err(V2Error::Return { message }) if message == "No Bill Exist" => Ok(BillFile::Empty),
+            Err(V2Error::Business(b)) if b.code == "20002" => Ok(BillFile::Empty),
+            Err(e) => Err(download_error(date, e)),
+        }
     }
 }
 
@@ -194,11 +199,11 @@ impl<T: Transport + Send + Sync + 'static> BillSource for WechatV3Bills<T> {
             "ALL",
             true,
         );
-        let text = self
-            .client
-            .download_bill(&request, true)
-            .await
-            .map_err(|e| download_error(date, e))?;
-        Ok(BillFile::WechatText(BillBytes::Memory(text)))
+        match self.client.download_bill(&request, true).await {
+            Ok(text) => Ok(BillFile::WechatText(BillBytes::Memory(text))),
+            // APIv3's answer for a day without transactions.
+            Err(V3Error::Api { code, .. }) if code == "NO_STATEMENT_EXIST" => Ok(BillFile::Empty),
+            Err(e) => Err(download_error(date, e)),
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! calling the service.
 
 pub mod openapi;
+mod reconcile;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -61,6 +62,7 @@ pub fn app(gw: Arc<Gateway>, max_body_bytes: usize) -> Router {
             post(notify_wechat_v2_refund),
         )
         .route("/notify/wechat/v3/:account", post(notify_wechat_v3))
+        .merge(reconcile::routes())
         .fallback(|| async { ApiError::NotFound("route") })
         .with_state(state)
 }

@@ -21,6 +21,8 @@ pub enum JobKind {
     Expire,
     /// Poll a refund the provider is still processing.
     RefundQuery,
+    /// An account's daily reconciliation (see `service::reconcile`); keyed by account.
+    Reconcile,
 }
 
 impl JobKind {
@@ -29,13 +31,19 @@ impl JobKind {
             JobKind::Query => "payment.query",
             JobKind::Expire => "payment.expire",
             JobKind::RefundQuery => "refund.query",
+            JobKind::Reconcile => "reconcile.daily",
         }
     }
 
     fn parse(s: &str) -> Option<JobKind> {
-        [JobKind::Query, JobKind::Expire, JobKind::RefundQuery]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            JobKind::Query,
+            JobKind::Expire,
+            JobKind::RefundQuery,
+            JobKind::Reconcile,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -71,6 +79,7 @@ impl Gateway {
         let (payment_id, refund_id) = match kind {
             JobKind::Query | JobKind::Expire => (Some(subject_id.to_string()), None),
             JobKind::RefundQuery => (payment_id.map(str::to_string), Some(subject_id.to_string())),
+            JobKind::Reconcile => (None, None),
         };
         self.store
             .schedule_job(&NewJob {
@@ -131,6 +140,10 @@ impl Gateway {
             JobKind::Query => self.run_query(job).await,
             JobKind::Expire => self.run_expire(job).await,
             JobKind::RefundQuery => self.run_refund_query(job).await,
+            JobKind::Reconcile => {
+                let next = self.run_reconcile_job(job).await;
+                Ok(Next::RetryIn(next - self.now_ms(), None))
+            }
         }
     }
 

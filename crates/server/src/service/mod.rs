@@ -9,6 +9,7 @@ pub mod calllog;
 pub mod jobs;
 mod notify;
 mod payments;
+pub mod reconcile;
 mod refunds;
 pub mod views;
 
@@ -93,6 +94,8 @@ pub struct Gateway {
     pub http: reqwest::Client,
     /// Woken after a change that created webhook deliveries, so delivery needs no polling delay.
     pub outbox_signal: tokio::sync::Notify,
+    /// Bill sources and the late payment policy (see [`reconcile`]).
+    pub reconcile: reconcile::ReconcileState,
 }
 
 impl Gateway {
@@ -121,6 +124,7 @@ impl Gateway {
             instance: format!("gw-{}", uuid::Uuid::now_v7().simple()),
             http,
             outbox_signal: tokio::sync::Notify::new(),
+            reconcile: reconcile::ReconcileState::default(),
         })
     }
 

@@ -269,6 +269,11 @@ impl Gateway {
                 return Err(refused(e));
             }
         };
+        if payment.status == PaymentStatus::Pending {
+            // Notifications get lost: poll on the backoff schedule until paid or expired.
+            self.schedule(JobKind::Query, &payment.id, None, now + 10_000)
+                .await?;
+        }
         Ok(views::payment(&payment))
     }
 
@@ -591,6 +596,7 @@ impl Gateway {
                     tracing::warn!(payment = %p.id, "late payment after {}", payment.status);
                     self.timeline(&p.id, "late_payment", "paid after it was closed")
                         .await;
+                    self.after_late_payment(&p).await;
                 }
                 Ok((p, Applied::Changed))
             }

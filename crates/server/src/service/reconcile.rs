@@ -1,0 +1,505 @@
+//! Reconciliation and late payments, wired into the gateway.
+//!
+//! Each account with a bill source gets a daily `reconcile.daily` job (10:00 Beijing, for the
+//! previous Beijing day, when the providers' bills are out); the API and the CLI run a day on
+//! demand. Healing goes through the gateway's own active query, so a healed payment takes the
+//! same conditional transition, event and webhook as a notified one. A payment found paid after
+//! it was closed keeps its money and its `late_payment` flag, and with the `refund` policy is
+//! refunded in full automatically.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use paybridge_core::{PaymentStatus, RefundStatus};
+use paybridge_crypto::{Certificate, RsaPrivateKey, RsaPublicKey};
+use paybridge_http::{ReqwestTransport, Transport, TransportConfig};
+use paybridge_reconcile::{
+    parse_bill_date, AlipayBills, BillSource, Engine, Healer, Progress, ReconcileError, RunReport,
+    WechatV2Bills, WechatV3Bills,
+};
+use paybridge_store::{ApiKey, ApiScope, Job, NewJob, Payment, ReconciliationRun};
+use serde_json::{json, Value};
+use time::Date;
+
+use super::calllog::{CallSink, RecordingTransport};
+use super::jobs::JobKind;
+use super::refunds::CreateRefundInput;
+use super::{Gateway, StoreCallSink};
+use crate::config::{AccountConfig, AlipayKeys, Config, ProviderConfig};
+use crate::error::ApiError;
+
+/// What happens to money that arrives after its order was closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LatePaymentPolicy {
+    /// Keep it: the payment is paid, flagged `late_payment`, the merchant decides.
+    #[default]
+    Keep,
+    /// Refund it in full at once.
+    Refund,
+}
+
+impl std::str::FromStr for LatePaymentPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "keep" => Ok(LatePaymentPolicy::Keep),
+            "refund" => Ok(LatePaymentPolicy::Refund),
+            other => Err(format!(
+                "late payment policy {other:?}: expected keep or refund"
+            )),
+        }
+    }
+}
+
+/// The gateway's reconciliation settings: bill sources per account and the late policy.
+#[derive(Default)]
+pub struct ReconcileState {
+    sources: RwLock<BTreeMap<String, Arc<dyn BillSource>>>,
+    late_payment: RwLock<LatePaymentPolicy>,
+}
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+const BEIJING_OFFSET_MS: i64 = 8 * HOUR_MS;
+/// Bills of a day are published early the next morning; run at 10:00 Beijing.
+const DAILY_AT_MS: i64 = 10 * HOUR_MS;
+/// A failed daily run (bill not ready, provider down) is tried again this much later.
+const DAILY_RETRY_MS: i64 = HOUR_MS;
+
+/// The first 10:00 Beijing strictly after `now`.
+pub fn next_daily_run(now: i64) -> i64 {
+    let local = now + BEIJING_OFFSET_MS;
+    let run = local - local.rem_euclid(DAY_MS) + DAILY_AT_MS - BEIJING_OFFSET_MS;
+    if run > now {
+        run
+    } else {
+        run + DAY_MS
+    }
+}
+
+/// The Beijing calendar day containing `ms`.
+pub fn beijing_date(ms: i64) -> Option<Date> {
+    let t = time::OffsetDateTime::from_unix_timestamp((ms + BEIJING_OFFSET_MS).div_euclid(1000))
+        .ok()?;
+    Some(t.date())
+}
+
+/// The deterministic merchant refund number of a late payment's automatic refund: a retried
+/// policy run finds the refund it already made instead of making another.
+fn late_refund_no(payment_id: &str) -> String {
+    format!("late_{}", payment_id.trim_start_matches("pay_"))
+}
+
+/// Heals through the gateway's active queries.
+struct GatewayHealer<'a>(&'a Gateway);
+
+#[async_trait]
+impl Healer for GatewayHealer<'_> {
+    async fn heal_payment(&self, payment_id: &str) -> Result<PaymentStatus, String> {
+        self.0
+            .query_and_apply(payment_id, "reconciliation")
+            .await
+            .map(|p| p.status)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn heal_refund(&self, refund_id: &str) -> Result<RefundStatus, String> {
+        self.0
+            .query_refund_and_apply(refund_id)
+            .await
+            .map(|r| r.status)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn reconcile_error(e: ReconcileError) -> ApiError {
+    match e {
+        ReconcileError::Date(d) => ApiError::Validation(format!("date {d:?}: expected YYYY-MM-DD")),
+        other => ApiError::internal(other),
+    }
+}
+
+fn run_view(run: &ReconciliationRun) -> Value {
+    json!({
+        "id": run.id,
+        "object": "reconciliation",
+        "account": run.account,
+        "date": run.bill_date,
+        "state": run.state,
+        "totals": run.totals,
+        "error": run.error,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    })
+}
+
+impl Gateway {
+    /// Gives `account` a bill source and schedules its daily reconciliation.
+    pub async fn enable_reconciliation(
+        &self,
+        account: &str,
+        source: Arc<dyn BillSource>,
+    ) -> Result<(), ApiError> {
+        self.account(account)?;
+        if let Ok(mut map) = self.reconcile.sources.write() {
+            map.insert(account.to_string(), source);
+        }
+        self.store
+            .schedule_job(&NewJob {
+                kind: JobKind::Reconcile.as_str().to_string(),
+                key: account.to_string(),
+                payment_id: None,
+                refund_id: None,
+                payload: json!({ "account": account }),
+                run_at: next_daily_run(self.now_ms()),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Enables reconciliation for every configured account (see [`bill_source`]) and applies
+    /// the configured late payment policy.
+    pub async fn enable_reconciliation_from_config(
+        &self,
+        config: &Config,
+        late_payment: LatePaymentPolicy,
+    ) -> Result<usize, ApiError> {
+        self.set_late_payment_policy(late_payment);
+        let mut n = 0;
+        for a in config.accounts.values() {
+            let source = bill_source(a, &self.store).map_err(ApiError::internal)?;
+            self.enable_reconciliation(&a.id, source).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    pub fn set_late_payment_policy(&self, policy: LatePaymentPolicy) {
+        if let Ok(mut p) = self.reconcile.late_payment.write() {
+            *p = policy;
+        }
+    }
+
+    pub fn late_payment_policy(&self) -> LatePaymentPolicy {
+        self.reconcile
+            .late_payment
+            .read()
+            .map(|p| *p)
+            .unwrap_or_default()
+    }
+
+    fn bill_source(&self, account: &str) -> Result<Arc<dyn BillSource>, ApiError> {
+        self.account(account)?;
+        self.reconcile
+            .sources
+            .read()
+            .ok()
+            .and_then(|m| m.get(account).cloned())
+            .ok_or_else(|| {
+                ApiError::Validation(format!("account {account} has no bill source configured"))
+            })
+    }
+
+    /// Downloads and reconciles one account's bill of `date`; healable discrepancies are
+    /// healed by active queries. The run is recorded either way.
+    pub async fn reconcile_day(
+        &self,
+        account: &str,
+        date: Date,
+        progress: &dyn Progress,
+    ) -> Result<RunReport, ApiError> {
+        let source = self.bill_source(account)?;
+        let healer = GatewayHealer(self);
+        Engine::new(self.store.clone())
+            .with_healer(&healer)
+            .reconcile(account, date, source.as_ref(), progress)
+            .await
+            .map_err(reconcile_error)
+    }
+
+    /// The daily job: reconciles yesterday (Beijing) and returns when to run next.
+    pub(super) async fn run_reconcile_job(&self, job: &Job) -> i64 {
+        let now = self.now_ms();
+        let Some(date) = beijing_date(now - DAY_MS) else {
+            return now + DAILY_RETRY_MS;
+        };
+        match self.reconcile_day(&job.key, date, &()).await {
+            Ok(report) => {
+                tracing::info!(run = %report.run.id, account = %job.key, open = report.totals.open,
+                    healed = report.totals.healed, "daily reconciliation");
+                next_daily_run(now)
+            }
+            Err(e) => {
+                tracing::warn!(account = %job.key, error = %e, "daily reconciliation failed");
+                now + DAILY_RETRY_MS
+            }
+        }
+    }
+
+    /// Called once when a payment became paid after it was closed or failed.
+    pub(super) async fn after_late_payment(&self, p: &Payment) {
+        if self.late_payment_policy() != LatePaymentPolicy::Refund {
+            self.timeline(&p.id, "late_payment_policy", "kept (policy keep)")
+                .await;
+            return;
+        }
+        let system = ApiKey {
+            id: "system:late-payment".into(),
+            mode: p.mode,
+            merchant: "paybridge".into(),
+            scopes: vec![ApiScope::Refund],
+            prefix: String::new(),
+            revoked: false,
+            created_at: 0,
+        };
+        let input = CreateRefundInput {
+            amount: p.paid_amount.unwrap_or(p.amount).0,
+            out_refund_no: Some(late_refund_no(&p.id)),
+            reason: Some("paid after the order was closed".into()),
+        };
+        let detail = match self.create_refund(&system, &p.id, input).await {
+            Ok(r) => format!(
+                "refunded in full (policy refund): refund {} is {}",
+                r["id"].as_str().unwrap_or("?"),
+                r["status"].as_str().unwrap_or("?")
+            ),
+            Err(e) => {
+                tracing::warn!(payment = %p.id, error = %e, "late payment refund failed");
+                format!("automatic refund failed: {e}")
+            }
+        };
+        self.timeline(&p.id, "late_payment_policy", &detail).await;
+    }
+
+    /// `POST /v1/reconciliations`: runs the day now and answers with the run.
+    pub async fn create_reconciliation(
+        &self,
+        key: &ApiKey,
+        account: &str,
+        date: &str,
+    ) -> Result<Value, ApiError> {
+        let acc = self.account(account)?;
+        if acc.mode != key.mode {
+            return Err(ApiError::UnknownAccount(account.to_string()));
+        }
+        let day = parse_bill_date(date).map_err(reconcile_error)?;
+        match self.reconcile_day(account, day, &()).await {
+            Ok(report) => self.reconciliation_view(&report.run).await,
+            Err(ApiError::Internal(reason)) => {
+                // The failed run is recorded with its reason: answer with it.
+                let runs = self.store.list_reconciliations(account, date).await?;
+                match runs.first() {
+                    Some(run) if run.state == "failed" => self.reconciliation_view(run).await,
+                    _ => Err(ApiError::Internal(reason)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /v1/reconciliations/{id}`: the run with its discrepancies.
+    pub async fn get_reconciliation(&self, key: &ApiKey, id: &str) -> Result<Value, ApiError> {
+        let run = self
+            .store
+            .get_reconciliation(id)
+            .await?
+            .ok_or(ApiError::NotFound("reconciliation"))?;
+        match self.accounts.get(&run.account) {
+            Some(a) if a.mode == key.mode => self.reconciliation_view(&run).await,
+            _ => Err(ApiError::NotFound("reconciliation")),
+        }
+    }
+
+    async fn reconciliation_view(&self, run: &ReconciliationRun) -> Result<Value, ApiError> {
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        // Discrepancies are few next to bill rows; a run with more than this many is read
+        // page by page through the store rather than in one response.
+        const MAX_LISTED: usize = 1000;
+        while items.len() < MAX_LISTED {
+            let page = self
+                .store
+                .list_discrepancies(&run.id, after.as_deref(), 200)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            items.extend(page.iter().map(|r| {
+                let d = &r.discrepancy;
+                json!({
+                    "id": r.id, "kind": d.kind, "entity": d.entity,
+                    "out_trade_no": d.out_trade_no, "out_refund_no": d.out_refund_no,
+                    "payment_id": d.payment_id, "refund_id": d.refund_id,
+                    "provider_trade_no": d.provider_trade_no,
+                    "bill_amount": d.bill_amount.map(|f| f.0),
+                    "local_amount": d.local_amount.map(|f| f.0),
+                    "bill_status": d.bill_status, "local_status": d.local_status,
+                    "healable": d.healable, "resolution": r.resolution, "detail": r.detail,
+                })
+            }));
+        }
+        let mut view = run_view(run);
+        view["discrepancies"] = Value::Array(items);
+        Ok(view)
+    }
+}
+
+/// Builds the bill source of a configured account from its keys: the Alipay trade bill, or
+/// WeChat's APIv3 trade bill (SHA-1 checked) when v3 keys are configured, else APIv2's.
+pub fn bill_source(
+    a: &AccountConfig,
+    store: &paybridge_store::Store,
+) -> Result<Arc<dyn BillSource>, String> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| format!("account {}: {what}: {e}", a.id);
+    let sink: Arc<dyn CallSink> = Arc::new(StoreCallSink {
+        store: store.clone(),
+        channel: a.channel,
+    });
+    let transport = |identity: Option<paybridge_crypto::Secret<Vec<u8>>>| {
+        let config = TransportConfig {
+            identity_pem: identity,
+            ..TransportConfig::default()
+        };
+        ReqwestTransport::new(&config)
+            .map(|t| -> Arc<dyn Transport> {
+                Arc::new(RecordingTransport::new(
+                    Arc::new(t),
+                    sink.clone(),
+                    &a.id,
+                    a.channel.as_str(),
+                ))
+            })
+            .map_err(|e| fail("transport", &e))
+    };
+    match &a.provider {
+        ProviderConfig::Alipay(c) => {
+            use paybridge_alipay::{AesKey, AlipayConfig, AlipayKeys as Keys};
+            let private = c.app_private_key.expose();
+            let keys = match &c.keys {
+                AlipayKeys::PublicKey(public) => Keys::public_key_mode(private, public),
+                AlipayKeys::Certificate {
+                    app_cert_pem,
+                    alipay_cert_pem,
+                    root_bundle_pem,
+                } => Keys::cert_mode(
+                    private,
+                    app_cert_pem,
+                    &[alipay_cert_pem.as_str()],
+                    root_bundle_pem,
+                ),
+            }
+            .map_err(|e| fail("keys", &e))?;
+            let mut cfg =
+                AlipayConfig::new(c.app_id.clone(), keys).with_gateway(c.gateway_url.clone());
+            if let Some(k) = &c.aes_key {
+                let aes = AesKey::from_base64(k.expose()).map_err(|e| fail("AES key", &e))?;
+                cfg = cfg.with_aes_key(aes);
+            }
+            let client = paybridge_alipay::client::AlipayClient::new(cfg, transport(None)?);
+            Ok(Arc::new(AlipayBills {
+                client,
+                options: Default::default(),
+            }))
+        }
+        ProviderConfig::Wechat(c) if c.v3.is_some() => {
+            use paybridge_wechatpay::v3::{Merchant, MerchantSigner, V3Client, V3Config, Verifier};
+            let Some(v3) = &c.v3 else {
+                return Err(fail("keys", &"no APIv3 keys"));
+            };
+            let merchant = match &c.sub_mchid {
+                Some(sub) => Merchant::Partner {
+                    sp_mchid: c.mchid.clone(),
+                    sp_appid: c.appid.clone(),
+                    sub_mchid: sub.clone(),
+                    sub_appid: c.sub_appid.clone(),
+                },
+                None => Merchant::Direct {
+                    mchid: c.mchid.clone(),
+                    appid: c.appid.clone(),
+                },
+            };
+            let key = RsaPrivateKey::from_text(v3.merchant_private_key.expose())
+                .map_err(|e| fail("merchant key", &e))?;
+            let mut verifier = Verifier::new();
+            for cert in v3
+                .platform_certificates_pem
+                .as_deref()
+                .map(Certificate::bundle_from_pem)
+                .transpose()
+                .map_err(|e| fail("platform certificates", &e))?
+                .into_iter()
+                .flatten()
+            {
+                let cert = cert.map_err(|e| fail("platform certificate", &e))?;
+                verifier
+                    .add_certificate(&cert)
+                    .map_err(|e| fail("platform certificate", &e))?;
+            }
+            if let Some((id, text)) = &v3.public_key {
+                let public = RsaPublicKey::from_text(text).map_err(|e| fail("public key", &e))?;
+                verifier.add_public_key(id, public);
+            }
+            let mut cfg = V3Config::new(merchant, v3.apiv3_key.expose().as_bytes().to_vec());
+            cfg.base_url = c.base_url.clone();
+            cfg.platform_certificates = v3.platform_certificates_pem.is_some();
+            let signer = MerchantSigner::new(c.mchid.clone(), v3.merchant_serial.clone(), key);
+            let clock = paybridge_wechatpay::v3::client::system_clock();
+            let client = V3Client::new(cfg, signer, verifier, transport(None)?, clock);
+            Ok(Arc::new(WechatV3Bills { client }))
+        }
+        ProviderConfig::Wechat(c) => {
+            use paybridge_wechatpay::v2::api::V2Merchant;
+            use paybridge_wechatpay::v2::client::{V2Client, V2Config};
+            let Some(v2) = &c.v2 else {
+                return Err(fail("keys", &"neither APIv2 nor APIv3 keys"));
+            };
+            let cfg = V2Config {
+                merchant: V2Merchant {
+                    appid: c.appid.clone(),
+                    mch_id: c.mchid.clone(),
+                    sub_appid: c.sub_appid.clone(),
+                    sub_mch_id: c.sub_mchid.clone(),
+                },
+                api_key: v2.api_key.clone(),
+                sign_type: if v2.hmac_sha256 {
+                    paybridge_wechatpay::v2::SignType::HmacSha256
+                } else {
+                    paybridge_wechatpay::v2::SignType::Md5
+                },
+                base_url: c.base_url.clone(),
+                backup_base_url: None,
+            };
+            let secure = match &v2.client_identity_pem {
+                Some(pem) => Some(transport(Some(pem.clone()))?),
+                None => None,
+            };
+            Ok(Arc::new(WechatV2Bills {
+                client: V2Client::new(cfg, transport(None)?, secure),
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn daily_runs_are_at_ten_beijing() {
+        // 2027-01-15 08:00 UTC = 16:00 Beijing -> next run 2027-01-16 10:00 Beijing.
+        let t0 = 1_800_000_000_000;
+        let next = next_daily_run(t0);
+        assert_eq!(next, t0 + 18 * HOUR_MS);
+        assert_eq!(next_daily_run(next), next + DAY_MS);
+        assert_eq!(next_daily_run(next - 1), next);
+        assert_eq!(beijing_date(t0).unwrap().to_string(), "2027-01-15");
+        assert_eq!(
+            beijing_date(next - DAY_MS).unwrap().to_string(),
+            "2027-01-15"
+        );
+        assert_eq!("refund".parse(), Ok(LatePaymentPolicy::Refund));
+        assert!("burn".parse::<LatePaymentPolicy>().is_err());
+        assert_eq!(late_refund_no("pay_0192ab"), "late_0192ab");
+    }
+}
