@@ -78,12 +78,16 @@ impl Transport for FakeV2 {
 }
 
 fn channel(secure: bool) -> (V2Channel, Arc<FakeV2>) {
+    channel_for("100", secure)
+}
+
+fn channel_for(mch_id: &str, secure: bool) -> (V2Channel, Arc<FakeV2>) {
     let fake = Arc::new(FakeV2 {
         log: Mutex::new(vec![]),
     });
     let merchant = V2Merchant {
         appid: "wx1".into(),
-        mch_id: "100".into(),
+        mch_id: mch_id.into(),
         sub_appid: None,
         sub_mch_id: None,
     };
@@ -214,6 +218,16 @@ async fn operations_map_to_core_outcomes() {
         (q.status, q.amount),
         (ProviderRefundStatus::Succeeded, Some(Fen(50)))
     );
+
+    // A validly signed reply naming another merchant is not an answer to our request.
+    let (other, _) = channel_for("999", true);
+    let r = other
+        .query_payment(&OrderRef {
+            out_trade_no: "o1".into(),
+            provider_trade_no: None,
+        })
+        .await;
+    assert!(matches!(r, Err(ChannelError::Unknown { .. })), "{r:?}");
 
     let bill = secure
         .client

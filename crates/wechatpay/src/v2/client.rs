@@ -133,7 +133,25 @@ impl V2Client {
         fields: &[(&str, String)],
     ) -> Result<super::XmlDoc, V2Error> {
         let body = self.send(&self.build(path, fields)).await?;
-        api::check_reply(&body, self.api_key())
+        let doc = api::check_reply(&body, self.api_key())?;
+        // A signed reply for another merchant or app (misrouted, or a key shared by mistake)
+        // must not be taken as the answer to this request.
+        let m = &self.config.merchant;
+        for (field, ours) in [
+            ("appid", Some(&m.appid)),
+            ("mch_id", Some(&m.mch_id)),
+            ("sub_mch_id", m.sub_mch_id.as_ref()),
+        ] {
+            if let (Some(theirs), Some(ours)) = (doc.get(field).filter(|v| !v.is_empty()), ours) {
+                if theirs != ours {
+                    return Err(V2Error::Invalid {
+                        field,
+                        reason: format!("reply is for {theirs}, not {ours}"),
+                    });
+                }
+            }
+        }
+        Ok(doc)
     }
 
     pub async fn unified_order(
