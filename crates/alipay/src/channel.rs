@@ -232,7 +232,14 @@ impl PaymentChannel for AlipayChannel {
         _now_unix: i64,
     ) -> Result<VerifiedNotification, ChannelError> {
         let bad = |r: String| ChannelError::BadNotification(r);
-        let form = NotifyForm::parse(&req.body).map_err(|e| bad(e.to_string()))?;
+        let header_charset = req.header("content-type").and_then(|ct| {
+            ct.split(';')
+                .filter_map(|p| p.trim().split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+                .map(|(_, v)| v.trim().trim_matches('"'))
+        });
+        let form = NotifyForm::parse_with_fallback(&req.body, header_charset)
+            .map_err(|e| bad(e.to_string()))?;
         let keys = self.client.config().keys.all_verifying_keys();
         if form.verify(&keys).is_none() {
             return Err(bad("signature does not verify (rules V1 and V2)".into()));
@@ -577,6 +584,47 @@ mod tests {
             "utf-8",
         );
         assert!(ch.decode_notification(&inbound(forged), NOW).is_err());
+    }
+
+    #[test]
+    fn app_id_must_match_and_header_charset_is_a_fallback() {
+        let (ch, alipay, _) = channel(vec![]);
+        let fields = |app_id: &str| -> Vec<(String, String)> {
+            [
+                ("notify_id", "n-2"),
+                ("app_id", app_id),
+                ("trade_no", "2026"),
+                ("out_trade_no", "T1"),
+                ("total_amount", "1.00"),
+                ("trade_status", "WAIT_BUYER_PAY"),
+                ("subject", "中文"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        };
+        let body = |app_id: &str| {
+            let signed = sign_notify(fields(app_id), NotifyRule::V1, &alipay).unwrap();
+            encode_form(&signed, "gbk").unwrap()
+        };
+        let mut req = inbound(body("2021000000000001"));
+        // No charset field in the body: without the header the GBK bytes are refused.
+        assert!(ch.decode_notification(&req, NOW).is_err());
+        req.headers = vec![(
+            "content-type".into(),
+            "application/x-www-form-urlencoded; charset=GBK".into(),
+        )];
+        match ch.decode_notification(&req, NOW).unwrap().event {
+            ChannelEvent::Payment { snapshot } => {
+                assert_eq!(snapshot.status, ProviderPaymentStatus::Pending)
+            }
+            other => panic!("{other:?}"),
+        }
+        req.body = body("2021000000000999");
+        match ch.decode_notification(&req, NOW) {
+            Err(ChannelError::BadNotification(r)) => assert!(r.contains("app_id")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

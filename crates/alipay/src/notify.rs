@@ -82,6 +82,15 @@ impl NotifyForm {
     /// Decodes a form body. The text encoding is the body's own `charset` field (UTF-8 when
     /// absent); bytes invalid in that encoding are an error, never replaced.
     pub fn parse(body: &[u8]) -> Result<NotifyForm, AlipayError> {
+        NotifyForm::parse_with_fallback(body, None)
+    }
+
+    /// As [`NotifyForm::parse`], with the charset of the `Content-Type` header (if any) used when
+    /// the body names none.
+    pub fn parse_with_fallback(
+        body: &[u8],
+        fallback_charset: Option<&str>,
+    ) -> Result<NotifyForm, AlipayError> {
         let raw: Vec<(Vec<u8>, Vec<u8>)> = body
             .split(|b| *b == b'&')
             .filter(|seg| !seg.is_empty())
@@ -95,7 +104,8 @@ impl NotifyForm {
         let label = raw
             .iter()
             .find(|(k, _)| k == b"charset")
-            .map(|(_, v)| String::from_utf8_lossy(v).trim().to_string());
+            .map(|(_, v)| String::from_utf8_lossy(v).trim().to_string())
+            .or_else(|| fallback_charset.map(|c| c.trim().to_string()));
         let encoding = match label.as_deref() {
             None | Some("") => encoding_rs::UTF_8,
             Some(l) => Encoding::for_label(l.as_bytes())
@@ -313,6 +323,16 @@ mod tests {
         // The same bytes are not UTF-8: refused rather than replaced.
         assert!(NotifyForm::parse(b"charset=utf-8&subject=%D6%D0%CE%C4").is_err());
         assert!(NotifyForm::parse(b"charset=klingon&a=1").is_err());
+    }
+
+    #[test]
+    fn header_charset_is_the_fallback() {
+        let form = NotifyForm::parse_with_fallback(b"subject=%D6%D0%CE%C4", Some("GBK")).unwrap();
+        assert_eq!(form.get("subject"), Some("中文"));
+        // The body's own field wins.
+        let form =
+            NotifyForm::parse_with_fallback(b"charset=utf-8&s=%E4%B8%AD", Some("gbk")).unwrap();
+        assert_eq!(form.get("s"), Some("中"));
     }
 
     #[test]

@@ -206,3 +206,50 @@ fn input_errors_exit_2_with_one_line() {
     let r = run(&["verify-notify", "--public-key", &pubkey], b"a=1&a=2");
     assert_eq!(r.code, 2);
 }
+
+#[test]
+fn public_key_may_be_bare_base64_or_a_certificate() {
+    use paybridge_alipay::notify::NotifyRule;
+    use paybridge_alipay::provider::sign_notify;
+    use paybridge_crypto::{
+        generate_rsa_private_key_pkcs8, self_signed_rsa_cert, CertSpec, RsaPrivateKey,
+    };
+
+    let key = RsaPrivateKey::from_der(&generate_rsa_private_key_pkcs8().unwrap()).unwrap();
+    let spec = CertSpec {
+        common_name: "Alipay test".into(),
+        organization: None,
+        organizational_unit: None,
+        country: Some("CN".into()),
+        serial: vec![0x01, 0x02],
+        not_before_unix: 1_700_000_000,
+        not_after_unix: 2_000_000_000,
+        is_ca: false,
+    };
+    let dir = std::env::temp_dir().join(format!("paybridge-alipay-wb-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert_file = dir.join("alipayCertPublicKey_RSA2.crt");
+    std::fs::write(&cert_file, self_signed_rsa_cert(&key, &spec).unwrap().pem).unwrap();
+    let bare_file = dir.join("alipay_public_key.txt");
+    std::fs::write(&bare_file, key.public_key().unwrap().to_base64()).unwrap();
+
+    let fields = vec![
+        ("app_id".to_string(), "2021000000000001".to_string()),
+        ("sign_type".to_string(), "RSA2".to_string()),
+        ("trade_status".to_string(), "TRADE_SUCCESS".to_string()),
+    ];
+    let body = encode_form(&sign_notify(fields, NotifyRule::V2, &key).unwrap(), "utf-8").unwrap();
+    for file in [&cert_file, &bare_file] {
+        let r = run(
+            &["verify-notify", "--public-key", file.to_str().unwrap()],
+            &body,
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_eq!(r.json()["rule"], "v2");
+    }
+    let r = run(&["cert-sn", cert_file.to_str().unwrap()], b"");
+    assert_eq!(r.code, 0);
+    assert_eq!(r.json()["issuer"], "CN=Alipay test,C=CN");
+    assert_eq!(r.json()["serial_decimal"], "258");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
