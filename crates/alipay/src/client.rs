@@ -496,6 +496,70 @@ pub(crate) mod tests {
         assert_eq!(rows, vec![record]);
     }
 
+    /// Collects formatted log output.
+    #[derive(Clone, Default)]
+    struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogBuf {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn traces_redact_signatures_tokens_and_buyers() {
+        let logs = LogBuf::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let (_, alipay) = test_config();
+        let answer = respond(&alipay, "alipay.trade.query", QUERY_OK);
+        let sign = serde_json::from_str::<Value>(&answer).unwrap()["sign"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let t = ScriptedTransport::new(vec![ok(answer)]);
+        let (c, _) = client(t.clone());
+        let opts = CallOptions {
+            app_auth_token: Some("isv-token-123".into()),
+            ..CallOptions::default()
+        };
+        c.execute(
+            &TradeQuery {
+                trade: TradeRef::out_trade_no("Q1"),
+            },
+            &opts,
+        )
+        .await
+        .unwrap();
+        let request_sign = NotifyForm::parse(&t.sent.lock().unwrap()[0].body)
+            .unwrap()
+            .get("sign")
+            .unwrap()
+            .to_string();
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.contains("alipay request") && text.contains("alipay response"),
+            "{text}"
+        );
+        assert!(text.contains("WAIT_BUYER_PAY"));
+        for secret in [
+            sign.as_str(),
+            request_sign.as_str(),
+            "isv-token-123",
+            "a***@b.c",
+        ] {
+            assert!(!text.contains(secret), "{secret} leaked into {text}");
+        }
+    }
+
     #[test]
     fn redaction() {
         let mut params = BTreeMap::new();
