@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod alipay;
 mod demo;
+mod reconcile;
 mod sandbox;
 mod serve;
 mod wechat;
@@ -45,6 +46,8 @@ enum Command {
         #[command(subcommand)]
         cmd: serve::ApiKeyCommand,
     },
+    /// Reconciles an account's provider bill of one day against the database (with healing).
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,5 +59,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
         Command::ApiKey { cmd } => serve::run_api_key(cmd),
+        Command::Reconcile(args) => reconcile::run(args),
     }
 }

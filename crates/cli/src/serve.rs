@@ -54,14 +54,14 @@ pub fn init_tracing(default: &str) {
         .try_init();
 }
 
-fn runtime_or_exit(who: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+pub(crate) fn runtime_or_exit(who: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Runtime::new().map_err(|e| {
         eprintln!("paybridge {who}: cannot start the runtime: {e}");
         ExitCode::FAILURE
     })
 }
 
-async fn open_store(config: &Config) -> Result<Store, String> {
+pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
     if config.database_url.expose().starts_with("sqlite:") {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
@@ -118,6 +118,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Err(e) = gw
+            .enable_reconciliation_from_config(&config, config.late_payment)
+            .await
+        {
+            eprintln!("paybridge serve: reconciliation: {e}");
+            return ExitCode::FAILURE;
+        }
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {

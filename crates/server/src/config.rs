@@ -114,6 +114,8 @@ pub struct RawJobs {
     /// Run the webhook and job workers in this process (several instances may all run them).
     pub enabled: Option<bool>,
     pub poll_interval_ms: Option<u64>,
+    /// Money arriving after its order was closed: `keep` (default) or `refund`.
+    pub late_payment: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,6 +203,7 @@ pub struct Config {
     pub accounts: BTreeMap<String, AccountConfig>,
     pub jobs_enabled: bool,
     pub poll_interval_ms: u64,
+    pub late_payment: crate::service::reconcile::LatePaymentPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -598,6 +601,10 @@ impl Config {
             accounts,
             jobs_enabled: raw.jobs.enabled.unwrap_or(true),
             poll_interval_ms: raw.jobs.poll_interval_ms.unwrap_or(1000),
+            late_payment: match raw.jobs.late_payment.as_deref() {
+                None => Default::default(),
+                Some(p) => p.parse().map_err(|e| field_err("jobs.late_payment", e))?,
+            },
         })
     }
 }

@@ -15,7 +15,7 @@ use paybridge_core::{PaymentStatus, RefundStatus};
 use paybridge_crypto::{Certificate, RsaPrivateKey, RsaPublicKey};
 use paybridge_http::{ReqwestTransport, Transport, TransportConfig};
 use paybridge_reconcile::{
-    parse_bill_date, AlipayBills, BillSource, Engine, Healer, Progress, ReconcileError, RunReport,
+    parse_bill_date, AlipayBills, BillFile, BillSource, Engine, Healer, Progress, ReconcileError, RunReport,
     WechatV2Bills, WechatV3Bills,
 };
 use paybridge_store::{ApiKey, ApiScope, Job, NewJob, Payment, ReconciliationRun};
@@ -141,10 +141,7 @@ impl Gateway {
         account: &str,
         source: Arc<dyn BillSource>,
     ) -> Result<(), ApiError> {
-        self.account(account)?;
-        if let Ok(mut map) = self.reconcile.sources.write() {
-            map.insert(account.to_string(), source);
-        }
+        self.register_bill_source(account, source)?;
         self.store
             .schedule_job(&NewJob {
                 kind: JobKind::Reconcile.as_str().to_string(),
@@ -155,6 +152,19 @@ impl Gateway {
                 run_at: next_daily_run(self.now_ms()),
             })
             .await?;
+        Ok(())
+    }
+
+    /// Gives `account` a bill source without scheduling anything (one-off runs, the CLI).
+    pub fn register_bill_source(
+        &self,
+        account: &str,
+        source: Arc<dyn BillSource>,
+    ) -> Result<(), ApiError> {
+        self.account(account)?;
+        if let Ok(mut map) = self.reconcile.sources.write() {
+            map.insert(account.to_string(), source);
+        }
         Ok(())
     }
 
@@ -214,6 +224,24 @@ impl Gateway {
         Engine::new(self.store.clone())
             .with_healer(&healer)
             .reconcile(account, date, source.as_ref(), progress)
+            .await
+            .map_err(reconcile_error)
+    }
+
+    /// Reconciles a bill already at hand (a saved download) for one account's day, healing
+    /// through active queries like [`Gateway::reconcile_day`].
+    pub async fn reconcile_bill(
+        &self,
+        account: &str,
+        date: Date,
+        bill: BillFile,
+        progress: &dyn Progress,
+    ) -> Result<RunReport, ApiError> {
+        self.account(account)?;
+        let healer = GatewayHealer(self);
+        Engine::new(self.store.clone())
+            .with_healer(&healer)
+            .reconcile_file(account, date, bill, progress)
             .await
             .map_err(reconcile_error)
     }
@@ -311,7 +339,7 @@ impl Gateway {
         }
     }
 
-    async fn reconciliation_view(&self, run: &ReconciliationRun) -> Result<Value, ApiError> {
+    pub async fn reconciliation_view(&self, run: &ReconciliationRun) -> Result<Value, ApiError> {
         let mut items = Vec::new();
         let mut after: Option<String> = None;
         // Discrepancies are few next to bill rows; a run with more than this many is read
