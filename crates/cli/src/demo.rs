@@ -51,6 +51,13 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     let sandbox_config = SandboxConfig::generate(now_ms / 1000).map_err(|e| e.to_string())?;
+    // Kept beside the database so `paybridge bench notify --gateway` can sign as this sandbox.
+    let sandbox_toml = data_dir.join("sandbox.toml");
+    std::fs::write(
+        &sandbox_toml,
+        sandbox_config.to_toml().map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("cannot write {}: {e}", sandbox_toml.display()))?;
     let sandbox = Arc::new(
         Sandbox::start(sandbox_config)
             .await
@@ -121,6 +128,11 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
     println!(
         "    curl -s {base}/v1/payments -H 'Authorization: Bearer {}' -H 'Idempotency-Key: first' \\\n      -H 'Content-Type: application/json' \\\n      -d '{{\"account\":\"alipay-sandbox\",\"channel\":\"alipay\",\"scene\":\"qr\",\"amount\":1,\"out_trade_no\":\"ORDER0001\",\"subject\":\"Coffee\"}}'",
         api_key.expose()
+    );
+    println!(
+        "\n  Load test it:\n    paybridge bench notify --gateway {base} --api-key {} --sandbox-config {}",
+        api_key.expose(),
+        sandbox_toml.display()
     );
     println!("\n  Press Ctrl-C to stop.");
     runtime::serve_with(listener, gw, 64 * 1024, demo::router(demo_state), async {

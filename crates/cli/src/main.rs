@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod alipay;
+mod bench;
 mod demo;
 mod reconcile;
 mod sandbox;
@@ -48,6 +49,11 @@ enum Command {
     },
     /// Reconciles an account's provider bill of one day against the database (with healing).
     Reconcile(reconcile::ReconcileArgs),
+    /// Load tools: signed notifications at a gateway, throughput and latency percentiles.
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,5 +66,6 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::ApiKey { cmd } => serve::run_api_key(cmd),
         Command::Reconcile(args) => reconcile::run(args),
+        Command::Bench { cmd } => bench::run(cmd),
     }
 }
