@@ -4,6 +4,7 @@
 //! with the WeChat Pay side of the same rules, for the sandbox.
 
 pub mod bill;
+pub mod clock;
 mod common;
 pub mod status;
 pub(crate) mod time;

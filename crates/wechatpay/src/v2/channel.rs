@@ -21,11 +21,11 @@ use crate::status::{TradeState, V2RefundStatus};
 pub struct V2Channel {
     pub client: V2Client,
     /// Unix seconds, for client-parameter timestamps.
-    pub clock: crate::v3::client::Clock,
+    pub clock: crate::clock::Clock,
 }
 
 impl V2Channel {
-    pub fn new(client: V2Client, clock: crate::v3::client::Clock) -> Self {
+    pub fn new(client: V2Client, clock: crate::clock::Clock) -> Self {
         V2Channel { client, clock }
     }
 }

@@ -1,7 +1,7 @@
 //! The thin APIv3 client: signs [`ApiRequest`]s, sends them through a [`Transport`], verifies
 //! the signed responses, and keeps the platform keys fresh.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 
 use paybridge_crypto::{random_string, Secret};
 use paybridge_http::{HttpRequest, HttpResponse, Transport, TransportError};
@@ -15,17 +15,7 @@ use super::model::{Refund, Transaction};
 use super::sign::MerchantSigner;
 use super::verify::{SignatureHeaders, Verifier, VerifyError};
 
-/// Unix seconds; injected so tests drive time.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
-    })
-}
+pub use crate::clock::{system_clock, Clock};
 
 /// How often platform certificates are re-downloaded when certificate mode is on.
 pub const CERT_REFRESH_SECS: i64 = 12 * 3600;
