@@ -672,3 +672,56 @@ async fn unknown_create_outcome_is_queried_never_assumed() {
             .any(|t| t["kind"] == "query"));
     }
 }
+
+#[tokio::test]
+async fn failed_webhooks_back_off_and_are_delivered_later() {
+    for d in db::dbs("webhook_retry").await {
+        let store = d.open().await;
+        let keys = make_keys(&store).await;
+        let (hook, hooks, answer) = start_receiver_with_status(500).await;
+        let provider = Arc::new(Scripted::default());
+        let inst = start_gateway(store, accounts(provider.clone()), &hook).await;
+        let env = Env {
+            _db: d,
+            inst,
+            keys,
+            hooks: hooks.clone(),
+            provider,
+        };
+        create(&env, "ord-w", 100).await;
+        notify(&env, &paid_notice("ord-w", 100, "n-w"), None).await;
+        let gw = &env.inst.gw;
+        // The merchant is down: one attempt, then nothing until the backoff has passed.
+        assert_eq!(gw.deliver_webhooks_once(gw.now_ms(), 10).await.unwrap(), 1);
+        assert_eq!(gw.deliver_webhooks_once(gw.now_ms(), 10).await.unwrap(), 0);
+        env._db.clock.advance(59_000);
+        assert_eq!(gw.deliver_webhooks_once(gw.now_ms(), 10).await.unwrap(), 0);
+        env._db.clock.advance(1_000);
+        assert_eq!(gw.deliver_webhooks_once(gw.now_ms(), 10).await.unwrap(), 1);
+        // The second retry waits 5 minutes; the merchant is back by then.
+        answer.store(200, std::sync::atomic::Ordering::SeqCst);
+        env._db.clock.advance(5 * 60_000);
+        assert_eq!(gw.deliver_webhooks_once(gw.now_ms(), 10).await.unwrap(), 1);
+        env._db.clock.advance(86_400_000);
+        assert_eq!(
+            gw.deliver_webhooks_once(gw.now_ms(), 10).await.unwrap(),
+            0,
+            "delivered: done"
+        );
+        let bodies = hooks.bodies();
+        assert_eq!(bodies.len(), 3);
+        assert!(
+            bodies.iter().all(|b| b["id"] == bodies[0]["id"]),
+            "same event id every time"
+        );
+        // Each attempt is signed at its own time.
+        let sigs: Vec<_> = hooks
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(h, _)| h["paybridge-signature"].clone())
+            .collect();
+        assert_ne!(sigs[0], sigs[2]);
+    }
+}

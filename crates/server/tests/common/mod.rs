@@ -52,15 +52,25 @@ impl Received {
 
 /// Starts a receiver that answers 200 and records every POST.
 pub async fn start_receiver() -> (String, Received) {
+    let (url, received, _) = start_receiver_with_status(200).await;
+    (url, received)
+}
+
+/// A receiver whose answer status the test sets (500 = the merchant is down).
+pub async fn start_receiver_with_status(
+    status: u16,
+) -> (String, Received, Arc<std::sync::atomic::AtomicU16>) {
     let received = Received::default();
-    let r = received.clone();
+    let answer = Arc::new(std::sync::atomic::AtomicU16::new(status));
+    let (r, a) = (received.clone(), answer.clone());
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let r = r.clone();
+            let (r, a) = (r.clone(), a.clone());
             async move {
                 r.0.lock().unwrap().push((headers, body));
-                "ok"
+                let code = a.load(std::sync::atomic::Ordering::SeqCst);
+                axum::http::StatusCode::from_u16(code).unwrap()
             }
         }),
     );
@@ -69,7 +79,7 @@ pub async fn start_receiver() -> (String, Received) {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (format!("http://{addr}/hook"), received)
+    (format!("http://{addr}/hook"), received, answer)
 }
 
 pub struct Keys {
