@@ -247,6 +247,57 @@ mod tests {
     use paybridge_crypto::{generate_rsa_private_key_pkcs8, RsaPrivateKey};
 
     #[test]
+    fn migration_holds_certificate_and_public_key_at_once() {
+        use paybridge_crypto::{self_signed_rsa_cert, CertSpec};
+        let cert_key = RsaPrivateKey::from_der(&generate_rsa_private_key_pkcs8().unwrap()).unwrap();
+        let pub_key = RsaPrivateKey::from_der(&generate_rsa_private_key_pkcs8().unwrap()).unwrap();
+        let spec = CertSpec {
+            common_name: "Tenpay.com".into(),
+            organization: None,
+            organizational_unit: None,
+            country: None,
+            serial: vec![0x5D, 0xEA],
+            not_before_unix: 0,
+            not_after_unix: 2_000_000_000,
+            is_ca: false,
+        };
+        let cert =
+            Certificate::from_pem(&self_signed_rsa_cert(&cert_key, &spec).unwrap().pem).unwrap();
+        let mut v = Verifier::new();
+        assert_eq!(v.add_certificate(&cert).unwrap(), "5DEA");
+        v.add_public_key(
+            "PUB_KEY_ID_0114232134912410000000000000",
+            pub_key.public_key().unwrap(),
+        );
+        for (key, serial) in [
+            (&cert_key, "5dea"),
+            (&pub_key, "PUB_KEY_ID_0114232134912410000000000000"),
+        ] {
+            let sig = key
+                .sign_sha256_base64(&response_message("100", "n", b"{}"))
+                .unwrap();
+            let h = SignatureHeaders {
+                timestamp: "100".into(),
+                nonce: "n".into(),
+                signature: sig,
+                serial: serial.into(),
+            };
+            assert_eq!(v.verify(&h, b"{}", 100), Ok(()), "{serial}");
+        }
+        // Sensitive fields go to the platform certificate while one is valid, else the public key.
+        assert_eq!(
+            v.encryption_key(100).map(|k| k.serial.as_str()),
+            Some("5DEA")
+        );
+        v.prune_expired(2_000_000_001);
+        assert!(!v.has_platform_certificates());
+        assert_eq!(
+            v.encryption_key(2_000_000_001).map(|k| k.serial.as_str()),
+            Some("PUB_KEY_ID_0114232134912410000000000000")
+        );
+    }
+
+    #[test]
     fn window_probe_and_serials() {
         let sk = RsaPrivateKey::from_der(&generate_rsa_private_key_pkcs8().unwrap()).unwrap();
         let mut v = Verifier::new();
