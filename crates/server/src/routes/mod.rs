@@ -109,6 +109,17 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         .map_err(|_| ApiError::PayloadTooLarge)
 }
 
+/// The caller's key (with `scope`) and the request body within the size limit.
+async fn authorized_body(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    scope: ApiScope,
+) -> Result<(ApiKey, Bytes), ApiError> {
+    let key = authenticate(s, headers, scope).await?;
+    Ok((key, read_body(body, s.max_body_bytes).await?))
+}
+
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::Validation(format!("body: {e}")))
 }
@@ -212,12 +223,8 @@ where
 // Merchant API.
 
 async fn create_payment(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let key = match authenticate(&s, &headers, ApiScope::Write).await {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
-    let bytes = match read_body(body, s.max_body_bytes).await {
-        Ok(b) => b,
+    let (key, bytes) = match authorized_body(&s, &headers, body, ApiScope::Write).await {
+        Ok(v) => v,
         Err(e) => return e.into_response(),
     };
     let gw = s.gw.clone();
@@ -298,12 +305,8 @@ async fn close_payment(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let key = match authenticate(&s, &headers, ApiScope::Write).await {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
-    let bytes = match read_body(body, s.max_body_bytes).await {
-        Ok(b) => b,
+    let (key, bytes) = match authorized_body(&s, &headers, body, ApiScope::Write).await {
+        Ok(v) => v,
         Err(e) => return e.into_response(),
     };
     let path = format!("/v1/payments/{id}/close");
@@ -326,12 +329,8 @@ async fn create_refund(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let key = match authenticate(&s, &headers, ApiScope::Refund).await {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
-    let bytes = match read_body(body, s.max_body_bytes).await {
-        Ok(b) => b,
+    let (key, bytes) = match authorized_body(&s, &headers, body, ApiScope::Refund).await {
+        Ok(v) => v,
         Err(e) => return e.into_response(),
     };
     let path = format!("/v1/payments/{id}/refunds");
@@ -422,12 +421,8 @@ async fn redeliver(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let key = match authenticate(&s, &headers, ApiScope::Write).await {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
-    let bytes = match read_body(body, s.max_body_bytes).await {
-        Ok(b) => b,
+    let (key, bytes) = match authorized_body(&s, &headers, body, ApiScope::Write).await {
+        Ok(v) => v,
         Err(e) => return e.into_response(),
     };
     let path = format!("/v1/events/{id}/redeliver");
