@@ -354,6 +354,7 @@ impl Ctx<'_> {
             hidden_until_scanned: hidden,
             sp_mchid: None,
             sub_appid: None,
+            sign_type: None,
         })
     }
 

@@ -609,6 +609,7 @@ mod tests {
                         hidden_until_scanned: false,
                         sp_mchid: None,
                         sub_appid: None,
+                        sign_type: None,
                     },
                     day + 1000,
                 )

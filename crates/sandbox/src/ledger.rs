@@ -115,6 +115,9 @@ pub struct NewTrade {
     pub sp_mchid: Option<String>,
     #[serde(default)]
     pub sub_appid: Option<String>,
+    /// WeChat APIv2: the `sign_type` of the order request, which its notification reuses.
+    #[serde(default)]
+    pub sign_type: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +150,8 @@ pub struct Trade {
     pub sp_mchid: Option<String>,
     #[serde(default)]
     pub sub_appid: Option<String>,
+    #[serde(default)]
+    pub sign_type: Option<String>,
 }
 
 impl Trade {
@@ -449,6 +454,7 @@ impl Ledger {
             refunds: Vec::new(),
             sp_mchid: new.sp_mchid,
             sub_appid: new.sub_appid,
+            sign_type: new.sign_type,
         };
         self.by_out_no.insert(key, id.clone());
         self.by_trade_no.insert(trade_no, id.clone());
@@ -749,6 +755,7 @@ mod tests {
             hidden_until_scanned: false,
             sp_mchid: None,
             sub_appid: None,
+            sign_type: None,
         }
     }
 

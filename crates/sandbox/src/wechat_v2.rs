@@ -265,6 +265,7 @@ fn new_trade(
         hidden_until_scanned: false,
         sp_mchid: None,
         sub_appid: None,
+        sign_type: Some(r.sign_type.as_str().to_string()),
     })
 }
 
@@ -547,7 +548,16 @@ pub(crate) fn notification(
                     .into_iter()
                     .filter(|(k, _)| !matches!(k.as_str(), "trade_state" | "trade_state_desc")),
             );
-            let body = signed_fields_xml(fields, m.api_v2_key.expose(), SignType::Md5, fault);
+            // The notification is signed the way the order was.
+            let sign_type = t
+                .sign_type
+                .as_deref()
+                .and_then(SignType::parse)
+                .unwrap_or(SignType::Md5);
+            if sign_type == SignType::HmacSha256 {
+                fields.push(("sign_type".to_string(), "HMAC-SHA256".to_string()));
+            }
+            let body = signed_fields_xml(fields, m.api_v2_key.expose(), sign_type, fault);
             Ok(Some((
                 "PAY.SUCCESS".to_string(),
                 Outgoing { url, headers, body },

@@ -345,6 +345,7 @@ fn prepay(r: &Req<'_>, kind: &str, partner: bool) -> Reply {
         hidden_until_scanned: false,
         sp_mchid,
         sub_appid,
+        sign_type: None,
     };
     let mut st = r.inner.lock();
     let id = match st.ledger.create(new, r.now) {

@@ -444,6 +444,8 @@ async fn v2_native_pay_notify_refund_bill() {
     control(&sb, &trade_id(&sb, "W2-NAT-1"), "pay").await;
     sb.run_due().await;
     let n = parse_pay_notify(&rx.received()[0].body, &key).unwrap();
+    // The client orders with HMAC-SHA256; the notification is signed the same way.
+    assert_eq!(n.doc.get("sign_type"), Some("HMAC-SHA256"));
     assert_eq!(
         (n.out_trade_no.as_str(), n.total_fee, n.result_code.as_str()),
         ("W2-NAT-1", Fen(500), "SUCCESS")
