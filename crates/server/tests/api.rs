@@ -25,6 +25,8 @@ const APP_ID: &str = "app-test";
 struct Scripted {
     query: Mutex<HashMap<String, ProviderPaymentStatus>>,
     create_unknown: Mutex<bool>,
+    /// Refunds time out; a later query finds them succeeded.
+    refund_unknown: Mutex<bool>,
 }
 
 fn sign_body(body: &[u8]) -> String {
@@ -70,6 +72,12 @@ impl PaymentChannel for Scripted {
         Ok(())
     }
     async fn refund(&self, req: &CreateRefund) -> Result<RefundSnapshot, ChannelError> {
+        if *self.refund_unknown.lock().unwrap() {
+            return Err(ChannelError::Unknown {
+                operation: "refund",
+                reason: "timeout".into(),
+            });
+        }
         Ok(RefundSnapshot {
             out_refund_no: req.out_refund_no.clone(),
             provider_refund_no: Some(format!("R{}", req.out_refund_no)),
@@ -80,10 +88,14 @@ impl PaymentChannel for Scripted {
         })
     }
     async fn query_refund(&self, r: &RefundRef) -> Result<RefundSnapshot, ChannelError> {
-        Err(ChannelError::Unsupported(format!(
-            "query {}",
-            r.out_refund_no
-        )))
+        Ok(RefundSnapshot {
+            out_refund_no: r.out_refund_no.clone(),
+            provider_refund_no: Some(format!("R{}", r.out_refund_no)),
+            status: ProviderRefundStatus::Succeeded,
+            provider_status: "SUCCESS".into(),
+            amount: None,
+            succeeded_at: None,
+        })
     }
     fn decode_notification(
         &self,
@@ -723,5 +735,50 @@ async fn failed_webhooks_back_off_and_are_delivered_later() {
             .map(|(h, _)| h["paybridge-signature"].clone())
             .collect();
         assert_ne!(sigs[0], sigs[2]);
+    }
+}
+
+#[tokio::test]
+async fn unknown_refund_outcome_stays_pending_until_a_query_settles_it() {
+    for env in envs("refund_unknown").await {
+        let base = &env.inst.base;
+        let k = &env.keys.sandbox_all;
+        let p = create(&env, "ord-ru", 100).await;
+        let id = p["id"].as_str().unwrap();
+        notify(&env, &paid_notice("ord-ru", 100, "n-ru"), None).await;
+        *env.provider.refund_unknown.lock().unwrap() = true;
+        let (s, r, _) = post(
+            base,
+            &format!("/v1/payments/{id}/refunds"),
+            k,
+            Some("ru"),
+            &json!({"amount": 40}),
+        )
+        .await;
+        assert_eq!((s, r["status"].as_str()), (201, Some("pending")), "{r}");
+        // The pending refund still counts against the payment: no overspend meanwhile.
+        let (s, b, _) = post(
+            base,
+            &format!("/v1/payments/{id}/refunds"),
+            k,
+            Some("ru2"),
+            &json!({"amount": 61}),
+        )
+        .await;
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (409, Some("refund_exceeds_payment"))
+        );
+        let gw = &env.inst.gw;
+        env._db.clock.advance(6_000);
+        assert!(gw.run_jobs_once(gw.now_ms(), 10).await.unwrap() >= 1);
+        let rid = r["id"].as_str().unwrap();
+        let (_, r) = get(base, &format!("/v1/refunds/{rid}"), k).await;
+        assert_eq!(r["status"], "succeeded");
+        let (_, p) = get(base, &format!("/v1/payments/{id}"), k).await;
+        assert_eq!(
+            (p["status"].as_str(), p["refunded_amount"].as_i64()),
+            (Some("partially_refunded"), Some(40))
+        );
     }
 }
