@@ -241,7 +241,7 @@ pub fn document() -> Value {
                 }},
                 "RefundList": {"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Refund"}}}},
                 "Event": {"type": "object", "required": ["id", "type", "created", "mode", "data"], "properties": {
-                    "id": {"type": "string"}, "type": {"type": "string", "enum": ["payment.paid", "payment.closed", "payment.failed", "payment.partially_refunded", "payment.refunded", "refund.succeeded", "refund.failed"]},
+                    "id": {"type": "string"}, "type": {"type": "string", "enum": ["payment.paid", "payment.closed", "payment.failed", "refund.succeeded", "refund.failed"]},
                     "created": {"type": "integer", "description": "unix seconds"}, "mode": {"$ref": "#/components/schemas/Mode"}, "data": {"type": "object"}
                 }},
                 "EventList": {"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "next_cursor": {"type": "string", "nullable": true}}},
