@@ -678,9 +678,15 @@ pub(crate) fn notification(
         },
     );
     push("version", "1.0".into());
+    // Unique per trade event (Alipay keeps one id across the retries of a notification).
+    let event_key = match ev {
+        LedgerEvent::RefundSettled { out_request_no, .. } => format!("refund:{out_request_no}"),
+        _ => t.alipay_status().to_string(),
+    };
+    let digest = paybridge_crypto::md5(format!("{}|{event_key}|{now}", t.trade_no).as_bytes());
     push(
         "notify_id",
-        format!("2026{:028}", now.unsigned_abs() % 10u64.pow(18)),
+        format!("2026{:030}", u128::from_be_bytes(digest) % 10u128.pow(30)),
     );
     push("notify_type", "trade_status_sync".into());
     push("out_trade_no", t.out_trade_no.clone());

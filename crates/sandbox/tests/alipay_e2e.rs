@@ -653,3 +653,28 @@ async fn escaped_slashes_quirk_is_verified_by_the_client() {
     let raw = sb.requests().pop().unwrap().response_body;
     assert!(raw.contains("http:\\/\\/"), "{raw}");
 }
+
+#[tokio::test]
+async fn notify_ids_are_unique_per_trade_event_at_the_same_instant() {
+    // A manual clock that does not move: ids must not be derived from time alone.
+    let sb = sandbox().await;
+    let rx = Receiver::start(200, "success").await;
+    let c = client(&sb);
+    for no in ["A-NID-1", "A-NID-2"] {
+        c.execute(
+            &req_create(no, Fen(100), "same instant", "2088000000000001"),
+            &opts(&rx),
+        )
+        .await
+        .unwrap();
+        sb.pay(&trade_id(&sb, no)).unwrap();
+    }
+    sb.run_due().await;
+    let ids: Vec<String> = rx
+        .received()
+        .iter()
+        .map(|n| verified(&sb, &n.body).notify_id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1], "two trades share a notify_id");
+}
