@@ -466,3 +466,72 @@ async fn the_daily_job_reconciles_yesterday_at_ten_beijing() {
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].state, "completed", "{:?}", runs[0].error);
 }
+
+/// kill -9 of a gateway in the middle of a run, in process: instance A claims the due jobs
+/// (leases taken) and dies without finishing them. Instance B on the same database cannot take
+/// them while the leases hold, takes them once they expire, and every payment converges.
+#[tokio::test]
+async fn a_crashed_instance_loses_nothing_its_leased_jobs_move_to_another() {
+    use paybridge_server::service::jobs::JOB_LEASE_MS;
+    for d in db::dbs("reconcile_crash").await {
+        let label = d.label;
+        let url = d.url.clone();
+        let a = world(d, &[ALIPAY]).await;
+        let store_b = Store::open_with(&url, StoreOptions::default())
+            .await
+            .unwrap();
+        let configs: Vec<_> = sandbox_accounts(&a.sb, Mode::Sandbox)
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.id == ALIPAY)
+            .map(|c| build_account(&c, &store_b).unwrap())
+            .collect();
+        let (hook, _) = start_receiver().await;
+        let b = start_gateway(store_b, configs, &hook).await;
+        a.drop_notifications(ALIPAY);
+        let start = a.inst.gw.now_ms();
+        let mut expected = Vec::new();
+        for i in 0..60 {
+            let no = format!("KILL{i:04}");
+            a.create(ALIPAY, &no, 100 + i, 300).await;
+            if i % 3 != 0 {
+                a.pay(&no).await;
+                expected.push((no, "paid"));
+            } else {
+                expected.push((no, "closed"));
+            }
+        }
+        // A: the first active queries are due; it claims them all and is killed.
+        let t1 = start + 60_000;
+        let claimed = a
+            .inst
+            .gw
+            .store
+            .claim_jobs(&a.inst.gw.instance, t1, 1000, JOB_LEASE_MS)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 60, "{label}");
+        drop(a.inst);
+        // B: nothing to take while A's leases hold, everything once they lapse.
+        assert_eq!(
+            b.gw.run_jobs_once(t1 + 1000, 1000).await.unwrap(),
+            0,
+            "{label}"
+        );
+        let mut now = t1 + JOB_LEASE_MS;
+        let end = start + 3_600_000;
+        while now < end {
+            b.gw.run_jobs_once(now, 1000).await.unwrap();
+            now += 10_000;
+        }
+        for (no, want) in &expected {
+            let p =
+                b.gw.store
+                    .get_payment_by_out_trade_no(ALIPAY, no)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            assert_eq!(p.status.as_str(), *want, "{label} {no}");
+        }
+    }
+}
