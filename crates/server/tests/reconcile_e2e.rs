@@ -465,6 +465,11 @@ async fn the_daily_job_reconciles_yesterday_at_ten_beijing() {
         .unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].state, "completed", "{:?}", runs[0].error);
+    let (_, doc) = get(&w.inst.base, "/openapi.json", "").await;
+    for path in ["/v1/reconciliations", "/v1/reconciliations/{id}"] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    assert!(doc["components"]["schemas"]["Reconciliation"].is_object());
 }
 
 /// kill -9 of a gateway in the middle of a run, in process: instance A claims the due jobs

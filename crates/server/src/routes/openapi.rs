@@ -32,7 +32,7 @@ fn idem_param() -> Value {
 }
 
 pub fn document() -> Value {
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "paybridge gateway",
@@ -253,5 +253,7 @@ pub fn document() -> Value {
                 "Timeline": {"type": "object", "properties": {"data": {"type": "array", "items": {"type": "object"}}}}
             }
         }
-    })
+    });
+    super::reconcile::document(&mut doc);
+    doc
 }

@@ -15,8 +15,8 @@ use paybridge_core::{PaymentStatus, RefundStatus};
 use paybridge_crypto::{Certificate, RsaPrivateKey, RsaPublicKey};
 use paybridge_http::{ReqwestTransport, Transport, TransportConfig};
 use paybridge_reconcile::{
-    parse_bill_date, AlipayBills, BillFile, BillSource, Engine, Healer, Progress, ReconcileError, RunReport,
-    WechatV2Bills, WechatV3Bills,
+    parse_bill_date, AlipayBills, BillFile, BillSource, Engine, Healer, Progress, ReconcileError,
+    RunReport, WechatV2Bills, WechatV3Bills,
 };
 use paybridge_store::{ApiKey, ApiScope, Job, NewJob, Payment, ReconciliationRun};
 use serde_json::{json, Value};
