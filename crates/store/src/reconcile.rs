@@ -531,6 +531,27 @@ impl Store {
         rows.into_iter().map(ReconRefund::try_from).collect()
     }
 
+    /// Moves the lease of a job `owner` is running to `until`: a reconciliation of a large bill
+    /// outlives one lease, and a lapsed lease would hand the same day to another instance while
+    /// this one is still on it. `false` when `owner` no longer holds the job.
+    pub async fn extend_job_lease(&self, id: &str, owner: &str, until: i64) -> Result<bool> {
+        let now = self.now_ms();
+        let n = with_pool!(self, |pool, d| {
+            sqlx::query(
+                "UPDATE jobs SET lease_until = $1, updated_at = $2 \
+                 WHERE id = $3 AND state = 'running' AND lease_owner = $4",
+            )
+            .bind(until)
+            .bind(now)
+            .bind(id)
+            .bind(owner)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     /// Counts and sums of the account's day on the local side.
     pub async fn local_day_totals(
         &self,

@@ -6,7 +6,7 @@ mod common;
 
 use common::{audit, dbs, new_payment, T0};
 use paybridge_core::{Fen, PaymentStatus};
-use paybridge_store::{NewDiscrepancy, PaymentPatch, StoreError};
+use paybridge_store::{NewDiscrepancy, NewJob, PaymentPatch, StoreError};
 
 fn discrepancy(kind: &str, no: &str) -> NewDiscrepancy {
     NewDiscrepancy {
@@ -171,5 +171,48 @@ async fn runs_batches_lookups_and_the_unmatched_sweep() {
             (got.state.as_str(), got.error.as_deref()),
             ("failed", Some("no bill"))
         );
+    }
+}
+
+#[tokio::test]
+async fn a_long_job_keeps_its_lease_and_only_its_owner_can_renew_it() {
+    for db in dbs("reconcile_lease").await {
+        let store = db.open().await;
+        store
+            .schedule_job(&NewJob {
+                kind: "reconcile.daily".into(),
+                key: "acct".into(),
+                payment_id: None,
+                refund_id: None,
+                payload: serde_json::json!({}),
+                run_at: T0,
+            })
+            .await
+            .unwrap();
+        let jobs = store.claim_jobs("a", T0, 10, 60_000).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert!(store
+            .extend_job_lease(&jobs[0].id, "a", T0 + 120_000)
+            .await
+            .unwrap());
+        assert!(!store
+            .extend_job_lease(&jobs[0].id, "b", T0 + 999_000)
+            .await
+            .unwrap());
+        // The first lease would have lapsed; the renewed one still holds.
+        assert!(store
+            .claim_jobs("b", T0 + 60_000, 10, 60_000)
+            .await
+            .unwrap()
+            .is_empty());
+        let taken = store
+            .claim_jobs("b", T0 + 120_000, 10, 60_000)
+            .await
+            .unwrap();
+        assert_eq!(taken.len(), 1, "{}", db.label);
+        assert!(!store
+            .extend_job_lease(&jobs[0].id, "a", T0 + 300_000)
+            .await
+            .unwrap());
     }
 }

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use time::Date;
 
 use super::calllog::{CallSink, RecordingTransport};
-use super::jobs::JobKind;
+use super::jobs::{JobKind, JOB_LEASE_MS};
 use super::refunds::CreateRefundInput;
 use super::{Gateway, StoreCallSink};
 use crate::config::{AccountConfig, AlipayKeys, Config, ProviderConfig};
@@ -252,7 +252,10 @@ impl Gateway {
         let Some(date) = beijing_date(now - DAY_MS) else {
             return now + DAILY_RETRY_MS;
         };
-        match self.reconcile_day(&job.key, date, &()).await {
+        let heartbeat = self.keep_lease(job);
+        let result = self.reconcile_day(&job.key, date, &()).await;
+        heartbeat.abort();
+        match result {
             Ok(report) => {
                 tracing::info!(run = %report.run.id, account = %job.key, open = report.totals.open,
                     healed = report.totals.healed, "daily reconciliation");
@@ -263,6 +266,31 @@ impl Gateway {
                 now + DAILY_RETRY_MS
             }
         }
+    }
+
+    /// Renews the job's lease every third of a lease while a long run goes on, so no other
+    /// instance takes the same day meanwhile; a crash stops the renewals and the lease lapses.
+    fn keep_lease(&self, job: &Job) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let id = job.id.clone();
+        let owner = self.instance.clone();
+        tokio::spawn(async move {
+            let period = std::time::Duration::from_millis((JOB_LEASE_MS / 3).unsigned_abs());
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let until = store.now_ms() + JOB_LEASE_MS;
+                match store.extend_job_lease(&id, &owner, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(job = %id, "reconciliation lease lost to another instance");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(job = %id, error = %e, "cannot renew lease"),
+                }
+            }
+        })
     }
 
     /// Called once when a payment became paid after it was closed or failed.
