@@ -112,7 +112,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
             config.webhook_endpoints.clone(),
             config.ip_allowlist.clone(),
         ) {
-            Ok(g) => Arc::new(g),
+            Ok(mut g) => {
+                g.job_lease_ms = config.job_lease_ms;
+                Arc::new(g)
+            }
             Err(e) => {
                 eprintln!("paybridge serve: {e}");
                 return ExitCode::FAILURE;
@@ -139,6 +142,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             listen = %config.listen,
             public_base_url = %config.public_base_url,
             accounts = gw.accounts.len(),
+            instance = %gw.instance,
             "paybridge gateway started"
         );
         let served = runtime::serve(listener, gw, config.max_body_bytes, async {

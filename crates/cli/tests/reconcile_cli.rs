@@ -2,7 +2,9 @@
 //! payment paid at the provider whose notification never came, and the command heals it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -14,17 +16,7 @@ use paybridge_server::service::CreatePaymentInput;
 use paybridge_server::{channels, Gateway};
 use paybridge_store::{ApiScope, NewApiKey, Store};
 
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pb-{test}-{}", paybridge_store::new_id("t")));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
+use common::{scratch, write};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconcile_command_heals_a_payment_whose_notification_was_lost() {

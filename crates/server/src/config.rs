@@ -113,7 +113,12 @@ pub struct RawIpAllowlist {
 pub struct RawJobs {
     /// Run the webhook and job workers in this process (several instances may all run them).
     pub enabled: Option<bool>,
+    /// How often the workers look for due jobs when nothing wakes them (default 1000).
     pub poll_interval_ms: Option<u64>,
+    /// How long a claimed job is leased to this instance; a crashed instance's jobs are taken
+    /// over by another once it lapses (default 60000). Keep it well above the slowest provider
+    /// call: a job outliving its lease may run again elsewhere (handlers are idempotent).
+    pub lease_ms: Option<u64>,
     /// Money arriving after its order was closed: `keep` (default) or `refund`.
     pub late_payment: Option<String>,
 }
@@ -203,6 +208,7 @@ pub struct Config {
     pub accounts: BTreeMap<String, AccountConfig>,
     pub jobs_enabled: bool,
     pub poll_interval_ms: u64,
+    pub job_lease_ms: i64,
     pub late_payment: crate::service::reconcile::LatePaymentPolicy,
 }
 
@@ -601,6 +607,13 @@ impl Config {
             accounts,
             jobs_enabled: raw.jobs.enabled.unwrap_or(true),
             poll_interval_ms: raw.jobs.poll_interval_ms.unwrap_or(1000),
+            job_lease_ms: match raw.jobs.lease_ms {
+                None => crate::service::jobs::JOB_LEASE_MS,
+                Some(ms) => i64::try_from(ms)
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .ok_or_else(|| field_err("jobs.lease_ms", "must be a positive number"))?,
+            },
             late_payment: match raw.jobs.late_payment.as_deref() {
                 None => Default::default(),
                 Some(p) => p.parse().map_err(|e| field_err("jobs.late_payment", e))?,
@@ -943,6 +956,27 @@ mod tests {
         assert!(c.database_url.expose().contains("paybridge.db"));
         assert_eq!(c.public_base_url, "http://127.0.0.1:8080");
         assert!(c.accounts.is_empty());
+        assert_eq!(c.job_lease_ms, crate::service::jobs::JOB_LEASE_MS);
+        assert_eq!(c.poll_interval_ms, 1000);
+    }
+
+    #[test]
+    fn job_lease_is_configurable_and_positive() {
+        let dir = std::env::temp_dir();
+        let load = |jobs: &str| {
+            Config::from_toml(
+                &format!("[server]\ndata_dir = \"d\"\n[jobs]\n{jobs}\n"),
+                Vec::new(),
+                &Resolver {
+                    base_dir: &dir,
+                    env: &no_env,
+                },
+            )
+        };
+        let c = load("lease_ms = 4000\npoll_interval_ms = 200").unwrap();
+        assert_eq!((c.job_lease_ms, c.poll_interval_ms), (4000, 200));
+        let err = load("lease_ms = 0").unwrap_err();
+        assert!(err.to_string().contains("jobs.lease_ms"), "{err}");
     }
 
     #[test]

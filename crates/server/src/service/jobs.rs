@@ -98,7 +98,7 @@ impl Gateway {
     pub async fn run_jobs_once(&self, now: i64, limit: u32) -> Result<usize, ApiError> {
         let jobs = self
             .store
-            .claim_jobs(&self.instance, now, limit, JOB_LEASE_MS)
+            .claim_jobs(&self.instance, now, limit, self.job_lease_ms)
             .await?;
         let count = jobs.len();
         for job in jobs {

@@ -91,6 +91,8 @@ pub struct Gateway {
     pub ip_allowlist: IpAllowlist,
     /// Identifies this process as a job/delivery lease owner.
     pub instance: String,
+    /// How long a claimed job stays this instance's ([`jobs::JOB_LEASE_MS`] unless configured).
+    pub job_lease_ms: i64,
     pub http: reqwest::Client,
     /// Woken after a change that created webhook deliveries, so delivery needs no polling delay.
     pub outbox_signal: tokio::sync::Notify,
@@ -122,6 +124,7 @@ impl Gateway {
             endpoints,
             ip_allowlist,
             instance: format!("gw-{}", uuid::Uuid::now_v7().simple()),
+            job_lease_ms: jobs::JOB_LEASE_MS,
             http,
             outbox_signal: tokio::sync::Notify::new(),
             reconcile: reconcile::ReconcileState::default(),

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use time::Date;
 
 use super::calllog::{CallSink, RecordingTransport};
-use super::jobs::{JobKind, JOB_LEASE_MS};
+use super::jobs::JobKind;
 use super::refunds::CreateRefundInput;
 use super::{Gateway, StoreCallSink};
 use crate::config::{AccountConfig, AlipayKeys, Config, ProviderConfig};
@@ -274,13 +274,14 @@ impl Gateway {
         let store = self.store.clone();
         let id = job.id.clone();
         let owner = self.instance.clone();
+        let lease_ms = self.job_lease_ms;
         tokio::spawn(async move {
-            let period = std::time::Duration::from_millis((JOB_LEASE_MS / 3).unsigned_abs());
+            let period = std::time::Duration::from_millis((lease_ms / 3).max(1).unsigned_abs());
             let mut tick = tokio::time::interval(period);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let until = store.now_ms() + JOB_LEASE_MS;
+                let until = store.now_ms() + lease_ms;
                 match store.extend_job_lease(&id, &owner, until).await {
                     Ok(true) => {}
                     Ok(false) => {
