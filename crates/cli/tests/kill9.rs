@@ -552,3 +552,114 @@ async fn sqlite_restarted_process_converges_after_kill9() {
     store.close().await;
     let _ = std::fs::remove_dir_all(&env.dir);
 }
+
+/// Issue 5: the same signed notification delivered 50 times at once, half to each of two
+/// `paybridge serve` processes on one PostgreSQL database, changes the payment once and emits
+/// one event. The notification is the sandbox's own (signed by the emulated Alipay), captured
+/// while the fault keeps it from the gateways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_same_notification_50_times_across_two_processes_applies_once() {
+    let admin = match std::env::var("PAYBRIDGE_TEST_PG_URL") {
+        Ok(a) if !a.is_empty() => a,
+        _ => {
+            println!("SKIP duplicate notifications postgres: PAYBRIDGE_TEST_PG_URL is not set");
+            return;
+        }
+    };
+    let db = PgDb::create(&admin).await;
+    let env = Env::new("dup50-pg").await;
+    let store = Store::open(&db.url).await.unwrap();
+    let key = api_key(&store).await;
+    let a = Gw::spawn(&env.dir, "a", &env.config("a", &db.url, None));
+    let b = Gw::spawn(&env.dir, "b", &env.config("b", &db.url, None));
+    env.wait_healthy(&a).await;
+    env.wait_healthy(&b).await;
+
+    let (s, p) = env
+        .send(
+            env.http
+                .post(format!("{}/v1/payments", a.base))
+                .bearer_auth(&key)
+                .header("Idempotency-Key", "dup50"),
+            &json!({"account": "shop", "channel": "alipay", "scene": "qr",
+                    "amount": 4321, "out_trade_no": "DUP50", "subject": "dup50"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{p}");
+    let payment_id = p["id"].as_str().unwrap().to_string();
+    let trade = env.sb.trade_by_out_no("DUP50").unwrap();
+    env.sb.pay(&trade.id).unwrap();
+    let start = Instant::now();
+    let body = loop {
+        let found = env
+            .sb
+            .notifications()
+            .into_iter()
+            .find(|n| n.trade_id == trade.id && n.kind == "TRADE_SUCCESS");
+        if let Some(n) = found {
+            break n.request.body;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the sandbox never built the notification"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+
+    let sends = (0..50).map(|i| {
+        let url = format!(
+            "{}/notify/alipay/shop",
+            if i % 2 == 0 { &a.base } else { &b.base }
+        );
+        let req = env
+            .http
+            .post(url)
+            .header(
+                "Content-Type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
+            .body(body.clone());
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    });
+    for (status, reply) in futures_join_all(sends).await {
+        assert_eq!((status, reply.as_str()), (200, "success"));
+    }
+
+    let (s, p) = env
+        .get(&format!("{}/v1/payments/{payment_id}", b.base), &key)
+        .await;
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(p["status"], "paid", "{p}");
+    assert_eq!(p["version"], 2, "applied more than once: {p}");
+    let (s, events) = env
+        .get(&format!("{}/v1/events?limit=100", a.base), &key)
+        .await;
+    assert_eq!(s, 200, "{events}");
+    let paid_events = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "payment.paid" && e["data"]["id"] == payment_id.as_str())
+        .count();
+    assert_eq!(paid_events, 1, "{events}");
+    drop((a, b));
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&env.dir);
+}
+
+/// Runs the futures concurrently on the current task (no extra dependency for a join_all).
+async fn futures_join_all<F, T>(futs: impl IntoIterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
