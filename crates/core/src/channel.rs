@@ -242,4 +242,13 @@ pub trait PaymentChannel: Send + Sync {
     ) -> Result<VerifiedNotification, ChannelError>;
     /// The provider's exact reply for an outcome.
     fn acknowledge(&self, outcome: &NotifyOutcome) -> HttpReply;
+
+    /// Refreshes the provider's verification keys where the protocol rotates them (WeChat Pay
+    /// platform certificates). `urgent` is set after a notification could not be verified: a
+    /// rotation may have just happened. Implementations rate-limit urgent refreshes, since
+    /// anyone can send an unverifiable notification. Returns whether keys were downloaded.
+    async fn refresh_keys(&self, urgent: bool) -> Result<bool, ChannelError> {
+        let _ = urgent;
+        Ok(false)
+    }
 }

@@ -33,11 +33,24 @@ pub async fn serve_with(
     .await
 }
 
+/// How often the channels are asked whether their keys are due for a refresh (each channel
+/// decides; WeChat Pay platform certificates refresh every 12 hours).
+const KEY_REFRESH_CHECK: Duration = Duration::from_secs(300);
+
 /// Runs webhook deliveries and due jobs forever: immediately when a change signals the outbox,
 /// otherwise every `poll`. Several instances may run this against one PostgreSQL database; the
 /// store's leases keep them from doing the same work at once.
 pub fn spawn_workers(gw: Arc<Gateway>, poll: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // Provider keys on their own task, so a slow certificate download never holds up jobs;
+        // it ends with this one (the guard aborts it when this task is dropped or aborted).
+        let keys = gw.clone();
+        let _keys = AbortOnDrop(tokio::spawn(async move {
+            loop {
+                keys.refresh_channel_keys().await;
+                tokio::time::sleep(KEY_REFRESH_CHECK).await;
+            }
+        }));
         loop {
             let now = gw.now_ms();
             match gw.deliver_webhooks_once(now, 50).await {
@@ -54,4 +67,12 @@ pub fn spawn_workers(gw: Arc<Gateway>, poll: Duration) -> tokio::task::JoinHandl
             }
         }
     })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

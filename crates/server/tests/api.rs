@@ -27,6 +27,8 @@ struct Scripted {
     create_unknown: Mutex<bool>,
     /// Refunds time out; a later query finds them succeeded.
     refund_unknown: Mutex<bool>,
+    /// `refresh_keys(true)` calls: each unverifiable notification asks for one.
+    urgent_refreshes: std::sync::atomic::AtomicUsize,
 }
 
 fn sign_body(body: &[u8]) -> String {
@@ -126,6 +128,13 @@ impl PaymentChannel for Scripted {
                 },
             },
         })
+    }
+    async fn refresh_keys(&self, urgent: bool) -> Result<bool, ChannelError> {
+        if urgent {
+            self.urgent_refreshes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(false)
     }
     fn acknowledge(&self, outcome: &NotifyOutcome) -> HttpReply {
         let (status, body) = match outcome {
@@ -401,6 +410,27 @@ async fn forged_tampered_and_unknown_notifications_change_nothing_and_are_record
             ]
         );
         assert!(inbox.iter().all(|n| n.reason.is_some()));
+        // Each unverifiable one (forged, malformed) asked the channel for fresh keys, in the
+        // background; verified mismatches did not.
+        let start = std::time::Instant::now();
+        while env
+            .provider
+            .urgent_refreshes
+            .load(std::sync::atomic::Ordering::SeqCst)
+            < 2
+        {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "no key refresh asked"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            env.provider
+                .urgent_refreshes
+                .load(std::sync::atomic::Ordering::SeqCst),
+            2
+        );
         // The amount mismatch asked the provider directly: a query job is due now.
         env.provider
             .query

@@ -512,3 +512,61 @@ async fn public_key_mode_backup_host_and_untrusted_download() {
     assert!(matches!(err, V3Error::Cert(_)), "{err:?}");
     assert!(!ch2.client.with_verifier(|v| v.contains("08")));
 }
+
+#[tokio::test]
+async fn refresh_keys_is_due_based_and_rate_limits_urgent_refreshes() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let mkey = key();
+    let fake = Arc::new(FakeWechat::new(
+        &[0x7A, 0x01],
+        None,
+        mkey.public_key().unwrap(),
+    ));
+    let now = Arc::new(AtomicI64::new(NOW));
+    let t = now.clone();
+    let mut config = V3Config::new(
+        Merchant::Direct {
+            mchid: MCHID.into(),
+            appid: "wxA".into(),
+        },
+        APIV3_KEY.to_vec(),
+    );
+    config.base_url = "https://api.mch.weixin.qq.com".into();
+    config.platform_certificates = true;
+    let signer = MerchantSigner::new(MCHID, "MERCHANTSERIAL", mkey);
+    let clock: Clock = Arc::new(move || t.load(Ordering::SeqCst));
+    let ch = V3Channel::new(V3Client::new(
+        config,
+        signer,
+        Verifier::new(),
+        fake.clone(),
+        clock,
+    ));
+    let downloads = || {
+        fake.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.ends_with("/v3/certificates"))
+            .count()
+    };
+
+    // Never refreshed: due at once.
+    assert!(ch.refresh_keys(false).await.unwrap());
+    assert_eq!(downloads(), 1);
+    assert!(ch.client.with_verifier(|v| v.contains("7a01")));
+    // An unverifiable notification right after: rate-limited, no download.
+    now.store(NOW + 10, Ordering::SeqCst);
+    assert!(!ch.refresh_keys(true).await.unwrap());
+    assert_eq!(downloads(), 1);
+    // A minute on, an urgent refresh goes out; the periodic one is still not due.
+    now.store(NOW + 70, Ordering::SeqCst);
+    assert!(!ch.refresh_keys(false).await.unwrap());
+    assert!(ch.refresh_keys(true).await.unwrap());
+    assert_eq!(downloads(), 2);
+
+    // Public-key mode has nothing to refresh.
+    let pk = channel(fake.clone(), key(), Verifier::new(), false);
+    assert!(!pk.refresh_keys(true).await.unwrap());
+    assert_eq!(downloads(), 2);
+}

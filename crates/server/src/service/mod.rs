@@ -209,3 +209,17 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+impl Gateway {
+    /// Lets every channel refresh rotating provider keys when due (WeChat Pay platform
+    /// certificates); failures are logged and retried at the next check.
+    pub async fn refresh_channel_keys(&self) {
+        for account in self.accounts.values() {
+            for channel in account.channels.values() {
+                if let Err(e) = channel.refresh_keys(false).await {
+                    tracing::warn!(account = %account.id, error = %e, "provider key refresh failed");
+                }
+            }
+        }
+    }
+}

@@ -120,6 +120,17 @@ impl Gateway {
                     .await
             }
         };
+        if verdict.outcome == "unverified" {
+            // Perhaps the provider rotated its keys: fetch them (rate-limited by the channel) so
+            // its retry verifies. In the background: the reply must not wait on the provider.
+            let channel = channel.clone();
+            let account_id = account.id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = channel.refresh_keys(true).await {
+                    tracing::warn!(account = %account_id, error = %e, "key refresh after an unverifiable notification failed");
+                }
+            });
+        }
         let outcome = NotificationOutcome {
             verified: verdict.verified,
             outcome: verdict.outcome.to_string(),

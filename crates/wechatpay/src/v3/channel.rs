@@ -11,7 +11,7 @@ use paybridge_crypto::random_string;
 use paybridge_http::Transport;
 
 use super::api::{PrepayKind, PrepayRequest, PrepayResponse, RefundRequest};
-use super::client::V3Client;
+use super::client::{V3Client, CERT_REFRESH_SECS, URGENT_REFRESH_SECS};
 use super::client_params;
 use super::error::V3Error;
 use super::model::{Refund, Transaction};
@@ -264,5 +264,17 @@ impl<T: Transport> PaymentChannel for V3Channel<T> {
                 body: failure_body(reason).into_bytes(),
             },
         }
+    }
+
+    async fn refresh_keys(&self, urgent: bool) -> Result<bool, ChannelError> {
+        let min_age = if urgent {
+            URGENT_REFRESH_SECS
+        } else {
+            CERT_REFRESH_SECS
+        };
+        self.client
+            .refresh_if_older_than(min_age)
+            .await
+            .map_err(|e| channel_error("refresh platform certificates", e))
     }
 }

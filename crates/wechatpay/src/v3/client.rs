@@ -19,6 +19,8 @@ pub use crate::clock::{system_clock, Clock};
 
 /// How often platform certificates are re-downloaded when certificate mode is on.
 pub const CERT_REFRESH_SECS: i64 = 12 * 3600;
+/// The shortest interval between refreshes prompted by an unverifiable notification.
+pub const URGENT_REFRESH_SECS: i64 = 60;
 
 pub struct V3Config {
     pub merchant: Merchant,
@@ -211,11 +213,18 @@ impl<T: Transport> V3Client<T> {
     /// The periodic job: refreshes when certificate mode is on and the last refresh is older
     /// than [`CERT_REFRESH_SECS`]. Returns whether it refreshed.
     pub async fn refresh_if_due(&self) -> Result<bool, V3Error> {
+        self.refresh_if_older_than(CERT_REFRESH_SECS).await
+    }
+
+    /// Refreshes (certificate mode only) unless the last refresh is younger than `secs`: the
+    /// gate that keeps unverifiable notifications, which anyone can send, from turning into a
+    /// stream of certificate downloads.
+    pub async fn refresh_if_older_than(&self, secs: i64) -> Result<bool, V3Error> {
         if !self.config.platform_certificates {
             return Ok(false);
         }
         let last = *self.last_refresh.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|t| self.now() - t < CERT_REFRESH_SECS) {
+        if last.is_some_and(|t| self.now() - t < secs) {
             return Ok(false);
         }
         self.refresh_certificates().await.map(|_| true)
