@@ -115,6 +115,31 @@ await check('alipay-sdk: pageExecute GET URL opens the sandbox buyer page', asyn
   assert(page.includes(out) && page.includes('3.20'), page.slice(0, 300));
 });
 
+await check('alipay-sdk (certificate mode): SDK-computed cert SNs accepted, cert-mode responses verify', async () => {
+  const certApp = CONF.alipay.apps.find((a) => a.mode === 'cert');
+  assert(certApp, 'the sandbox config has no certificate-mode app');
+  const sdk = new AlipaySdk({
+    appId: certApp.app_id,
+    privateKey: certApp.app_private_key,
+    keyType: 'PKCS8',
+    appCertContent: certApp.app_cert,
+    alipayPublicCertContent: CONF.alipay.alipay_cert,
+    alipayRootCertContent: CONF.alipay.root_cert,
+    gateway: KEYS.alipay.gateway,
+  });
+  const out = `node-dc-${randomUUID().slice(0, 12)}`;
+  const r = await sdk.exec('alipay.trade.precreate', {
+    notify_url: `${INBOX}/alipay-cert`,
+    bizContent: { out_trade_no: out, total_amount: '0.03', subject: 'interop cert' },
+  });
+  assert(r.code === '10000' && r.qrCode, r);
+  await control(`/_sandbox/trades/${await tradeId(out)}/pay`);
+  const n = await waitFor('/alipay-cert', out);
+  assert(sdk.checkNotifySign(Object.fromEntries(new URLSearchParams(n.body))), 'notification rejected');
+  const q = await sdk.exec('alipay.trade.query', { bizContent: { out_trade_no: out } });
+  assert(q.code === '10000' && q.tradeStatus === 'TRADE_SUCCESS', q);
+});
+
 // ------------------------------------------------------------------ wechatpay-axios-plugin
 const merchant = CONF.wechat.merchants[0];
 const wxpay = new Wechatpay({

@@ -176,6 +176,34 @@ def _():
     assert r.get("sub_code") == "isv.invalid-signature" or "invalid-signature" in r.get("raised", ""), r
 
 
+cert_app = next((a for a in CONF["alipay"]["apps"] if a.get("mode") == "cert"), None)
+
+
+@check("python-alipay-sdk DCAliPay (certificate mode): SDK-computed cert SNs accepted, signed cert-mode responses verify")
+def _():
+    from alipay import DCAliPay
+    assert cert_app, "the sandbox config has no certificate-mode app"
+    dc = DCAliPay(
+        appid=cert_app["app_id"],
+        app_private_key_string=cert_app["app_private_key"],
+        app_public_key_cert_string=cert_app["app_cert"],
+        alipay_public_key_cert_string=CONF["alipay"]["alipay_cert"],
+        alipay_root_cert_string=CONF["alipay"]["root_cert"],
+        app_notify_url=INBOX.url + "/alipay-cert",
+    )
+    dc._gateway = KEYS["alipay"]["gateway"]
+    out = "py-dc-" + uuid.uuid4().hex[:12]
+    r = dc.api_alipay_trade_precreate(subject="interop cert", out_trade_no=out, total_amount="0.02")
+    assert r["code"] == "10000" and r["qr_code"], r
+    control(f"/_sandbox/trades/{trade_id(out)}/pay")
+    _, _, body = INBOX.wait_for("/alipay-cert", out)
+    data = dict(parse_qsl(body.decode(), keep_blank_values=True))
+    sign = data.pop("sign")
+    assert dc.verify(data, sign), "notification signature rejected by the SDK"
+    q = dc.api_alipay_trade_query(out_trade_no=out)
+    assert q["code"] == "10000" and q["trade_status"] == "TRADE_SUCCESS", q
+
+
 # ---------------------------------------------------------------- wechatpayv3 (APIv3)
 from wechatpayv3 import WeChatPay, WeChatPayType  # noqa: E402
 
