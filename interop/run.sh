@@ -21,7 +21,8 @@ port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); p
 pid=$!
 trap 'kill $pid 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$port/_sandbox/keys" >/dev/null 2>&1 && break
+  python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+    "http://127.0.0.1:$port/_sandbox/keys" >/dev/null 2>&1 && break
   kill -0 $pid 2>/dev/null || { cat "$data/sandbox.log"; exit 1; }
   sleep 0.1
 done
