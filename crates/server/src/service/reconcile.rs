@@ -12,8 +12,6 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use paybridge_core::{PaymentStatus, RefundStatus};
-use paybridge_crypto::{Certificate, RsaPrivateKey, RsaPublicKey};
-use paybridge_http::{ReqwestTransport, Transport, TransportConfig};
 use paybridge_reconcile::{
     parse_bill_date, AlipayBills, BillFile, BillSource, Engine, Healer, Progress, ReconcileError,
     RunReport, WechatV2Bills, WechatV3Bills,
@@ -22,11 +20,11 @@ use paybridge_store::{ApiKey, ApiScope, Job, NewJob, Payment, ReconciliationRun}
 use serde_json::{json, Value};
 use time::Date;
 
-use super::calllog::{CallSink, RecordingTransport};
 use super::jobs::JobKind;
 use super::refunds::CreateRefundInput;
-use super::{Gateway, StoreCallSink};
-use crate::config::{AccountConfig, AlipayKeys, Config, ProviderConfig};
+use super::Gateway;
+use crate::channels;
+use crate::config::{AccountConfig, Config, ProviderConfig};
 use crate::error::ApiError;
 
 /// What happens to money that arrives after its order was closed.
@@ -401,140 +399,32 @@ impl Gateway {
     }
 }
 
-/// Builds the bill source of a configured account from its keys: the Alipay trade bill, or
-/// WeChat's APIv3 trade bill (SHA-1 checked) when v3 keys are configured, else APIv2's.
+/// Builds the bill source of a configured account with the same client builders as its
+/// channels: the Alipay trade bill, or WeChat's APIv3 trade bill (SHA-1 checked) when v3 keys
+/// are configured, else APIv2's.
 pub fn bill_source(
     a: &AccountConfig,
     store: &paybridge_store::Store,
 ) -> Result<Arc<dyn BillSource>, String> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| format!("account {}: {what}: {e}", a.id);
-    let sink: Arc<dyn CallSink> = Arc::new(StoreCallSink {
-        store: store.clone(),
-        channel: a.channel,
-    });
-    let transport = |identity: Option<paybridge_crypto::Secret<Vec<u8>>>| {
-        let config = TransportConfig {
-            identity_pem: identity,
-            ..TransportConfig::default()
-        };
-        ReqwestTransport::new(&config)
-            .map(|t| -> Arc<dyn Transport> {
-                Arc::new(RecordingTransport::new(
-                    Arc::new(t),
-                    sink.clone(),
-                    &a.id,
-                    a.channel.as_str(),
-                ))
-            })
-            .map_err(|e| fail("transport", &e))
+    let sink = channels::call_sink(a, store);
+    let source: Arc<dyn BillSource> = match &a.provider {
+        ProviderConfig::Alipay(c) => Arc::new(AlipayBills {
+            client: channels::alipay_client(a, c, &sink).map_err(|e| e.to_string())?,
+            options: Default::default(),
+        }),
+        ProviderConfig::Wechat(c) => match (&c.v3, &c.v2) {
+            (Some(v3), _) => Arc::new(WechatV3Bills {
+                client: channels::wechat_v3_client(a, c, v3, &sink).map_err(|e| e.to_string())?,
+            }),
+            (None, Some(v2)) => Arc::new(WechatV2Bills {
+                client: channels::wechat_v2_client(a, c, v2, &sink).map_err(|e| e.to_string())?,
+            }),
+            (None, None) => {
+                return Err(format!("account {}: neither APIv2 nor APIv3 keys", a.id));
+            }
+        },
     };
-    match &a.provider {
-        ProviderConfig::Alipay(c) => {
-            use paybridge_alipay::{AesKey, AlipayConfig, AlipayKeys as Keys};
-            let private = c.app_private_key.expose();
-            let keys = match &c.keys {
-                AlipayKeys::PublicKey(public) => Keys::public_key_mode(private, public),
-                AlipayKeys::Certificate {
-                    app_cert_pem,
-                    alipay_cert_pem,
-                    root_bundle_pem,
-                } => Keys::cert_mode(
-                    private,
-                    app_cert_pem,
-                    &[alipay_cert_pem.as_str()],
-                    root_bundle_pem,
-                ),
-            }
-            .map_err(|e| fail("keys", &e))?;
-            let mut cfg =
-                AlipayConfig::new(c.app_id.clone(), keys).with_gateway(c.gateway_url.clone());
-            if let Some(k) = &c.aes_key {
-                let aes = AesKey::from_base64(k.expose()).map_err(|e| fail("AES key", &e))?;
-                cfg = cfg.with_aes_key(aes);
-            }
-            let client = paybridge_alipay::client::AlipayClient::new(cfg, transport(None)?);
-            Ok(Arc::new(AlipayBills {
-                client,
-                options: Default::default(),
-            }))
-        }
-        ProviderConfig::Wechat(c) if c.v3.is_some() => {
-            use paybridge_wechatpay::v3::{Merchant, MerchantSigner, V3Client, V3Config, Verifier};
-            let Some(v3) = &c.v3 else {
-                return Err(fail("keys", &"no APIv3 keys"));
-            };
-            let merchant = match &c.sub_mchid {
-                Some(sub) => Merchant::Partner {
-                    sp_mchid: c.mchid.clone(),
-                    sp_appid: c.appid.clone(),
-                    sub_mchid: sub.clone(),
-                    sub_appid: c.sub_appid.clone(),
-                },
-                None => Merchant::Direct {
-                    mchid: c.mchid.clone(),
-                    appid: c.appid.clone(),
-                },
-            };
-            let key = RsaPrivateKey::from_text(v3.merchant_private_key.expose())
-                .map_err(|e| fail("merchant key", &e))?;
-            let mut verifier = Verifier::new();
-            for cert in v3
-                .platform_certificates_pem
-                .as_deref()
-                .map(Certificate::bundle_from_pem)
-                .transpose()
-                .map_err(|e| fail("platform certificates", &e))?
-                .into_iter()
-                .flatten()
-            {
-                let cert = cert.map_err(|e| fail("platform certificate", &e))?;
-                verifier
-                    .add_certificate(&cert)
-                    .map_err(|e| fail("platform certificate", &e))?;
-            }
-            if let Some((id, text)) = &v3.public_key {
-                let public = RsaPublicKey::from_text(text).map_err(|e| fail("public key", &e))?;
-                verifier.add_public_key(id, public);
-            }
-            let mut cfg = V3Config::new(merchant, v3.apiv3_key.expose().as_bytes().to_vec());
-            cfg.base_url = c.base_url.clone();
-            cfg.platform_certificates = v3.platform_certificates_pem.is_some();
-            let signer = MerchantSigner::new(c.mchid.clone(), v3.merchant_serial.clone(), key);
-            let clock = paybridge_wechatpay::v3::client::system_clock();
-            let client = V3Client::new(cfg, signer, verifier, transport(None)?, clock);
-            Ok(Arc::new(WechatV3Bills { client }))
-        }
-        ProviderConfig::Wechat(c) => {
-            use paybridge_wechatpay::v2::api::V2Merchant;
-            use paybridge_wechatpay::v2::client::{V2Client, V2Config};
-            let Some(v2) = &c.v2 else {
-                return Err(fail("keys", &"neither APIv2 nor APIv3 keys"));
-            };
-            let cfg = V2Config {
-                merchant: V2Merchant {
-                    appid: c.appid.clone(),
-                    mch_id: c.mchid.clone(),
-                    sub_appid: c.sub_appid.clone(),
-                    sub_mch_id: c.sub_mchid.clone(),
-                },
-                api_key: v2.api_key.clone(),
-                sign_type: if v2.hmac_sha256 {
-                    paybridge_wechatpay::v2::SignType::HmacSha256
-                } else {
-                    paybridge_wechatpay::v2::SignType::Md5
-                },
-                base_url: c.base_url.clone(),
-                backup_base_url: None,
-            };
-            let secure = match &v2.client_identity_pem {
-                Some(pem) => Some(transport(Some(pem.clone()))?),
-                None => None,
-            };
-            Ok(Arc::new(WechatV2Bills {
-                client: V2Client::new(cfg, transport(None)?, secure),
-            }))
-        }
-    }
+    Ok(source)
 }
 
 #[cfg(test)]
