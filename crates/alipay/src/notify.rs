@@ -5,7 +5,9 @@ use encoding_rs::Encoding;
 use paybridge_core::Fen;
 use paybridge_crypto::RsaPublicKey;
 
-use crate::sign::{rsa2_verify, string_to_sign, NOTIFY_V1_EXCLUDED, REQUEST_EXCLUDED};
+use crate::sign::{
+    rsa2_verify, string_to_sign, string_to_sign_keeping_empty, NOTIFY_V1_EXCLUDED, REQUEST_EXCLUDED,
+};
 use crate::time_fmt::AlipayTime;
 use crate::AlipayError;
 
@@ -155,17 +157,39 @@ impl NotifyForm {
         self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// The string-to-sign under `rule` with empty values dropped (the Java SDK's and gopay's
+    /// form; also how we sign, since we never send empty fields).
     pub fn string_to_sign(&self, rule: NotifyRule) -> String {
         string_to_sign(self.pairs(), rule.excluded())
     }
 
+    /// The string-to-sign under `rule` with empty values kept as `k=` (the form of the
+    /// python, npm and PHP SDKs).
+    pub fn string_to_sign_keeping_empty(&self, rule: NotifyRule) -> String {
+        string_to_sign_keeping_empty(self.pairs(), rule.excluded())
+    }
+
     /// The rule under which one of `keys` verifies the `sign`, trying V1 then V2.
     pub fn verify(&self, keys: &[&RsaPublicKey]) -> Option<NotifyRule> {
+        self.verified_content(keys).map(|(rule, _)| rule)
+    }
+
+    /// The rule and the exact string that verified. The SDKs disagree on empty values (dropped
+    /// or kept as `k=`), so a genuine notification may be signed over either string: both are
+    /// tried, and an empty field carries no value, so accepting it unsigned changes nothing.
+    pub fn verified_content(&self, keys: &[&RsaPublicKey]) -> Option<(NotifyRule, String)> {
         let sign = self.get("sign")?;
-        [NotifyRule::V1, NotifyRule::V2].into_iter().find(|rule| {
-            let content = self.string_to_sign(*rule);
-            keys.iter().any(|k| rsa2_verify(k, &content, sign))
-        })
+        let has_empty = self.fields.iter().any(|(_, v)| v.is_empty());
+        for rule in [NotifyRule::V1, NotifyRule::V2] {
+            let dropped = self.string_to_sign(rule);
+            let kept = has_empty.then(|| self.string_to_sign_keeping_empty(rule));
+            for content in std::iter::once(dropped).chain(kept) {
+                if keys.iter().any(|k| rsa2_verify(k, &content, sign)) {
+                    return Some((rule, content));
+                }
+            }
+        }
+        None
     }
 }
 

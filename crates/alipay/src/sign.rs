@@ -19,9 +19,25 @@ pub fn string_to_sign<'a, I>(params: I, exclude: &[&str]) -> String
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
+    join_sorted(params.into_iter().filter(|(_, v)| !v.is_empty()), exclude)
+}
+
+/// As [`string_to_sign`] but with empty values kept as `k=`: how the python, npm and PHP SDKs
+/// build the string a notification may have been signed over.
+pub fn string_to_sign_keeping_empty<'a, I>(params: I, exclude: &[&str]) -> String
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
+    join_sorted(params, exclude)
+}
+
+fn join_sorted<'a, I>(params: I, exclude: &[&str]) -> String
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
     let mut pairs: Vec<(&str, &str)> = params
         .into_iter()
-        .filter(|(k, v)| !v.is_empty() && !exclude.contains(k))
+        .filter(|(k, _)| !exclude.contains(k))
         .collect();
     pairs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let mut out = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());

@@ -109,15 +109,19 @@ fn verify_notify(path: &Path) -> WbResult {
         body.pop();
     }
     let form = NotifyForm::parse(&body)?;
-    let rule = form.verify(&[&key]);
-    let shown = form.string_to_sign(rule.unwrap_or(NotifyRule::V1));
+    let verified = form.verified_content(&[&key]);
+    let valid = verified.is_some();
+    let (rule, shown) = match verified {
+        Some((rule, content)) => (Some(rule), content),
+        None => (None, form.string_to_sign(NotifyRule::V1)),
+    };
     emit(
         &json!({
-            "valid": rule.is_some(),
+            "valid": valid,
             "rule": rule.map(NotifyRule::as_str),
             "string_to_sign": shown,
         }),
-        rule.is_some(),
+        valid,
     )
 }
 

@@ -49,7 +49,7 @@ fn sign_matches_the_request_vector() {
 
 #[test]
 fn verify_notify_reports_the_rule() {
-    let mut count = 0;
+    let (mut count, mut total) = (0, 0);
     for (file, rule) in [
         ("alipay_notify.json", "v1"),
         ("alipay_notify_v2.json", "v2"),
@@ -57,6 +57,7 @@ fn verify_notify_reports_the_rule() {
         let Some(vectors) = load_vectors(file) else {
             return;
         };
+        total += vectors.len();
         for v in &vectors {
             let key = path(s(v, "/input/alipay_public_key_file"));
             let r = run(&["verify-notify", "--public-key", &key], &form(v));
@@ -74,7 +75,8 @@ fn verify_notify_reports_the_rule() {
             count += 1;
         }
     }
-    assert_eq!(count, 4);
+    assert!(count > 0);
+    assert_eq!(count, total);
 }
 
 #[test]
