@@ -3,6 +3,7 @@
 //! Nothing in here performs I/O. Money is [`Fen`] (integer cents of CNY), never a float.
 
 pub mod channel;
+pub mod decide;
 pub mod money;
 pub mod state;
 pub mod types;
