@@ -2,9 +2,9 @@
 
 use async_trait::async_trait;
 use paybridge_core::channel::{
-    ChannelError, ClientAction, CreatePayment, CreateRefund, HttpReply, InboundRequest,
-    NotifyOutcome, OrderRef, PaymentChannel, PaymentSnapshot, RefundRef, RefundSnapshot,
-    VerifiedNotification,
+    ChannelError, ClientAction, CloseOutcome, CreatePayment, CreateRefund, HttpReply,
+    InboundRequest, NotifyOutcome, OrderRef, PaymentChannel, PaymentSnapshot, RefundRef,
+    RefundSnapshot, VerifiedNotification,
 };
 use paybridge_core::Scene;
 
@@ -168,15 +168,16 @@ impl PaymentChannel for AlipayChannel {
     }
 
     /// Closing a trade Alipay never saw (the buyer never opened the cashier) is a success.
-    async fn close_payment(&self, order: &OrderRef) -> Result<(), ChannelError> {
+    async fn close_payment(&self, order: &OrderRef) -> Result<CloseOutcome, ChannelError> {
         let trade = Self::trade_ref(&order.out_trade_no, &order.provider_trade_no);
         match self
             .client
             .execute(&TradeClose { trade }, &self.opts())
             .await
         {
-            Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Ok(()),
+            Ok(_) => Ok(CloseOutcome::Closed),
+            // A QR order nobody scanned yet: Alipay creates the trade at the scan.
+            Err(e) if is_not_found(&e) => Ok(CloseOutcome::NotFound),
             Err(e) => Err(channel_error("close_payment", e)),
         }
     }
@@ -439,7 +440,10 @@ mod tests {
             ch.query_payment(&order).await.unwrap().status,
             ProviderPaymentStatus::Refunded
         );
-        ch.close_payment(&order).await.unwrap();
+        assert_eq!(
+            ch.close_payment(&order).await.unwrap(),
+            CloseOutcome::NotFound
+        );
         let refund = ch
             .refund(&CreateRefund {
                 out_trade_no: "T1".into(),

@@ -91,8 +91,15 @@ async fn reconcile_command_heals_a_payment_whose_notification_was_lost() {
         auth_code: None,
         metadata: None,
     };
-    let created = gw.create_payment(&key, input).await.unwrap();
-    assert_eq!(created["status"], "pending");
+    let idem = paybridge_server::service::IdempotencyKey {
+        key: "cli-create-1".into(),
+        request_hash: "cli".into(),
+    };
+    let created = gw.create_payment(&key, &idem, input).await.unwrap();
+    let paybridge_server::service::Answer::Done(created) = created else {
+        panic!("the sandbox answers at once: {created:?}");
+    };
+    assert_eq!(created.status.as_str(), "pending");
     sb.set_faults(
         Some(&app.app_id),
         None,

@@ -224,11 +224,29 @@ pub enum ChannelError {
     Unsupported(String),
 }
 
+/// What a close did at the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseOutcome {
+    Closed,
+    /// The provider does not know the order (yet).
+    NotFound,
+}
+
 #[async_trait]
 pub trait PaymentChannel: Send + Sync {
+    /// Whether this channel can take payments of `scene` at all: checked before anything is
+    /// written, so an impossible request is a plain validation error.
+    fn supports_scene(&self, scene: Scene) -> bool {
+        let _ = scene;
+        true
+    }
     async fn create_payment(&self, req: &CreatePayment) -> Result<ClientAction, ChannelError>;
     async fn query_payment(&self, order: &OrderRef) -> Result<PaymentSnapshot, ChannelError>;
-    async fn close_payment(&self, order: &OrderRef) -> Result<(), ChannelError>;
+    /// Closes an unpaid order. [`CloseOutcome::NotFound`] means the provider has no such order
+    /// yet, which is not the same as closed: an Alipay QR order exists only once scanned, and
+    /// stays payable until its `time_expire`.
+    async fn close_payment(&self, order: &OrderRef) -> Result<CloseOutcome, ChannelError>;
     /// Barcode payments waiting for a password are cancelled (Alipay cancel / WeChat reverse).
     async fn cancel_payment(&self, order: &OrderRef) -> Result<(), ChannelError>;
     async fn refund(&self, req: &CreateRefund) -> Result<RefundSnapshot, ChannelError>;

@@ -67,8 +67,8 @@ impl PaymentChannel for Scripted {
             payer_id: None,
         })
     }
-    async fn close_payment(&self, _order: &OrderRef) -> Result<(), ChannelError> {
-        Ok(())
+    async fn close_payment(&self, _order: &OrderRef) -> Result<CloseOutcome, ChannelError> {
+        Ok(CloseOutcome::Closed)
     }
     async fn cancel_payment(&self, _order: &OrderRef) -> Result<(), ChannelError> {
         Ok(())
@@ -682,8 +682,21 @@ async fn refunds_never_exceed_the_payment_and_close_only_unpaid() {
 async fn unknown_create_outcome_is_queried_never_assumed() {
     for env in envs("unknown").await {
         *env.provider.create_unknown.lock().unwrap() = true;
-        let p = create(&env, "ord-u", 100).await;
-        assert_eq!(p["status"], "created");
+        let (status, p, _) = post(
+            &env.inst.base,
+            "/v1/payments",
+            &env.keys.sandbox_all,
+            Some("create-ord-u"),
+            &json!({"channel": "alipay", "scene": "pc", "amount": 100,
+                    "out_trade_no": "ord-u", "subject": "Test order"}),
+        )
+        .await;
+        // Not an answer yet: 202, and the recovery job settles it.
+        assert_eq!(
+            (status, p["status"].as_str()),
+            (202, Some("created")),
+            "{p}"
+        );
         let id = p["id"].as_str().unwrap();
         env.provider
             .query
@@ -785,7 +798,7 @@ async fn unknown_refund_outcome_stays_pending_until_a_query_settles_it() {
             &json!({"amount": 40}),
         )
         .await;
-        assert_eq!((s, r["status"].as_str()), (201, Some("pending")), "{r}");
+        assert_eq!((s, r["status"].as_str()), (202, Some("pending")), "{r}");
         // The pending refund still counts against the payment: no overspend meanwhile.
         let (s, b, _) = post(
             base,

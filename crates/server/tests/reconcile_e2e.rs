@@ -418,6 +418,14 @@ async fn a_late_payment_after_close_is_found_and_handled_by_the_policy() {
                 vec![(s("status_mismatch"), s("LATE0001"), s("healed"))],
                 "{label}: {run}"
             );
+            // The policy is a job scheduled with the heal, not a call made inline.
+            let gw = &w.inst.gw;
+            assert!(store.list_refunds(id).await.unwrap().is_empty(), "{label}");
+            assert_eq!(
+                gw.run_jobs_once(gw.now_ms(), 100).await.unwrap(),
+                1,
+                "{label}"
+            );
             let p = w.status(ALIPAY, "LATE0001").await;
             assert!(p.late_payment, "{label}");
             let refunds = store.list_refunds(&p.id).await.unwrap();

@@ -72,6 +72,7 @@ mod payments;
 mod provider_calls;
 mod reconcile;
 mod refunds;
+mod work;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -98,6 +99,10 @@ pub use reconcile::{
     DiscrepancyRecord, LocalDayTotals, NewDiscrepancy, ReconRefund, ReconciliationRun,
 };
 pub use refunds::{NewRefund, Refund, RefundChange, RefundPatch};
+pub use work::{
+    BeginPayment, BeginRefund, EventSpec, KeyClaim, KeyFinish, KeyLock, KeyState, PaymentApplied,
+    PaymentPlan, RefundApplied, RefundPlan,
+};
 
 use db::Backend;
 

@@ -161,7 +161,7 @@ impl TryFrom<PaymentRow> for Payment {
 }
 
 /// The patchable columns, bound as `$1..=$7` in [`PaymentPatch`] field order; `NULL` keeps.
-const PATCH_SET: &str = "provider_trade_no = COALESCE($1, provider_trade_no), \
+pub(crate) const PATCH_SET: &str = "provider_trade_no = COALESCE($1, provider_trade_no), \
     client_action = COALESCE($2, client_action), payer_id = COALESCE($3, payer_id), \
     expires_at = COALESCE($4, expires_at), paid_at = COALESCE($5, paid_at), \
     paid_amount = COALESCE($6, paid_amount), late_payment = COALESCE($7, late_payment)";
@@ -179,6 +179,7 @@ macro_rules! bind_patch {
             .bind($patch.late_payment)
     };
 }
+pub(crate) use bind_patch;
 
 pub(crate) fn payment_select(where_clause: &str) -> String {
     format!("SELECT {PAYMENT_COLS} FROM payments WHERE {where_clause}")

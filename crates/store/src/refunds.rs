@@ -58,12 +58,13 @@ pub struct RefundChange {
     pub payment: Option<Payment>,
 }
 
-const REFUND_COLS: &str = "id, payment_id, mode, account, out_refund_no, amount, reason, status, \
+pub(crate) const REFUND_COLS: &str =
+    "id, payment_id, mode, account, out_refund_no, amount, reason, status, \
     previous_status, version, provider_refund_no, failure_reason, succeeded_at, created_at, \
     updated_at";
 
 #[derive(sqlx::FromRow)]
-struct RefundRow {
+pub(crate) struct RefundRow {
     id: String,
     payment_id: String,
     mode: String,
@@ -104,7 +105,7 @@ impl TryFrom<RefundRow> for Refund {
     }
 }
 
-fn refund_select(where_clause: &str) -> String {
+pub(crate) fn refund_select(where_clause: &str) -> String {
     format!("SELECT {REFUND_COLS} FROM refunds WHERE {where_clause}")
 }
 
@@ -317,6 +318,15 @@ impl Store {
         );
         with_pool!(self, |pool, d| {
             let mut tx = pool.begin_with(d.begin_sql()).await?;
+            // The payment row first, as every unit of work locks them: refund settlement racing
+            // refund creation on PostgreSQL must not take the two locks in opposite orders.
+            sqlx::query(&format!(
+                "SELECT id FROM payments WHERE id = (SELECT payment_id FROM refunds WHERE id = $1){}",
+                d.for_update()
+            ))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
             let row: Option<RefundRow> = sqlx::query_as(&update_refund)
                 .bind(to.as_str())
                 .bind(&patch.provider_refund_no)

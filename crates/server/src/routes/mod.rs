@@ -22,7 +22,8 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::service::{
-    views, CreatePaymentInput, CreateRefundInput, Gateway, NotifyKind, NotifyReply,
+    views, Answer, CreatePaymentInput, CreateRefundInput, Gateway, IdempotencyKey, NotifyKind,
+    NotifyReply,
 };
 
 /// Provider notifications are small; anything bigger is not one (and XML bombs are capped).
@@ -222,25 +223,69 @@ where
 // ---------------------------------------------------------------------------------------------
 // Merchant API.
 
+/// The request's `Idempotency-Key` bound to a digest of what it asks (method, path, body).
+fn idempotency_key(
+    headers: &HeaderMap,
+    path: &str,
+    body: &[u8],
+) -> Result<IdempotencyKey, ApiError> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or(ApiError::IdempotencyKeyMissing)?;
+    let mut material = Vec::with_capacity(path.len() + body.len() + 8);
+    material.extend_from_slice(b"POST ");
+    material.extend_from_slice(path.as_bytes());
+    material.push(b'\n');
+    material.extend_from_slice(body);
+    Ok(IdempotencyKey {
+        key: key.to_string(),
+        request_hash: hex::encode(paybridge_crypto::sha256(&material)),
+    })
+}
+
+/// How a money-moving POST answers: `success` when it ran now, the same status with
+/// `Idempotent-Replayed: true` for a retry, `202` while the provider's answer is unknown.
+fn answer_response(answer: Result<Answer<Value>, ApiError>, success: StatusCode) -> Response {
+    match answer {
+        Ok(Answer::Done(v)) => json_response(success, v.to_string().into_bytes(), false),
+        Ok(Answer::Replayed(v)) => json_response(success, v.to_string().into_bytes(), true),
+        Ok(Answer::Unsettled(v)) => {
+            json_response(StatusCode::ACCEPTED, v.to_string().into_bytes(), false)
+        }
+        Ok(Answer::Stored { status, body }) => {
+            let mut r = json_response(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                body,
+                true,
+            );
+            r.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            r
+        }
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::error!(error = %e, code = e.code(), "request failed");
+            }
+            e.into_response()
+        }
+    }
+}
+
 async fn create_payment(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let (key, bytes) = match authorized_body(&s, &headers, body, ApiScope::Write).await {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let gw = s.gw.clone();
-    idempotent(
-        &s,
-        &key,
-        &headers,
-        "/v1/payments",
-        &bytes,
-        StatusCode::CREATED,
-        || async {
-            let input: CreatePaymentInput = parse_json(&bytes)?;
-            gw.create_payment(&key, input).await
-        },
-    )
-    .await
+    let answer = async {
+        let (key, bytes) = authorized_body(&s, &headers, body, ApiScope::Write).await?;
+        let idem = idempotency_key(&headers, "/v1/payments", &bytes)?;
+        let input: CreatePaymentInput = parse_json(&bytes)?;
+        let answer = s.gw.create_payment(&key, &idem, input).await?;
+        Ok(answer.map(|p| views::payment(&p)))
+    }
+    .await;
+    answer_response(answer, StatusCode::CREATED)
 }
 
 #[derive(Deserialize)]
@@ -318,7 +363,7 @@ async fn close_payment(
         &path,
         &bytes,
         StatusCode::OK,
-        || async { gw.close_payment(&key, &id).await },
+        || async { Ok(views::payment(&gw.close_payment(&key, &id).await?)) },
     )
     .await
 }
@@ -329,25 +374,15 @@ async fn create_refund(
     Path(id): Path<String>,
     body: Body,
 ) -> Response {
-    let (key, bytes) = match authorized_body(&s, &headers, body, ApiScope::Refund).await {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let path = format!("/v1/payments/{id}/refunds");
-    let gw = s.gw.clone();
-    idempotent(
-        &s,
-        &key,
-        &headers,
-        &path,
-        &bytes,
-        StatusCode::CREATED,
-        || async {
-            let input: CreateRefundInput = parse_json(&bytes)?;
-            gw.create_refund(&key, &id, input).await
-        },
-    )
-    .await
+    let answer = async {
+        let (key, bytes) = authorized_body(&s, &headers, body, ApiScope::Refund).await?;
+        let idem = idempotency_key(&headers, &format!("/v1/payments/{id}/refunds"), &bytes)?;
+        let input: CreateRefundInput = parse_json(&bytes)?;
+        let answer = s.gw.create_refund(&key, &idem, &id, input).await?;
+        Ok(answer.map(|r| views::refund(&r)))
+    }
+    .await;
+    answer_response(answer, StatusCode::CREATED)
 }
 
 async fn list_refunds(

@@ -6,9 +6,13 @@
 //! expired may run again elsewhere, and every state change goes through the store's
 //! conditional transitions anyway.
 
+use paybridge_core::decide::PaymentObservation;
 use paybridge_core::PaymentStatus;
-use paybridge_store::{Audit, Job, NewJob, PaymentPatch};
+use paybridge_store::{Audit, Job};
+use serde_json::Value;
 
+use super::close::CLOSE_WATCH_EVERY_MS;
+use super::payments::Recovery;
 use super::Gateway;
 use crate::error::ApiError;
 
@@ -23,6 +27,15 @@ pub enum JobKind {
     RefundQuery,
     /// An account's daily reconciliation (see `service::reconcile`); keyed by account.
     Reconcile,
+    /// The recovery point of a create: scheduled with the payment, before the provider call;
+    /// resends the create if nothing settled it (the process died, the answer was lost).
+    Recover,
+    /// Watches an order closed here that the provider did not know yet, until it expires there.
+    CloseWatch,
+    /// The late payment policy for money that arrived after close.
+    LateRefund,
+    /// Purges what is kept only for a while (idempotency keys).
+    Retention,
 }
 
 impl JobKind {
@@ -32,6 +45,10 @@ impl JobKind {
             JobKind::Expire => "payment.expire",
             JobKind::RefundQuery => "refund.query",
             JobKind::Reconcile => "reconcile.daily",
+            JobKind::Recover => "payment.recover",
+            JobKind::CloseWatch => "payment.close_watch",
+            JobKind::LateRefund => "payment.late_refund",
+            JobKind::Retention => "retention.purge",
         }
     }
 
@@ -41,6 +58,10 @@ impl JobKind {
             JobKind::Expire,
             JobKind::RefundQuery,
             JobKind::Reconcile,
+            JobKind::Recover,
+            JobKind::CloseWatch,
+            JobKind::LateRefund,
+            JobKind::Retention,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -54,6 +75,9 @@ const REFUND_BACKOFF: &[i64] = &[10, 30, 60, 300, 900, 3600];
 const REFUND_MAX_ATTEMPTS: i64 = 24 * 7 + 6;
 const EXPIRE_RETRY_SECONDS: i64 = 60;
 const EXPIRE_MAX_ATTEMPTS: i64 = 60;
+const LATE_REFUND_MAX_ATTEMPTS: i64 = 100;
+/// How often idempotency keys past their retention are purged.
+pub(crate) const RETENTION_EVERY_MS: i64 = 3_600_000;
 pub const JOB_LEASE_MS: i64 = 60_000;
 
 fn backoff(schedule: &[i64], attempts: i64) -> i64 {
@@ -76,22 +100,16 @@ impl Gateway {
         payment_id: Option<&str>,
         run_at: i64,
     ) -> Result<(), ApiError> {
-        let (payment_id, refund_id) = match kind {
-            JobKind::Query | JobKind::Expire => (Some(subject_id.to_string()), None),
-            JobKind::RefundQuery => (payment_id.map(str::to_string), Some(subject_id.to_string())),
-            JobKind::Reconcile => (None, None),
-        };
         self.store
-            .schedule_job(&NewJob {
-                kind: kind.as_str().to_string(),
-                key: subject_id.to_string(),
-                payment_id,
-                refund_id,
-                payload: serde_json::json!({}),
-                run_at,
-            })
+            .schedule_job(&kind.job(subject_id, payment_id, Value::Null, run_at))
             .await?;
         Ok(())
+    }
+
+    /// Schedules the periodic retention job unless one is live (every instance may ask).
+    pub async fn ensure_retention_job(&self) -> Result<(), ApiError> {
+        self.schedule(JobKind::Retention, "idempotency", None, self.now_ms())
+            .await
     }
 
     /// Claims and runs the jobs due at `now`; returns how many ran.
@@ -144,6 +162,50 @@ impl Gateway {
                 let next = self.run_reconcile_job(job).await;
                 Ok(Next::RetryIn(next - self.now_ms(), None))
             }
+            JobKind::Recover => self.run_recover(job).await,
+            JobKind::CloseWatch => {
+                let Some(id) = &job.payment_id else {
+                    return Ok(Next::GiveUp("close watch without payment".into()));
+                };
+                match self.watch_closed(&job.id, id, &job.payload).await {
+                    Ok(true) => Ok(Next::Done),
+                    Ok(false) => Ok(Next::RetryIn(CLOSE_WATCH_EVERY_MS, None)),
+                    Err(e) => Ok(Next::RetryIn(CLOSE_WATCH_EVERY_MS, Some(e.to_string()))),
+                }
+            }
+            JobKind::LateRefund => match self.run_late_payment_policy(job).await {
+                Ok(()) => Ok(Next::Done),
+                Err(e) if job.attempts >= LATE_REFUND_MAX_ATTEMPTS => {
+                    Ok(Next::GiveUp(e.to_string()))
+                }
+                Err(e) => Ok(Next::RetryIn(
+                    backoff(REFUND_BACKOFF, job.attempts),
+                    Some(e.to_string()),
+                )),
+            },
+            JobKind::Retention => {
+                let before = self.now_ms() - self.idempotency_retention_ms;
+                let purged = self.store.purge_idempotency_keys(before).await?;
+                if purged > 0 {
+                    tracing::info!(purged, "idempotency keys past retention purged");
+                }
+                Ok(Next::RetryIn(RETENTION_EVERY_MS, None))
+            }
+        }
+    }
+
+    async fn run_recover(&self, job: &Job) -> Result<Next, ApiError> {
+        let Some(id) = &job.payment_id else {
+            return Ok(Next::GiveUp("recovery job without payment".into()));
+        };
+        let recovery: Option<Recovery> = serde_json::from_value(job.payload.clone()).ok();
+        match self.recover_create(&job.id, id, recovery).await {
+            Ok(true) => Ok(Next::Done),
+            Ok(false) => Ok(Next::RetryIn(backoff(QUERY_BACKOFF, job.attempts), None)),
+            Err(e) => Ok(Next::RetryIn(
+                backoff(QUERY_BACKOFF, job.attempts),
+                Some(e.to_string()),
+            )),
         }
     }
 
@@ -195,17 +257,9 @@ impl Gateway {
             Err(_) if p.status == PaymentStatus::Created && p.client_action.is_none() => {
                 // The provider never accepted the order (create refused or never arrived, and
                 // the query did not find it): nobody can pay it, close it here.
-                self.store
-                    .transition_payment(
-                        &p.id,
-                        Some(p.version),
-                        PaymentStatus::Closed,
-                        &PaymentPatch::default(),
-                        |p| Some(self.event("payment.closed", p)),
-                        &Audit::new(audit.actor, "expired; unknown to the provider"),
-                    )
+                let audit = Audit::new(audit.actor, "expired; unknown to the provider");
+                self.apply_observation(&p.id, PaymentObservation::Closed, &audit, |_, _| {})
                     .await?;
-                self.outbox_signal.notify_one();
                 Ok(Next::Done)
             }
             Err(e) if job.attempts < EXPIRE_MAX_ATTEMPTS => Ok(Next::RetryIn(
@@ -220,7 +274,7 @@ impl Gateway {
         let Some(id) = &job.refund_id else {
             return Ok(Next::GiveUp("refund job without refund".into()));
         };
-        match self.query_refund_and_apply(id).await {
+        match self.query_refund_and_apply(id, &job.id).await {
             Ok(r) if r.status == paybridge_core::RefundStatus::Pending => {
                 if job.attempts >= REFUND_MAX_ATTEMPTS {
                     Ok(Next::GiveUp("refund still processing after a week".into()))

@@ -5,7 +5,10 @@
 //! format). It never assumes an outcome it has not seen: a provider answer that is unknown
 //! schedules an active query job instead.
 
+mod apply;
 pub mod calllog;
+mod close;
+mod idempotency;
 pub mod jobs;
 mod notify;
 mod payments;
@@ -24,6 +27,7 @@ use paybridge_store::{NewProviderCall, Store, StoreError};
 use crate::config::{IpAllowlist, WebhookEndpoint};
 use crate::error::ApiError;
 
+pub use idempotency::{Answer, IdempotencyKey};
 pub use notify::{NotifyKind, NotifyReply};
 pub use payments::CreatePaymentInput;
 pub use refunds::CreateRefundInput;
@@ -82,6 +86,9 @@ impl Account {
     }
 }
 
+/// Idempotency keys are answered for a day, as Stripe does.
+pub const DEFAULT_IDEMPOTENCY_RETENTION_MS: i64 = 24 * 3_600_000;
+
 /// Everything the service needs, shared by every request and worker.
 pub struct Gateway {
     pub store: Store,
@@ -93,6 +100,8 @@ pub struct Gateway {
     pub instance: String,
     /// How long a claimed job stays this instance's ([`jobs::JOB_LEASE_MS`] unless configured).
     pub job_lease_ms: i64,
+    /// How long idempotency keys are kept (24 h unless configured).
+    pub idempotency_retention_ms: i64,
     pub http: reqwest::Client,
     /// Woken after a change that created webhook deliveries, so delivery needs no polling delay.
     pub outbox_signal: tokio::sync::Notify,
@@ -125,6 +134,7 @@ impl Gateway {
             ip_allowlist,
             instance: format!("gw-{}", uuid::Uuid::now_v7().simple()),
             job_lease_ms: jobs::JOB_LEASE_MS,
+            idempotency_retention_ms: DEFAULT_IDEMPOTENCY_RETENTION_MS,
             http,
             outbox_signal: tokio::sync::Notify::new(),
             reconcile: reconcile::ReconcileState::default(),

@@ -1,16 +1,19 @@
 //! Payments: create, read, close, and applying what a provider says about one.
 
-use paybridge_core::channel::{
-    ChannelError, ClientAction, CreatePayment, OrderRef, PaymentSnapshot, ProviderPaymentStatus,
-};
+use paybridge_core::channel::{ChannelError, ClientAction, CreatePayment, ProviderPaymentStatus};
+use paybridge_core::decide::{decide_payment, PaymentObservation};
 use paybridge_core::{Channel, Fen, PaymentStatus, Scene};
 use paybridge_store::{
-    ApiKey, Audit, NewEvent, NewPayment, Page, Payment, PaymentFilter, PaymentPatch,
+    ApiKey, Audit, BeginPayment, KeyFinish, KeyLock, KeyState, NewPayment, Page, Payment,
+    PaymentFilter, PaymentPlan,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::apply::timeline_entry;
+pub(super) use super::apply::Applied;
 use super::calllog::{with_context, CallContext};
+use super::idempotency::{Answer, IdempotencyKey, LockWait, KEY_LOCK_MS, RECOVER_AFTER_MS};
 use super::jobs::JobKind;
 use super::{views, Gateway};
 use crate::error::ApiError;
@@ -140,13 +143,23 @@ pub(super) fn refused(e: ChannelError) -> ApiError {
     }
 }
 
-/// What applying a provider snapshot did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Applied {
-    Changed,
-    NoChange,
-    /// The provider's view contradicts ours (amount); nothing was changed.
-    Mismatch(String),
+/// What a create request carries for the provider beyond the stored payment. Kept in the
+/// recovery job, so the job can resend the create exactly as the request would have.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct CreateExtras {
+    pub return_url: Option<String>,
+    pub client_ip: Option<String>,
+    pub payer_id: Option<String>,
+    pub auth_code: Option<String>,
+}
+
+/// The recovery job's payload: which key the operation runs under and what to resend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct Recovery {
+    pub scope: String,
+    pub key: String,
+    #[serde(default)]
+    pub extras: CreateExtras,
 }
 
 impl Gateway {
@@ -186,164 +199,399 @@ impl Gateway {
         }
     }
 
+    /// `POST /v1/payments`. Everything is validated before the first write (a 4xx writes
+    /// nothing); then T1 (key + payment + recovery and expiry jobs), the provider call, and T2
+    /// (the decision from the answer + client action + follow-up jobs + the key's answer).
     pub async fn create_payment(
         &self,
         key: &ApiKey,
+        idem: &IdempotencyKey,
         input: CreatePaymentInput,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Answer<Payment>, ApiError> {
         let amount = validate(&input)?;
         let account_id = self.resolve_account(key, &input)?;
         let account = self.account(&account_id)?.clone();
+        let channel = account.api_for(input.scene)?;
+        if !channel.supports_scene(input.scene) {
+            return Err(ApiError::Validation(format!(
+                "account {} cannot take {} payments",
+                account.id, input.scene
+            )));
+        }
         let now = self.now_ms();
-        let expires_in = input.expires_in.unwrap_or(DEFAULT_EXPIRY_SECONDS);
-        let expires_at_ms = now + expires_in * 1000;
-        let audit = Audit::new(format!("api:{}", key.id), "create");
-        let payment = self
-            .store
-            .insert_payment(
-                NewPayment {
-                    mode: account.mode,
-                    account: account.id.clone(),
-                    channel: account.channel,
-                    scene: input.scene,
-                    out_trade_no: input.out_trade_no.clone(),
-                    amount,
-                    currency: "CNY".into(),
-                    subject: input.subject.clone(),
-                    description: input.description.clone(),
-                    expires_at: Some(expires_at_ms),
-                    metadata: input
-                        .metadata
-                        .clone()
-                        .unwrap_or_else(|| serde_json::json!({})),
-                },
-                &audit,
-            )
-            .await?;
-        let request = CreatePayment {
-            out_trade_no: payment.out_trade_no.clone(),
-            amount,
-            subject: payment.subject.clone(),
-            description: payment.description.clone(),
-            scene: payment.scene,
-            expires_at: Some(expires_at_ms.div_euclid(1000)),
-            notify_url: self.notify_url(&account, false),
-            return_url: input.return_url.clone(),
-            client_ip: input.client_ip.clone(),
-            payer_id: input.payer_id.clone(),
-            auth_code: input.auth_code.clone(),
-            attach: None,
+        let expires_at_ms = now + input.expires_in.unwrap_or(DEFAULT_EXPIRY_SECONDS) * 1000;
+        let recovery = Recovery {
+            scope: key.id.clone(),
+            key: idem.key.clone(),
+            extras: CreateExtras {
+                return_url: input.return_url.clone(),
+                client_ip: input.client_ip.clone(),
+                payer_id: input.payer_id.clone(),
+                auth_code: input.auth_code.clone(),
+            },
         };
+        let new = NewPayment {
+            mode: account.mode,
+            account: account.id.clone(),
+            channel: account.channel,
+            scene: input.scene,
+            out_trade_no: input.out_trade_no.clone(),
+            amount,
+            currency: "CNY".into(),
+            subject: input.subject.clone(),
+            description: input.description.clone(),
+            expires_at: Some(expires_at_ms),
+            metadata: input
+                .metadata
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({})),
+        };
+        let audit = Audit::new(format!("api:{}", key.id), "create");
+        let claim = self.claim(&key.id, idem);
+        let payload = serde_json::to_value(&recovery).map_err(ApiError::internal)?;
+        let mut wait = LockWait::new();
+        let payment = loop {
+            let begun = self
+                .store
+                .begin_payment(&claim, new.clone(), &audit, |p| {
+                    vec![
+                        JobKind::Recover.job(&p.id, None, payload.clone(), now + RECOVER_AFTER_MS),
+                        JobKind::Expire.job(&p.id, None, Value::Null, expires_at_ms),
+                    ]
+                })
+                .await?;
+            match begun {
+                BeginPayment::Started(p) => break *p,
+                BeginPayment::Key(state) => match state {
+                    KeyState::Answer { status, body } => {
+                        return Ok(Answer::Stored { status, body })
+                    }
+                    KeyState::Finished { resource_id } => {
+                        return Ok(Answer::Replayed(self.load_payment(&resource_id).await?))
+                    }
+                    KeyState::Resume { resource_id } => {
+                        let p = self.load_payment(&resource_id).await?;
+                        if p.status == PaymentStatus::Created && !self.past_expiry(&p) {
+                            tracing::info!(payment = %p.id, "resuming an unsettled create");
+                            break p;
+                        }
+                        // Settled meanwhile (by the recovery job or a notification).
+                        let finish = KeyFinish {
+                            scope: &key.id,
+                            key: &idem.key,
+                            answer: None,
+                        };
+                        let p = self
+                            .store
+                            .apply_payment(&p.id, Some(finish), views::payment, |_| {
+                                PaymentPlan::new(audit.clone())
+                            })
+                            .await?
+                            .ok_or(ApiError::NotFound("payment"))?;
+                        return Ok(Answer::Replayed(p.payment));
+                    }
+                    KeyState::Locked { .. } => {
+                        if !wait.again().await {
+                            return Err(ApiError::IdempotencyInProgress);
+                        }
+                    }
+                    KeyState::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+                },
+            }
+        };
+        self.send_create(
+            payment,
+            Some((&key.id, &idem.key)),
+            &recovery.extras,
+            &audit,
+        )
+        .await
+    }
+
+    pub(super) fn past_expiry(&self, p: &Payment) -> bool {
+        p.expires_at.is_some_and(|e| self.now_ms() >= e)
+    }
+
+    /// The create as the provider gets it, rebuilt from the stored payment so a resumed create
+    /// sends the same order (providers take a repeated `out_trade_no` with the same content as
+    /// the same order).
+    fn provider_create(
+        &self,
+        p: &Payment,
+        extras: &CreateExtras,
+    ) -> Result<CreatePayment, ApiError> {
+        let account = self.account(&p.account)?;
+        Ok(CreatePayment {
+            out_trade_no: p.out_trade_no.clone(),
+            amount: p.amount,
+            subject: p.subject.clone(),
+            description: p.description.clone(),
+            scene: p.scene,
+            expires_at: p.expires_at.map(|ms| ms.div_euclid(1000)),
+            notify_url: self.notify_url(account, false),
+            return_url: extras.return_url.clone(),
+            client_ip: extras.client_ip.clone(),
+            payer_id: extras.payer_id.clone(),
+            auth_code: extras.auth_code.clone(),
+            attach: None,
+        })
+    }
+
+    /// The provider call of a create and its T2; shared by the request, its retries and the
+    /// recovery job. `key` is held by the caller.
+    pub(super) async fn send_create(
+        &self,
+        payment: Payment,
+        key: Option<(&str, &str)>,
+        extras: &CreateExtras,
+        audit: &Audit,
+    ) -> Result<Answer<Payment>, ApiError> {
+        let account = self.account(&payment.account)?.clone();
         let channel = account.api_for(payment.scene)?.clone();
+        let request = self.provider_create(&payment, extras)?;
         let ctx = CallContext {
             payment_id: Some(payment.id.clone()),
             refund_id: None,
             operation: "create_payment",
         };
-        let result = with_context(ctx, channel.create_payment(&request)).await;
-        // Expiry is scheduled whatever happened: an unpaid payment must be closed eventually.
-        self.schedule(JobKind::Expire, &payment.id, None, expires_at_ms)
-            .await?;
-        let payment = match result {
-            Ok(action) => self.accept_client_action(payment, action, &audit).await?,
+        let result = self
+            .holding_key(key, with_context(ctx, channel.create_payment(&request)))
+            .await;
+        let finish = key.map(|(scope, key)| KeyFinish {
+            scope,
+            key,
+            answer: None,
+        });
+        let recover = (JobKind::Recover.as_str().to_string(), payment.id.clone());
+        match result {
+            Ok(action) => {
+                let applied = self
+                    .store
+                    .apply_payment(&payment.id, finish, views::payment, |cur| {
+                        let mut plan = self.accepted_plan(cur, &action, audit);
+                        plan.cancel_jobs.push(recover);
+                        plan
+                    })
+                    .await?
+                    .ok_or(ApiError::NotFound("payment"))?;
+                self.after_change(&applied.payment, applied.changed);
+                Ok(Answer::Done(applied.payment))
+            }
             Err(e) if is_unknown(&e) => {
-                tracing::warn!(payment = %payment.id, error = %e, "create outcome unknown; querying");
-                self.timeline(&payment.id, "create_unknown", &e.to_string())
-                    .await;
-                self.schedule(JobKind::Query, &payment.id, None, now + 5_000)
-                    .await?;
-                payment
+                tracing::warn!(payment = %payment.id, error = %e, "create outcome unknown");
+                let payload = match key {
+                    Some((scope, key)) => serde_json::to_value(Recovery {
+                        scope: scope.to_string(),
+                        key: key.to_string(),
+                        extras: extras.clone(),
+                    })
+                    .map_err(ApiError::internal)?,
+                    None => Value::Null,
+                };
+                let soon = self.now_ms() + 5_000;
+                let p = self
+                    .store
+                    .apply_payment(&payment.id, None, views::payment, |_| {
+                        let mut plan = PaymentPlan::new(audit.clone());
+                        plan.jobs
+                            .push(JobKind::Recover.job(&payment.id, None, payload, soon));
+                        plan.timeline
+                            .push(timeline_entry("create_unknown", &e.to_string()));
+                        plan
+                    })
+                    .await?
+                    .ok_or(ApiError::NotFound("payment"))?;
+                if let Some((scope, key)) = key {
+                    self.store.unlock_key(scope, key).await?;
+                }
+                Ok(Answer::Unsettled(p.payment))
             }
-            Err(e) => {
-                let reason = e.to_string();
-                self.store
-                    .transition_payment(
-                        &payment.id,
-                        None,
-                        PaymentStatus::Failed,
-                        &PaymentPatch::default(),
-                        |p| Some(self.event("payment.failed", p)),
-                        &Audit::new(audit.actor.clone(), reason),
-                    )
-                    .await?;
-                return Err(refused(e));
-            }
-        };
-        if payment.status == PaymentStatus::Pending {
-            // Notifications get lost: poll on the backoff schedule until paid or expired.
-            self.schedule(JobKind::Query, &payment.id, None, now + 10_000)
-                .await?;
+            Err(e) => self.create_refused(payment, key, e, audit).await,
         }
-        Ok(views::payment(&payment))
     }
 
-    async fn accept_client_action(
+    /// A definite refusal of a create. The provider may hold an order under this number
+    /// already (a resumed create of an order the buyer has paid meanwhile): ask before failing.
+    async fn create_refused(
         &self,
         payment: Payment,
-        action: ClientAction,
+        key: Option<(&str, &str)>,
+        error: ChannelError,
         audit: &Audit,
-    ) -> Result<Payment, ApiError> {
-        let snapshot = match &action {
-            ClientAction::Barcode { snapshot } => Some(snapshot.clone()),
+    ) -> Result<Answer<Payment>, ApiError> {
+        let reason = error.to_string();
+        let provider_may_know = matches!(error, ChannelError::Refused { .. });
+        let snapshot = if provider_may_know {
+            self.holding_key(key, self.query_provider(&payment))
+                .await
+                .ok()
+        } else {
+            None
+        };
+        let recover = (JobKind::Recover.as_str().to_string(), payment.id.clone());
+        if let Some(snap) = snapshot.filter(|s| s.status != ProviderPaymentStatus::NotFound) {
+            let finish = key.map(|(scope, key)| KeyFinish {
+                scope,
+                key,
+                answer: None,
+            });
+            let audit = Audit::new(
+                audit.actor.clone(),
+                format!("create refused ({reason}); provider has it"),
+            );
+            let applied = self
+                .store
+                .apply_payment(&payment.id, finish, views::payment, |cur| {
+                    let mut plan = self.snapshot_plan(cur, &snap, &audit, None);
+                    plan.cancel_jobs.push(recover);
+                    plan
+                })
+                .await?
+                .ok_or(ApiError::NotFound("payment"))?;
+            self.after_change(&applied.payment, applied.changed);
+            return Ok(Answer::Done(applied.payment));
+        }
+        let api_error = refused(error);
+        let body = api_error.body().to_string().into_bytes();
+        let finish = key.map(|(scope, key)| KeyFinish {
+            scope,
+            key,
+            answer: Some((api_error.status().as_u16(), body)),
+        });
+        let audit = Audit::new(audit.actor.clone(), reason.clone());
+        let applied = self
+            .store
+            .apply_payment(&payment.id, finish, views::payment, |cur| {
+                let d = decide_payment(cur.status, cur.amount, PaymentObservation::CreateRefused);
+                let mut plan = self.decision_plan(cur, &d, &audit);
+                plan.cancel_jobs.push(recover);
+                plan.cancel_jobs
+                    .push((JobKind::Expire.as_str().to_string(), cur.id.clone()));
+                plan.timeline
+                    .push(timeline_entry("create_refused", &reason));
+                plan
+            })
+            .await?
+            .ok_or(ApiError::NotFound("payment"))?;
+        self.after_change(&applied.payment, applied.changed);
+        Err(api_error)
+    }
+
+    /// T2 for an accepted create: pending with its client action; for barcode, the payment
+    /// result in the same answer applied on top.
+    fn accepted_plan(&self, cur: &Payment, action: &ClientAction, audit: &Audit) -> PaymentPlan {
+        let accepted = decide_payment(cur.status, cur.amount, PaymentObservation::Accepted);
+        let mut plan = match action {
+            ClientAction::Barcode { snapshot } => {
+                let after = accepted.to.unwrap_or(cur.status);
+                let mut plan = self.snapshot_plan(cur, snapshot, audit, Some(after));
+                if accepted.to.is_some() {
+                    if plan.to.is_some() {
+                        plan.via = accepted.to;
+                    } else {
+                        plan.to = accepted.to;
+                    }
+                }
+                plan
+            }
             ClientAction::TradeNo { .. }
             | ClientAction::Redirect { .. }
             | ClientAction::Form { .. }
             | ClientAction::QrCode { .. }
             | ClientAction::AppOrderString { .. }
-            | ClientAction::ClientParams { .. } => None,
+            | ClientAction::ClientParams { .. } => self.decision_plan(cur, &accepted, audit),
         };
-        let provider_trade_no = match &action {
-            ClientAction::TradeNo { trade_no } => Some(trade_no.clone()),
-            ClientAction::Barcode { snapshot } => snapshot.provider_trade_no.clone(),
-            _ => None,
-        };
-        let patch = PaymentPatch {
-            client_action: Some(serde_json::to_value(&action).map_err(ApiError::internal)?),
-            provider_trade_no,
-            ..PaymentPatch::default()
-        };
-        let pending = self
-            .store
-            .transition_payment(
-                &payment.id,
-                Some(payment.version),
-                PaymentStatus::Pending,
-                &patch,
-                |_| None,
-                audit,
-            )
-            .await?
-            .applied();
-        let mut current = match pending {
-            Some(p) => p,
-            // A notification or query overtook us (possible with barcode): keep their result.
-            None => self.load_payment(&payment.id).await?,
-        };
-        if let Some(snapshot) = snapshot {
-            let audit = Audit::new(audit.actor.clone(), "barcode answer");
-            let (p, _) = self.apply_snapshot(current, &snapshot, &audit).await?;
-            current = p;
-            if matches!(
-                current.status,
-                PaymentStatus::Created | PaymentStatus::Pending
-            ) {
-                // Buyer typing a password: poll fast rather than wait for a notification.
-                self.schedule(JobKind::Query, &current.id, None, self.now_ms() + 3_000)
-                    .await?;
-            }
+        // Recorded whatever the state: a notification may have overtaken the answer.
+        plan.patch.client_action = serde_json::to_value(action).ok();
+        if let ClientAction::TradeNo { trade_no } = action {
+            plan.patch.provider_trade_no = Some(trade_no.clone());
         }
-        Ok(current)
+        let result = plan.to.unwrap_or(cur.status);
+        if matches!(result, PaymentStatus::Created | PaymentStatus::Pending) {
+            // Notifications get lost: poll until paid or expired (fast while a barcode buyer
+            // types a password).
+            let delay = if cur.scene == Scene::Barcode {
+                3_000
+            } else {
+                10_000
+            };
+            plan.jobs
+                .push(JobKind::Query.job(&cur.id, None, Value::Null, self.now_ms() + delay));
+        }
+        plan
     }
 
-    pub(super) fn event(&self, kind: &str, p: &Payment) -> NewEvent {
-        NewEvent::new(kind, views::payment(p)).deliver_to(self.endpoints_for(p.mode))
+    /// The recovery job of a create: ask the provider first and apply what it knows; then, if
+    /// the buyer still has nothing to pay with, resend the create (the same order) unless it
+    /// expired. `Ok(false)`: look again later.
+    pub(super) async fn recover_create(
+        &self,
+        job_id: &str,
+        payment_id: &str,
+        recovery: Option<Recovery>,
+    ) -> Result<bool, ApiError> {
+        let p = self.load_payment(payment_id).await?;
+        if p.status != PaymentStatus::Created {
+            return Ok(true);
+        }
+        let key = match &recovery {
+            Some(r) => match self.store.lock_key(&r.scope, &r.key, KEY_LOCK_MS).await? {
+                KeyLock::Acquired => Some((r.scope.as_str(), r.key.as_str())),
+                // A retry is resuming it right now; look again later.
+                KeyLock::Held => return Ok(false),
+                KeyLock::Settled => None,
+            },
+            None => None,
+        };
+        let outcome = self.recover_locked(job_id, p, key, recovery.as_ref()).await;
+        if let Some((scope, key)) = key {
+            // Settled keys ignore this; an unsettled one is free for the merchant's retry.
+            self.store.unlock_key(scope, key).await?;
+        }
+        outcome
     }
 
-    pub(super) async fn load_payment(&self, id: &str) -> Result<Payment, ApiError> {
-        self.store
-            .get_payment(id)
-            .await?
-            .ok_or(ApiError::NotFound("payment"))
+    async fn recover_locked(
+        &self,
+        job_id: &str,
+        p: Payment,
+        key: Option<(&str, &str)>,
+        recovery: Option<&Recovery>,
+    ) -> Result<bool, ApiError> {
+        let audit = Audit::new(format!("job:{job_id}"), "create recovery");
+        let snap = self
+            .holding_key(key, self.query_provider(&p))
+            .await
+            .map_err(|e| match e {
+                e if is_unknown(&e) => ApiError::ProviderUnknown,
+                other => refused(other),
+            })?;
+        let note = timeline_entry(
+            "query",
+            &format!("create recovery: provider says {}", snap.provider_status),
+        );
+        let (p, _) = self
+            .apply_snapshot_with(p, &snap, &audit, Some(note))
+            .await?;
+        let needs_action = matches!(p.status, PaymentStatus::Created | PaymentStatus::Pending)
+            && p.client_action.is_none();
+        if !needs_action {
+            return Ok(true);
+        }
+        if self.past_expiry(&p) {
+            // Too late to offer it to the buyer: the expiry job closes it.
+            self.schedule(JobKind::Expire, &p.id, None, self.now_ms())
+                .await?;
+            return Ok(true);
+        }
+        let extras = recovery.map(|r| r.extras.clone()).unwrap_or_default();
+        match self.send_create(p, key, &extras, &audit).await {
+            Ok(Answer::Unsettled(_)) => Ok(false),
+            Ok(_) => Ok(true),
+            // A definite refusal settled the payment (failed) and its key.
+            Err(ApiError::ProviderRefused { .. } | ApiError::Validation(_)) => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// A payment the key may see: same mode, else it does not exist for this key.
@@ -396,212 +644,6 @@ impl Gateway {
             "data": items.iter().map(views::payment).collect::<Vec<_>>(),
             "next_cursor": next_cursor,
         }))
-    }
-
-    /// Closes an unpaid payment at the provider, then locally.
-    pub async fn close_payment(&self, key: &ApiKey, id: &str) -> Result<Value, ApiError> {
-        let payment = self.payment_for(key, id).await?;
-        match payment.status {
-            PaymentStatus::Created | PaymentStatus::Pending => {}
-            PaymentStatus::Closed => return Ok(views::payment(&payment)),
-            other => {
-                return Err(ApiError::InvalidState {
-                    status: other.to_string(),
-                    action: "close",
-                })
-            }
-        }
-        let audit = Audit::new(format!("api:{}", key.id), "closed by merchant");
-        let closed = self.close_at_provider(payment, &audit).await?;
-        Ok(views::payment(&closed))
-    }
-
-    /// Shared by the API and the expiry job: close (or cancel a barcode) at the provider, and
-    /// only when the provider agrees mark it closed. A refusal because it was paid meanwhile is
-    /// answered by querying and applying the truth.
-    pub(super) async fn close_at_provider(
-        &self,
-        payment: Payment,
-        audit: &Audit,
-    ) -> Result<Payment, ApiError> {
-        let account = self.account(&payment.account)?.clone();
-        let channel = account.api_for(payment.scene)?.clone();
-        let order = OrderRef {
-            out_trade_no: payment.out_trade_no.clone(),
-            provider_trade_no: payment.provider_trade_no.clone(),
-        };
-        let ctx = CallContext {
-            payment_id: Some(payment.id.clone()),
-            refund_id: None,
-            operation: if payment.scene == Scene::Barcode {
-                "cancel_payment"
-            } else {
-                "close_payment"
-            },
-        };
-        let result = with_context(ctx, async {
-            if payment.scene == Scene::Barcode {
-                channel.cancel_payment(&order).await
-            } else {
-                channel.close_payment(&order).await
-            }
-        })
-        .await;
-        match result {
-            Ok(()) => {
-                let closed = self
-                    .store
-                    .transition_payment(
-                        &payment.id,
-                        None,
-                        PaymentStatus::Closed,
-                        &PaymentPatch::default(),
-                        |p| Some(self.event("payment.closed", p)),
-                        audit,
-                    )
-                    .await?;
-                self.outbox_signal.notify_one();
-                match closed.applied() {
-                    Some(p) => Ok(p),
-                    None => self.load_payment(&payment.id).await,
-                }
-            }
-            Err(e) if is_unknown(&e) => {
-                self.schedule(JobKind::Query, &payment.id, None, self.now_ms() + 5_000)
-                    .await?;
-                Err(ApiError::ProviderUnknown)
-            }
-            Err(e) => {
-                // The provider refused the close; it may know something we do not (paid).
-                let reason = e.to_string();
-                let refreshed = self.query_and_apply(&payment.id, "close refused").await;
-                match refreshed {
-                    Ok(p) if p.status == PaymentStatus::Closed => Ok(p),
-                    Ok(p) if p.status != payment.status => Err(ApiError::InvalidState {
-                        status: p.status.to_string(),
-                        action: "close",
-                    }),
-                    _ => {
-                        tracing::info!(payment = %payment.id, %reason, "close refused");
-                        Err(refused(e))
-                    }
-                }
-            }
-        }
-    }
-
-    /// Queries the provider and applies its answer. Used by jobs and after refusals.
-    pub(super) async fn query_and_apply(&self, id: &str, why: &str) -> Result<Payment, ApiError> {
-        let payment = self.load_payment(id).await?;
-        let account = self.account(&payment.account)?.clone();
-        let channel = account.api_for(payment.scene)?.clone();
-        let order = OrderRef {
-            out_trade_no: payment.out_trade_no.clone(),
-            provider_trade_no: payment.provider_trade_no.clone(),
-        };
-        let ctx = CallContext {
-            payment_id: Some(payment.id.clone()),
-            refund_id: None,
-            operation: "query_payment",
-        };
-        let snapshot = with_context(ctx, channel.query_payment(&order))
-            .await
-            .map_err(|e| match e {
-                ChannelError::Unknown { .. } => ApiError::ProviderUnknown,
-                other => refused(other),
-            })?;
-        self.timeline(
-            &payment.id,
-            "query",
-            &format!("{why}: provider says {}", snapshot.provider_status),
-        )
-        .await;
-        let audit = Audit::new("query", format!("{why}: {}", snapshot.provider_status));
-        let (p, applied) = self.apply_snapshot(payment, &snapshot, &audit).await?;
-        if let Applied::Mismatch(m) = applied {
-            self.timeline(&p.id, "mismatch", &m).await;
-        }
-        Ok(p)
-    }
-
-    /// Applies what the provider says about a payment (from a verified notification, a query or
-    /// a synchronous answer). Exactly-once comes from the store's conditional transition.
-    pub(super) async fn apply_snapshot(
-        &self,
-        payment: Payment,
-        snap: &PaymentSnapshot,
-        audit: &Audit,
-    ) -> Result<(Payment, Applied), ApiError> {
-        let target = match snap.status {
-            ProviderPaymentStatus::Paid | ProviderPaymentStatus::Refunded => PaymentStatus::Paid,
-            ProviderPaymentStatus::Closed => PaymentStatus::Closed,
-            ProviderPaymentStatus::Failed => PaymentStatus::Failed,
-            ProviderPaymentStatus::Pending | ProviderPaymentStatus::UserPaying => {
-                PaymentStatus::Pending
-            }
-            ProviderPaymentStatus::NotFound => return Ok((payment, Applied::NoChange)),
-        };
-        if target == PaymentStatus::Paid {
-            if let Some(amount) = snap.amount {
-                if amount != payment.amount {
-                    return Ok((
-                        payment.clone(),
-                        Applied::Mismatch(format!(
-                            "provider amount {} fen, order amount {} fen",
-                            amount.0, payment.amount.0
-                        )),
-                    ));
-                }
-            }
-        }
-        if !payment.status.can_transition(target) {
-            return Ok((payment, Applied::NoChange));
-        }
-        let late = matches!(
-            payment.status,
-            PaymentStatus::Closed | PaymentStatus::Failed
-        );
-        let patch = PaymentPatch {
-            provider_trade_no: snap.provider_trade_no.clone(),
-            payer_id: snap.payer_id.clone(),
-            paid_at: (target == PaymentStatus::Paid).then(|| self.now_ms()),
-            paid_amount: (target == PaymentStatus::Paid)
-                .then(|| snap.paid_amount.or(snap.amount).unwrap_or(payment.amount)),
-            late_payment: (target == PaymentStatus::Paid && late).then_some(true),
-            ..PaymentPatch::default()
-        };
-        let kind = match target {
-            PaymentStatus::Paid => Some("payment.paid"),
-            PaymentStatus::Closed => Some("payment.closed"),
-            PaymentStatus::Failed => Some("payment.failed"),
-            _ => None,
-        };
-        let applied = self
-            .store
-            .transition_payment(
-                &payment.id,
-                None,
-                target,
-                &patch,
-                |p| kind.map(|k| self.event(k, p)),
-                audit,
-            )
-            .await?;
-        match applied.applied() {
-            Some(p) => {
-                if kind.is_some() {
-                    self.outbox_signal.notify_one();
-                }
-                if late {
-                    tracing::warn!(payment = %p.id, "late payment after {}", payment.status);
-                    self.timeline(&p.id, "late_payment", "paid after it was closed")
-                        .await;
-                    self.after_late_payment(&p).await;
-                }
-                Ok((p, Applied::Changed))
-            }
-            None => Ok((self.load_payment(&payment.id).await?, Applied::NoChange)),
-        }
     }
 
     pub(super) async fn timeline(&self, payment_id: &str, kind: &str, detail: &str) {

@@ -16,12 +16,14 @@ use paybridge_reconcile::{
     parse_bill_date, AlipayBills, BillFile, BillSource, Engine, Healer, Progress, ReconcileError,
     RunReport, WechatV2Bills, WechatV3Bills,
 };
-use paybridge_store::{ApiKey, ApiScope, Job, NewJob, Payment, ReconciliationRun};
+use paybridge_store::{
+    ApiKey, Audit, Job, KeyClaim, NewJob, NewRefund, Payment, ReconciliationRun,
+};
 use serde_json::{json, Value};
 use time::Date;
 
+use super::idempotency::{Answer, KEY_LOCK_MS};
 use super::jobs::JobKind;
-use super::refunds::CreateRefundInput;
 use super::Gateway;
 use crate::channels;
 use crate::config::{AccountConfig, Config, ProviderConfig};
@@ -83,6 +85,9 @@ pub fn beijing_date(ms: i64) -> Option<Date> {
     Some(t.date())
 }
 
+/// The idempotency scope of the late payment policy's refunds.
+const LATE_REFUND_SCOPE: &str = "system:late-payment";
+
 /// The deterministic merchant refund number of a late payment's automatic refund: a retried
 /// policy run finds the refund it already made instead of making another.
 fn late_refund_no(payment_id: &str) -> String {
@@ -104,7 +109,7 @@ impl Healer for GatewayHealer<'_> {
 
     async fn heal_refund(&self, refund_id: &str) -> Result<RefundStatus, String> {
         self.0
-            .query_refund_and_apply(refund_id)
+            .query_refund_and_apply(refund_id, "reconciliation")
             .await
             .map(|r| r.status)
             .map_err(|e| e.to_string())
@@ -292,39 +297,61 @@ impl Gateway {
         })
     }
 
-    /// Called once when a payment became paid after it was closed or failed.
-    pub(super) async fn after_late_payment(&self, p: &Payment) {
+    /// The job a late payment leaves behind, in the same transaction that marks it paid: the
+    /// policy runs as a retried job, never inline in the notification that brought the money.
+    pub(super) fn late_payment_job(&self, p: &Payment) -> NewJob {
+        JobKind::LateRefund.job(&p.id, None, Value::Null, self.now_ms())
+    }
+
+    /// The late payment policy for one payment: keep (recorded) or refund in full, under the
+    /// policy's own idempotency key so a retried job finds the refund it already began.
+    pub(super) async fn run_late_payment_policy(&self, job: &Job) -> Result<(), ApiError> {
+        let Some(payment_id) = &job.payment_id else {
+            return Ok(());
+        };
+        let p = self.load_payment(payment_id).await?;
         if self.late_payment_policy() != LatePaymentPolicy::Refund {
             self.timeline(&p.id, "late_payment_policy", "kept (policy keep)")
                 .await;
-            return;
+            return Ok(());
         }
-        let system = ApiKey {
-            id: "system:late-payment".into(),
-            mode: p.mode,
-            merchant: "paybridge".into(),
-            scopes: vec![ApiScope::Refund],
-            prefix: String::new(),
-            revoked: false,
-            created_at: 0,
+        let no = late_refund_no(&p.id);
+        let claim = KeyClaim {
+            scope: LATE_REFUND_SCOPE,
+            key: &no,
+            request_hash: "late-payment-refund",
+            lock_ms: KEY_LOCK_MS,
         };
-        let input = CreateRefundInput {
-            amount: p.paid_amount.unwrap_or(p.amount).0,
-            out_refund_no: Some(late_refund_no(&p.id)),
+        let new = NewRefund {
+            payment_id: p.id.clone(),
+            out_refund_no: no.clone(),
+            amount: p.refundable(),
             reason: Some("paid after the order was closed".into()),
         };
-        let detail = match self.create_refund(&system, &p.id, input).await {
-            Ok(r) => format!(
-                "refunded in full (policy refund): refund {} is {}",
-                r["id"].as_str().unwrap_or("?"),
-                r["status"].as_str().unwrap_or("?")
-            ),
-            Err(e) => {
+        let audit = Audit::new(format!("job:{}", job.id), "late payment policy: refund");
+        let detail = match self.begin_and_send_refund(&claim, new, &audit).await {
+            Ok(answer) => match answer {
+                Answer::Done(r) | Answer::Replayed(r) | Answer::Unsettled(r) => {
+                    format!(
+                        "refunded in full (policy refund): refund {} is {}",
+                        r.id, r.status
+                    )
+                }
+                Answer::Stored { .. } => "refund refused earlier by the provider".to_string(),
+            },
+            // Refused by the provider, or nothing left to refund: final, say so.
+            Err(
+                e @ (ApiError::ProviderRefused { .. }
+                | ApiError::RefundExceedsPayment { .. }
+                | ApiError::InvalidState { .. }),
+            ) => {
                 tracing::warn!(payment = %p.id, error = %e, "late payment refund failed");
                 format!("automatic refund failed: {e}")
             }
+            Err(e) => return Err(e),
         };
         self.timeline(&p.id, "late_payment_policy", &detail).await;
+        Ok(())
     }
 
     /// `POST /v1/reconciliations`: runs the day now and answers with the run.

@@ -1,12 +1,19 @@
-//! Refunds: the store guards against overspending before the provider is asked.
+//! Refunds as units of work: T1 reserves the amount under the payment's lock and schedules the
+//! recovery query before the provider hears of the refund; T2 applies its answer.
 
-use paybridge_core::channel::{CreateRefund, ProviderRefundStatus, RefundRef, RefundSnapshot};
+use paybridge_core::channel::{CreateRefund, RefundRef, RefundSnapshot};
+use paybridge_core::decide::{decide_refund, RefundObservation};
 use paybridge_core::{Fen, RefundStatus};
-use paybridge_store::{ApiKey, Audit, NewEvent, NewRefund, Refund, RefundPatch, StoreError};
+use paybridge_store::{
+    ApiKey, Audit, BeginRefund, EventSpec, KeyFinish, KeyState, NewRefund, Payment, Refund,
+    RefundPlan,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::apply::timeline_entry;
 use super::calllog::{with_context, CallContext};
+use super::idempotency::{Answer, IdempotencyKey, LockWait, RECOVER_AFTER_MS};
 use super::jobs::JobKind;
 use super::payments::{is_unknown, refused};
 use super::{views, Gateway};
@@ -20,17 +27,26 @@ pub struct CreateRefundInput {
     pub reason: Option<String>,
 }
 
+/// Refunds the provider still processes are polled on this schedule (they may take days).
+const REFUND_POLL_MS: i64 = 10_000;
+
 impl Gateway {
-    fn refund_event(&self, kind: &str, r: &Refund) -> NewEvent {
-        NewEvent::new(kind, views::refund(r)).deliver_to(self.endpoints_for(r.mode))
+    fn refund_event(&self, kind: &str, r: &Refund) -> EventSpec {
+        EventSpec {
+            kind: kind.to_string(),
+            endpoints: self.endpoints_for(r.mode),
+        }
     }
 
+    /// `POST /v1/payments/{id}/refunds`: validated before any write, then T1 (key + refund with
+    /// its amount reserved + recovery query), the provider call, T2.
     pub async fn create_refund(
         &self,
         key: &ApiKey,
+        idem: &IdempotencyKey,
         payment_id: &str,
         input: CreateRefundInput,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Answer<Refund>, ApiError> {
         let payment = self.payment_for(key, payment_id).await?;
         if input.amount <= 0 {
             return Err(ApiError::Validation("amount must be positive".into()));
@@ -58,37 +74,99 @@ impl Gateway {
                 ));
             }
         }
-        let audit = Audit::new(format!("api:{}", key.id), "refund requested");
-        let refund = match self
-            .store
-            .create_refund(
-                NewRefund {
-                    payment_id: payment.id.clone(),
-                    out_refund_no: out_refund_no.clone(),
-                    amount: Fen(input.amount),
-                    reason: input.reason.clone(),
-                },
-                |_| None,
-                &audit,
-            )
-            .await
-        {
-            Ok(r) => r,
-            Err(StoreError::Conflict { .. }) => {
-                let existing = self
-                    .store
-                    .get_refund_by_out_refund_no(&payment.id, &out_refund_no)
-                    .await?
-                    .ok_or(ApiError::NotFound("refund"))?;
-                if existing.amount.0 != input.amount {
-                    return Err(ApiError::Conflict(format!(
-                        "out_refund_no {out_refund_no} was used for another amount"
-                    )));
-                }
-                return Ok(views::refund(&existing));
-            }
-            Err(e) => return Err(e.into()),
+        let new = NewRefund {
+            payment_id: payment.id.clone(),
+            out_refund_no,
+            amount: Fen(input.amount),
+            reason: input.reason.clone(),
         };
+        let audit = Audit::new(format!("api:{}", key.id), "refund requested");
+        let claim = self.claim(&key.id, idem);
+        self.begin_and_send_refund(&claim, new, &audit).await
+    }
+
+    /// T1, the provider call and T2 of a refund under `claim` (a merchant's key, or the late
+    /// payment policy's own).
+    pub(super) async fn begin_and_send_refund(
+        &self,
+        claim: &paybridge_store::KeyClaim<'_>,
+        new: NewRefund,
+        audit: &Audit,
+    ) -> Result<Answer<Refund>, ApiError> {
+        let now = self.now_ms();
+        let mut wait = LockWait::new();
+        let refund = loop {
+            let begun = self
+                .store
+                .begin_refund(claim, new.clone(), audit, |p, r| {
+                    vec![JobKind::RefundQuery.job(
+                        &r.id,
+                        Some(&p.id),
+                        Value::Null,
+                        now + RECOVER_AFTER_MS,
+                    )]
+                })
+                .await?;
+            match begun {
+                BeginRefund::Started(r) => break r,
+                BeginRefund::Existing(r) => return Ok(Answer::Replayed(r)),
+                BeginRefund::Key(state) => match state {
+                    KeyState::Answer { status, body } => {
+                        return Ok(Answer::Stored { status, body })
+                    }
+                    KeyState::Finished { resource_id } => {
+                        return Ok(Answer::Replayed(self.load_refund(&resource_id).await?))
+                    }
+                    KeyState::Resume { resource_id } => {
+                        let r = self.load_refund(&resource_id).await?;
+                        if r.status == RefundStatus::Pending {
+                            tracing::info!(refund = %r.id, "resuming an unsettled refund");
+                            break r;
+                        }
+                        let finish = KeyFinish {
+                            scope: claim.scope,
+                            key: claim.key,
+                            answer: None,
+                        };
+                        let r = self
+                            .store
+                            .apply_refund(&r.id, Some(finish), views::refund, |_, _| {
+                                RefundPlan::new(audit.clone())
+                            })
+                            .await?
+                            .ok_or(ApiError::NotFound("refund"))?;
+                        return Ok(Answer::Replayed(r.refund));
+                    }
+                    KeyState::Locked { .. } => {
+                        if !wait.again().await {
+                            return Err(ApiError::IdempotencyInProgress);
+                        }
+                    }
+                    KeyState::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+                },
+            }
+        };
+        self.send_refund(refund, Some((claim.scope, claim.key)), audit)
+            .await
+    }
+
+    async fn load_refund(&self, id: &str) -> Result<Refund, ApiError> {
+        self.store
+            .get_refund(id)
+            .await?
+            .ok_or(ApiError::NotFound("refund"))
+    }
+
+    /// The provider call of a refund and its T2; shared by the request, its retries and the
+    /// recovery query (which resends a refund the provider never received: providers take a
+    /// repeated `out_refund_no` as the same refund).
+    pub(super) async fn send_refund(
+        &self,
+        refund: Refund,
+        key: Option<(&str, &str)>,
+        audit: &Audit,
+    ) -> Result<Answer<Refund>, ApiError> {
+        let payment = self.load_payment(&refund.payment_id).await?;
         let account = self.account(&payment.account)?.clone();
         let channel = account.api_for(payment.scene)?.clone();
         let request = CreateRefund {
@@ -105,126 +183,168 @@ impl Gateway {
             refund_id: Some(refund.id.clone()),
             operation: "refund",
         };
-        let result = with_context(ctx, channel.refund(&request)).await;
-        let refund = match result {
+        let result = self
+            .holding_key(key, with_context(ctx, channel.refund(&request)))
+            .await;
+        match result {
             Ok(snapshot) => {
-                let actor = Audit::new(audit.actor.clone(), "refund answer");
-                self.apply_refund_snapshot(refund, &snapshot, &actor)
-                    .await?
+                let finish = key.map(|(scope, key)| KeyFinish {
+                    scope,
+                    key,
+                    answer: None,
+                });
+                let audit = Audit::new(audit.actor.clone(), "refund answer");
+                let r = self
+                    .apply_refund_with(&refund.id, finish, &snapshot, &audit)
+                    .await?;
+                Ok(Answer::Done(r))
             }
             Err(e) if is_unknown(&e) => {
-                self.schedule(
-                    JobKind::RefundQuery,
-                    &refund.id,
-                    Some(&payment.id),
-                    self.now_ms() + 5_000,
-                )
-                .await?;
-                refund
+                tracing::warn!(refund = %refund.id, error = %e, "refund outcome unknown");
+                let soon = self.now_ms() + 5_000;
+                let applied = self
+                    .store
+                    .apply_refund(&refund.id, None, views::refund, |p, r| {
+                        let mut plan = RefundPlan::new(audit.clone());
+                        plan.jobs.push(JobKind::RefundQuery.job(
+                            &r.id,
+                            Some(&p.id),
+                            Value::Null,
+                            soon,
+                        ));
+                        plan.timeline.push(timeline_entry(
+                            "refund_unknown",
+                            &format!("refund {}: {e}", r.id),
+                        ));
+                        plan
+                    })
+                    .await?
+                    .ok_or(ApiError::NotFound("refund"))?;
+                if let Some((scope, key)) = key {
+                    self.store.unlock_key(scope, key).await?;
+                }
+                Ok(Answer::Unsettled(applied.refund))
             }
             Err(e) => {
                 let reason = e.to_string();
-                let failed = self
+                let api_error = refused(e);
+                let finish = key.map(|(scope, key)| KeyFinish {
+                    scope,
+                    key,
+                    answer: Some((
+                        api_error.status().as_u16(),
+                        api_error.body().to_string().into_bytes(),
+                    )),
+                });
+                let audit = Audit::new(audit.actor.clone(), reason.clone());
+                let applied = self
                     .store
-                    .transition_refund(
-                        &refund.id,
-                        None,
-                        RefundStatus::Failed,
-                        &RefundPatch {
-                            failure_reason: Some(reason.clone()),
-                            ..RefundPatch::default()
-                        },
-                        |r| Some(self.refund_event("refund.failed", r)),
-                        &Audit::new(audit.actor.clone(), reason),
-                    )
-                    .await?;
-                self.outbox_signal.notify_one();
-                if failed.applied().is_none() {
-                    return Err(refused(e));
-                }
-                self.store
-                    .get_refund(&refund.id)
+                    .apply_refund(&refund.id, finish, views::refund, |_, r| {
+                        let d = decide_refund(r.status, r.amount, RefundObservation::Refused);
+                        let mut plan = RefundPlan::new(audit.clone());
+                        plan.to = d.to;
+                        plan.event = d.event.map(|ev| self.refund_event(ev.as_str(), r));
+                        plan.patch.failure_reason = Some(reason.clone());
+                        plan.cancel_jobs
+                            .push((JobKind::RefundQuery.as_str().to_string(), r.id.clone()));
+                        plan
+                    })
                     .await?
-                    .ok_or(ApiError::NotFound("refund"))?
+                    .ok_or(ApiError::NotFound("refund"))?;
+                if applied.changed {
+                    self.outbox_signal.notify_one();
+                }
+                Err(api_error)
             }
-        };
-        Ok(views::refund(&refund))
+        }
     }
 
-    /// Applies a provider's view of a refund; success also moves the payment (in the store's
-    /// transaction).
+    /// Applies a provider's view of a refund as one unit of work (payment locked first); a
+    /// success also moves the payment. Keeps polling while the provider is still processing.
     pub(super) async fn apply_refund_snapshot(
         &self,
         refund: Refund,
         snap: &RefundSnapshot,
         audit: &Audit,
     ) -> Result<Refund, ApiError> {
-        let (to, kind) = match snap.status {
-            ProviderRefundStatus::Succeeded => (RefundStatus::Succeeded, "refund.succeeded"),
-            ProviderRefundStatus::Failed => (RefundStatus::Failed, "refund.failed"),
-            ProviderRefundStatus::Processing | ProviderRefundStatus::NotFound => {
-                if refund.status == RefundStatus::Pending {
-                    self.schedule(
-                        JobKind::RefundQuery,
-                        &refund.id,
-                        Some(&refund.payment_id),
-                        self.now_ms() + 10_000,
-                    )
-                    .await?;
-                }
-                return Ok(refund);
-            }
-        };
-        if let Some(amount) = snap.amount {
-            if amount != refund.amount {
-                self.timeline(
-                    &refund.payment_id,
-                    "refund_mismatch",
-                    &format!(
-                        "refund {}: provider amount {} fen, ours {} fen",
-                        refund.id, amount.0, refund.amount.0
-                    ),
-                )
-                .await;
-                return Ok(refund);
-            }
-        }
-        let patch = RefundPatch {
-            provider_refund_no: snap.provider_refund_no.clone(),
-            failure_reason: (to == RefundStatus::Failed).then(|| snap.provider_status.clone()),
-            succeeded_at: (to == RefundStatus::Succeeded).then(|| self.now_ms()),
-        };
-        let endpoints = self.endpoints_for(refund.mode);
-        let applied = self
-            .store
-            .transition_refund(
-                &refund.id,
-                None,
-                to,
-                &patch,
-                |r| Some(NewEvent::new(kind, views::refund(r)).deliver_to(endpoints)),
-                audit,
-            )
-            .await?;
-        match applied.applied() {
-            Some(change) => {
-                self.outbox_signal.notify_one();
-                Ok(change.refund)
-            }
-            None => self
-                .store
-                .get_refund(&refund.id)
-                .await?
-                .ok_or(ApiError::NotFound("refund")),
-        }
+        self.apply_refund_with(&refund.id, None, snap, audit).await
     }
 
-    pub(super) async fn query_refund_and_apply(&self, refund_id: &str) -> Result<Refund, ApiError> {
-        let refund = self
+    async fn apply_refund_with(
+        &self,
+        refund_id: &str,
+        key: Option<KeyFinish<'_>>,
+        snap: &RefundSnapshot,
+        audit: &Audit,
+    ) -> Result<Refund, ApiError> {
+        let obs = RefundObservation::Provider {
+            status: snap.status,
+            amount: snap.amount,
+        };
+        let poll_at = self.now_ms() + REFUND_POLL_MS;
+        let applied = self
             .store
-            .get_refund(refund_id)
+            .apply_refund(refund_id, key, views::refund, |p, r| {
+                self.refund_plan(p, r, obs, snap, audit, poll_at)
+            })
             .await?
             .ok_or(ApiError::NotFound("refund"))?;
+        if applied.changed {
+            self.outbox_signal.notify_one();
+        }
+        Ok(applied.refund)
+    }
+
+    fn refund_plan(
+        &self,
+        p: &Payment,
+        r: &Refund,
+        obs: RefundObservation,
+        snap: &RefundSnapshot,
+        audit: &Audit,
+        poll_at: i64,
+    ) -> RefundPlan {
+        let d = decide_refund(r.status, r.amount, obs);
+        let mut plan = RefundPlan::new(audit.clone());
+        plan.to = d.to;
+        plan.event = d.event.map(|ev| self.refund_event(ev.as_str(), r));
+        if let Some(m) = &d.mismatch {
+            plan.timeline.push(timeline_entry(
+                "refund_mismatch",
+                &format!("refund {}: {m}", r.id),
+            ));
+        }
+        match d.to {
+            Some(to) => {
+                plan.patch.provider_refund_no = snap.provider_refund_no.clone();
+                if to == RefundStatus::Failed {
+                    plan.patch.failure_reason = Some(snap.provider_status.clone());
+                } else {
+                    plan.patch.succeeded_at = Some(self.now_ms());
+                }
+                plan.cancel_jobs
+                    .push((JobKind::RefundQuery.as_str().to_string(), r.id.clone()));
+            }
+            None if r.status == RefundStatus::Pending => {
+                plan.jobs
+                    .push(JobKind::RefundQuery.job(&r.id, Some(&p.id), Value::Null, poll_at));
+            }
+            None => {}
+        }
+        plan
+    }
+
+    /// The refund query job: asks the provider, applies the answer, and resends a refund the
+    /// provider never received (the process died before or during the call).
+    pub(super) async fn query_refund_and_apply(
+        &self,
+        refund_id: &str,
+        job_id: &str,
+    ) -> Result<Refund, ApiError> {
+        let refund = self.load_refund(refund_id).await?;
+        if refund.status != RefundStatus::Pending {
+            return Ok(refund);
+        }
         let payment = self.load_payment(&refund.payment_id).await?;
         let account = self.account(&payment.account)?.clone();
         let channel = account.api_for(payment.scene)?.clone();
@@ -242,9 +362,22 @@ impl Gateway {
             .await
             .map_err(refused)?;
         let audit = Audit::new(
-            "query",
+            format!("job:{job_id}"),
             format!("refund query: {}", snapshot.provider_status),
         );
+        if snapshot.status == paybridge_core::channel::ProviderRefundStatus::NotFound {
+            tracing::info!(refund = %refund.id, "the provider has no such refund; resending it");
+            return match self.send_refund(refund, None, &audit).await {
+                Ok(answer) => match answer {
+                    Answer::Done(r) | Answer::Replayed(r) | Answer::Unsettled(r) => Ok(r),
+                    Answer::Stored { .. } => self.load_refund(refund_id).await,
+                },
+                Err(ApiError::ProviderRefused { .. } | ApiError::Validation(_)) => {
+                    self.load_refund(refund_id).await
+                }
+                Err(e) => Err(e),
+            };
+        }
         self.apply_refund_snapshot(refund, &snapshot, &audit).await
     }
 

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use paybridge_core::channel::{
-    ChannelError, ChannelEvent, ClientAction, CreatePayment, CreateRefund, HttpReply,
+    ChannelError, ChannelEvent, ClientAction, CloseOutcome, CreatePayment, CreateRefund, HttpReply,
     InboundRequest, NotifyOutcome, OrderRef, PaymentChannel, PaymentSnapshot,
     ProviderPaymentStatus, ProviderRefundStatus, RefundRef, RefundSnapshot, VerifiedNotification,
 };
@@ -190,11 +190,12 @@ impl PaymentChannel for V2Channel {
         }
     }
 
-    async fn close_payment(&self, order: &OrderRef) -> Result<(), ChannelError> {
+    async fn close_payment(&self, order: &OrderRef) -> Result<CloseOutcome, ChannelError> {
         match self.client.close_order(&order.out_trade_no).await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(CloseOutcome::Closed),
             // Closing twice is what a retry after a lost reply looks like.
-            Err(e) if business_code(&e) == Some("ORDERCLOSED") => Ok(()),
+            Err(e) if business_code(&e) == Some("ORDERCLOSED") => Ok(CloseOutcome::Closed),
+            Err(e) if business_code(&e) == Some("ORDERNOTEXIST") => Ok(CloseOutcome::NotFound),
             Err(e) => Err(channel_error("closeorder", e)),
         }
     }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use paybridge_core::channel::{
-    ChannelError, ChannelEvent, ClientAction, CreatePayment, CreateRefund, HttpReply,
+    ChannelError, ChannelEvent, ClientAction, CloseOutcome, CreatePayment, CreateRefund, HttpReply,
     InboundRequest, NotifyOutcome, OrderRef, PaymentChannel, PaymentSnapshot, RefundRef,
     RefundSnapshot, VerifiedNotification,
 };
@@ -169,11 +169,17 @@ impl<T: Transport> PaymentChannel for V3Channel<T> {
         }
     }
 
-    async fn close_payment(&self, order: &OrderRef) -> Result<(), ChannelError> {
+    async fn close_payment(&self, order: &OrderRef) -> Result<CloseOutcome, ChannelError> {
         self.client
             .close(&order.out_trade_no)
             .await
+            .map(|()| CloseOutcome::Closed)
             .map_err(|e| channel_error("close", e))
+    }
+
+    /// Micropay exists only in APIv2.
+    fn supports_scene(&self, scene: Scene) -> bool {
+        scene != Scene::Barcode
     }
 
     async fn cancel_payment(&self, _order: &OrderRef) -> Result<(), ChannelError> {
