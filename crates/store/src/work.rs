@@ -357,8 +357,27 @@ macro_rules! plan_side_effects {
     }};
 }
 
-fn patch_is_empty(p: &PaymentPatch) -> bool {
-    *p == PaymentPatch::default()
+/// Whether writing `p` would change `current`: a duplicate notification or a repeated query
+/// re-sends fields the row already holds, and must leave the row (and its version) alone.
+fn differs<T: PartialEq>(new: &Option<T>, old: Option<&T>) -> bool {
+    new.as_ref().is_some_and(|n| Some(n) != old)
+}
+
+fn patch_changes(p: &PaymentPatch, current: &Payment) -> bool {
+    differs(&p.provider_trade_no, current.provider_trade_no.as_ref())
+        || differs(&p.client_action, current.client_action.as_ref())
+        || differs(&p.payer_id, current.payer_id.as_ref())
+        || differs(&p.expires_at, current.expires_at.as_ref())
+        || differs(&p.paid_at, current.paid_at.as_ref())
+        || differs(&p.paid_amount, current.paid_amount.as_ref())
+        || differs(&p.late_payment, Some(&current.late_payment))
+}
+
+/// As [`patch_changes`], for a refund.
+fn refund_patch_changes(p: &RefundPatch, current: &Refund) -> bool {
+    differs(&p.provider_refund_no, current.provider_refund_no.as_ref())
+        || differs(&p.failure_reason, current.failure_reason.as_ref())
+        || differs(&p.succeeded_at, current.succeeded_at.as_ref())
 }
 
 impl Store {
@@ -483,7 +502,7 @@ impl Store {
             }
             let mut payment = current.clone();
             let changed = to.is_some();
-            if changed || !patch_is_empty(&plan.patch) {
+            if changed || patch_changes(&plan.patch, &current) {
                 let steps: i64 = match (to, plan.via) {
                     (Some(_), Some(_)) => 2,
                     _ => 1,
@@ -732,7 +751,7 @@ impl Store {
             }
             let mut refund = current.clone();
             let changed = plan.to.is_some();
-            if changed || plan.patch != RefundPatch::default() {
+            if changed || refund_patch_changes(&plan.patch, &current) {
                 let row: RefundRow = sqlx::query_as(&update_refund)
                     .bind(plan.to.map(|s| s.as_str()))
                     .bind(&plan.patch.provider_refund_no)
