@@ -119,12 +119,25 @@ impl IntoResponse for ApiError {
         }
         let status = self.status();
         let body = self.body().to_string();
-        (
+        let mut resp = (
             status,
             [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        // RFC 6750 section 3: a 401 names the scheme the client must use.
+        let challenge = match self {
+            ApiError::Unauthenticated => Some("Bearer"),
+            ApiError::InvalidApiKey => Some("Bearer error=\"invalid_token\""),
+            _ => None,
+        };
+        if let Some(c) = challenge {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(c),
+            );
+        }
+        resp
     }
 }
 

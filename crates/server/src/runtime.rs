@@ -24,13 +24,23 @@ pub async fn serve_with(
     extra: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = extra.merge(crate::routes::app(gw, max_body_bytes));
+    let app = extra.merge(crate::routes::app(gw, max_body_bytes)).layer(
+        tower_http::catch_panic::CatchPanicLayer::custom(panic_response),
+    );
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// A handler that panicked is a fault of ours: the caller gets the same bare `internal` problem
+/// as any other internal error (never the panic message), and the connection and the process
+/// keep serving.
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    crate::error::ApiError::internal("a request handler panicked").into_response()
 }
 
 /// How often the channels are asked whether their keys are due for a refresh (each channel

@@ -85,6 +85,27 @@ pub fn beijing_date(ms: i64) -> Option<Date> {
     Some(t.date())
 }
 
+/// How far back a merchant may ask for a bill: the providers keep downloadable bills for a
+/// limited time (WeChat Pay three months, Alipay about a year), so older days can only fail
+/// after a provider round trip; the margin leaves room for a provider that keeps them longer.
+const OLDEST_BILL_DAYS: i64 = 3 * 366;
+
+/// Refuses a bill day that cannot have a bill: one after today in Beijing (the providers' day)
+/// or older than [`OLDEST_BILL_DAYS`]. Without it `9999-12-31` or `0000-01-01` went to the
+/// provider and stored a failed run.
+fn check_bill_day(day: Date, now_ms: i64) -> Result<(), ApiError> {
+    let today = beijing_date(now_ms).ok_or_else(|| ApiError::internal("clock out of range"))?;
+    let oldest = today
+        .checked_sub(time::Duration::days(OLDEST_BILL_DAYS))
+        .unwrap_or(Date::MIN);
+    if day > today || day < oldest {
+        return Err(ApiError::Validation(format!(
+            "date must be a Beijing day from {oldest} to {today}"
+        )));
+    }
+    Ok(())
+}
+
 /// The idempotency scope of the late payment policy's refunds.
 const LATE_REFUND_SCOPE: &str = "system:late-payment";
 
@@ -366,6 +387,7 @@ impl Gateway {
             return Err(ApiError::UnknownAccount(account.to_string()));
         }
         let day = parse_bill_date(date).map_err(reconcile_error)?;
+        check_bill_day(day, self.now_ms())?;
         match self.reconcile_day(account, day, &()).await {
             Ok(report) => self.reconciliation_view(&report.run).await,
             Err(ApiError::Internal(reason)) => {
