@@ -31,8 +31,6 @@ pub struct Scripted {
     pub create_refused: Mutex<Option<String>>,
     /// `close` answers that the provider does not know the order.
     pub close_not_found: Mutex<bool>,
-    /// `refund` answers with a retryable refusal (the provider is briefly unable).
-    pub refund_refused: Mutex<bool>,
     /// Every provider call that reached this stand-in, as `operation:reference`.
     pub calls: Mutex<Vec<String>>,
     /// POSTed (url, signed body) before `create` answers: the notification wins the race.
@@ -137,13 +135,6 @@ impl PaymentChannel for Scripted {
             .push(format!("refund:{}", req.out_refund_no));
         let die = *self.die_in_refund.lock().unwrap();
         assert!(!die, "the process dies inside the refund call");
-        if *self.refund_refused.lock().unwrap() {
-            return Err(ChannelError::Refused {
-                code: "SYSTEM_ERROR".into(),
-                message: "try again".into(),
-                retryable: true,
-            });
-        }
         if *self.refund_unknown.lock().unwrap() {
             return Err(ChannelError::Unknown {
                 operation: "refund",
