@@ -245,20 +245,25 @@ pub struct Env {
 pub async fn envs(test: &str) -> Vec<Env> {
     let mut out = Vec::new();
     for d in db::dbs(test).await {
-        let store = d.open().await;
-        let keys = make_keys(&store).await;
-        let (hook, hooks) = start_receiver().await;
-        let provider = Arc::new(Scripted::default());
-        let inst = start_gateway(store, accounts(provider.clone()), &hook).await;
-        out.push(Env {
-            _db: d,
-            inst,
-            keys,
-            hooks,
-            provider,
-        });
+        out.push(env_on(d).await);
     }
     out
+}
+
+/// A gateway with the scripted provider over `d`.
+pub async fn env_on(d: db::Db) -> Env {
+    let store = d.open().await;
+    let keys = make_keys(&store).await;
+    let (hook, hooks) = start_receiver().await;
+    let provider = Arc::new(Scripted::default());
+    let inst = start_gateway(store, accounts(provider.clone()), &hook).await;
+    Env {
+        _db: d,
+        inst,
+        keys,
+        hooks,
+        provider,
+    }
 }
 
 pub async fn create(env: &Env, no: &str, amount: i64) -> Value {
