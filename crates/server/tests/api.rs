@@ -6,15 +6,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::scripted::*;
 use common::*;
 use paybridge_core::channel::*;
-use paybridge_core::{Channel, Fen, Mode};
-use paybridge_server::service::{Account, Protocol};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[tokio::test]
 async fn paid_notification_moves_payment_and_sends_signed_webhook() {
