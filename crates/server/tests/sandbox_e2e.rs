@@ -165,15 +165,26 @@ async fn every_channel_and_scene_pays_and_sends_a_signed_webhook() {
                     )
                     .await;
                     assert_eq!((s, b["code"].as_str()), (400, Some("validation_failed")));
-                    // Refused before the first write: no payment, no event, no webhook.
+                    // Refused before the first write (issue 9, finding 5): no payment, no event,
+                    // no webhook, and the order number is still free.
+                    let store = &w.inst.gw.store;
+                    assert!(store
+                        .get_payment_by_out_trade_no(account, &no)
+                        .await
+                        .unwrap()
+                        .is_none());
                     assert_eq!(w.deliver().await, 0);
-                    let (s, _) = get(
-                        &w.inst.base,
-                        &format!("/v1/payments?out_trade_no={no}"),
-                        &w.keys.sandbox_all,
-                    )
-                    .await;
-                    assert_eq!(s, 200);
+                    let p = w.create(account, channel, "qr", &no, 1).await;
+                    assert_eq!(p["status"], "pending");
+                    let id = p["id"].as_str().unwrap().to_string();
+                    assert!(w
+                        .inst
+                        .gw
+                        .store
+                        .list_payment_events(&id)
+                        .await
+                        .unwrap()
+                        .is_empty());
                     continue;
                 }
                 let p = w.create(account, channel, scene, &no, 100 + j as i64).await;

@@ -202,3 +202,4 @@ pub async fn get(base: &str, path: &str, key: &str) -> (u16, Value) {
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
 }
+pub mod scripted;
