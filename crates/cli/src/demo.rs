@@ -48,14 +48,14 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| std::env::temp_dir().join(format!("paybridge-demo-{now_ms}")));
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let db = data_dir.join("paybridge.db");
+    crate::serve::prepare_private_sqlite(&data_dir, &db)?;
     let sandbox_config = SandboxConfig::generate(now_ms / 1000).map_err(|e| e.to_string())?;
     // Kept beside the database so `paybridge bench notify --gateway` can sign as this sandbox.
     let sandbox_toml = data_dir.join("sandbox.toml");
-    std::fs::write(
+    write_private(
         &sandbox_toml,
-        sandbox_config.to_toml().map_err(|e| e.to_string())?,
+        &sandbox_config.to_toml().map_err(|e| e.to_string())?,
     )
     .map_err(|e| format!("cannot write {}: {e}", sandbox_toml.display()))?;
     let sandbox = Arc::new(
@@ -63,7 +63,6 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?,
     );
-    let db = data_dir.join("paybridge.db");
     let store = Store::open(&format!("sqlite://{}", db.display()))
         .await
         .map_err(|e| format!("database: {e}"))?;
@@ -140,4 +139,20 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())
+}
+
+/// `sandbox.toml` holds every private key of the demo's providers: owner-only, also when an
+/// earlier run left it wider.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        if path.exists() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    std::io::Write::write_all(&mut options.open(path)?, text.as_bytes())
 }

@@ -1,5 +1,6 @@
 //! `paybridge serve --config FILE` runs the gateway; `paybridge api-key` manages merchant keys.
 
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -62,9 +63,11 @@ pub(crate) fn runtime_or_exit(who: &str) -> Result<tokio::runtime::Runtime, Exit
 }
 
 pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
-    if config.database_url.expose().starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| format!("cannot create {}: {e}", config.data_dir.display()))?;
+    let url = config.database_url.expose();
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let file = rest.trim_start_matches("//");
+        let file = file.split('?').next().unwrap_or(file);
+        prepare_private_sqlite(&config.data_dir, Path::new(file))?;
     }
     Store::open_with(
         config.database_url.expose(),
@@ -75,6 +78,44 @@ pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
     )
     .await
     .map_err(|e| format!("database: {e}"))
+}
+
+/// The data dir holds raw notifications, buyer ids and (in the demo) private keys: it is made
+/// owner-only (0700) and the database file is created 0600 before SQLite opens it. SQLite
+/// creates `-wal` and `-shm` with the database file's mode; files left by an older version
+/// are narrowed too.
+pub(crate) fn prepare_private_sqlite(data_dir: &Path, db: &Path) -> Result<(), String> {
+    let dir_err = |p: &Path, e: std::io::Error| format!("cannot prepare {}: {e}", p.display());
+    std::fs::create_dir_all(data_dir).map_err(|e| dir_err(data_dir, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| dir_err(data_dir, e))?;
+        if db.as_os_str().is_empty() || db.to_str() == Some(":memory:") {
+            return Ok(());
+        }
+        if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| dir_err(parent, e))?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(db)
+            .map_err(|e| dir_err(db, e))?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            let p = std::path::PathBuf::from(name);
+            if p.exists() {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| dir_err(&p, e))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
@@ -246,4 +287,49 @@ pub fn run_api_key(cmd: ApiKeyCommand) -> ExitCode {
             }
         }
     })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn the_data_dir_and_every_database_file_are_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let db = dir.join("paybridge.db");
+        prepare_private_sqlite(&dir, &db).unwrap();
+        // SQLite creates -wal and -shm itself, after the first write.
+        let store = Store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        store
+            .create_api_key(&NewApiKey {
+                mode: Mode::Sandbox,
+                merchant: "m".into(),
+                scopes: vec![ApiScope::Read],
+            })
+            .await
+            .unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        for suffix in ["", "-wal", "-shm"] {
+            let p = PathBuf::from(format!("{}{suffix}", db.display()));
+            assert!(p.exists(), "{}", p.display());
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+        drop(store);
+        // Files an older version left world-readable are narrowed on the next start.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        prepare_private_sqlite(&dir, &db).unwrap();
+        assert_eq!(mode(&db), 0o600);
+    }
 }
