@@ -169,26 +169,6 @@ impl Gateway {
             // provider retry; a forger's retries change nothing either.
             Err(e) => return Verdict::rejected(false, "unverified", e.to_string(), true),
         };
-        if let Some(app_id) = &verified.app_id {
-            if app_id != &account.app_id {
-                return Verdict::rejected(
-                    true,
-                    "mismatch",
-                    format!("app id {app_id} is not this account's"),
-                    false,
-                );
-            }
-        }
-        if let (Some(theirs), Some(ours)) = (&verified.merchant_id, &account.merchant_id) {
-            if theirs != ours {
-                return Verdict::rejected(
-                    true,
-                    "mismatch",
-                    format!("merchant id {theirs} is not this account's"),
-                    false,
-                );
-            }
-        }
         let out_trade_no = match &verified.event {
             ChannelEvent::Payment { snapshot } => &snapshot.out_trade_no,
             ChannelEvent::Refund { out_trade_no, .. } => out_trade_no,
@@ -198,16 +178,36 @@ impl Gateway {
             .get_payment_by_out_trade_no(&account.id, out_trade_no)
             .await
         {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                return Verdict::rejected(
-                    true,
-                    "unknown_order",
-                    format!("no order {out_trade_no} in account {}", account.id),
-                    false,
-                )
-            }
+            Ok(p) => p,
             Err(e) => return self.failed(e.to_string()),
+        };
+        // Correctly signed yet naming another app or merchant: not a key problem (no refresh),
+        // and linked to the order it names so its timeline shows it.
+        let foreign = match (
+            &verified.app_id,
+            &verified.merchant_id,
+            &account.merchant_id,
+        ) {
+            (Some(app_id), _, _) if app_id != &account.app_id => {
+                Some(format!("app id {app_id} is not this account's"))
+            }
+            (_, Some(theirs), Some(ours)) if theirs != ours => {
+                Some(format!("merchant id {theirs} is not this account's"))
+            }
+            _ => None,
+        };
+        if let Some(reason) = foreign {
+            let mut verdict = Verdict::rejected(true, "mismatch", reason, false);
+            verdict.payment_id = payment.map(|p| p.id);
+            return verdict;
+        }
+        let Some(payment) = payment else {
+            return Verdict::rejected(
+                true,
+                "unknown_order",
+                format!("no order {out_trade_no} in account {}", account.id),
+                false,
+            );
         };
         let audit = Audit::new(format!("notify:{notification_id}"), "provider notification");
         let mut verdict = match &verified.event {
