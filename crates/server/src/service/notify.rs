@@ -66,6 +66,25 @@ impl Verdict {
     }
 }
 
+/// Whether a notification header is kept in the inbox: what verification reads (the body's
+/// type and charset, WeChat Pay's `Wechatpay-*` signature headers) and the forwarding chain,
+/// nothing else. Whatever a sender adds (`Authorization`, `Cookie`, `Proxy-Authorization`, an
+/// API key header...) may be a credential and is never stored.
+fn keeps_header(name: &str) -> bool {
+    matches!(
+        name,
+        "content-type" | "user-agent" | "x-forwarded-for" | "forwarded" | "x-real-ip"
+    ) || name.starts_with("wechatpay-")
+}
+
+fn stored_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| keeps_header(&k.to_ascii_lowercase()))
+        .cloned()
+        .collect()
+}
+
 impl Gateway {
     pub async fn handle_notification(
         &self,
@@ -92,7 +111,7 @@ impl Gateway {
                 channel: account.channel,
                 account: account.id.clone(),
                 path: req.path.clone(),
-                headers: req.headers.clone(),
+                headers: stored_headers(&req.headers),
                 body: req.body.clone(),
                 remote_addr: client_ip.map(|ip| ip.to_string()),
             })
