@@ -239,7 +239,12 @@ async fn ip_allowlist_trusts_forwarded_for_only_from_proxies() {
     let names: Vec<&str> = last.headers.iter().map(|(k, _)| k.as_str()).collect();
     assert!(names.contains(&"content-type"), "{names:?}");
     assert!(names.contains(&"x-forwarded-for"), "{names:?}");
-    for banned in ["authorization", "cookie", "proxy-authorization", "x-api-key"] {
+    for banned in [
+        "authorization",
+        "cookie",
+        "proxy-authorization",
+        "x-api-key",
+    ] {
         assert!(!names.contains(&banned), "{banned} stored: {names:?}");
     }
     for (k, v) in &last.headers {
