@@ -272,7 +272,7 @@ impl PaymentChannel for AlipayChannel {
         let body = match outcome {
             NotifyOutcome::Accepted => REPLY_SUCCESS,
             NotifyOutcome::Rejected { retry: false, .. } => REPLY_SUCCESS,
-            NotifyOutcome::Rejected { retry: true, .. } => REPLY_FAILURE,
+            NotifyOutcome::Rejected { retry: true, .. } | NotifyOutcome::Failed => REPLY_FAILURE,
         };
         HttpReply {
             status: 200,

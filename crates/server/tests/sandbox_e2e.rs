@@ -744,3 +744,48 @@ async fn alipay_notification_for_another_app_is_a_linked_mismatch() {
         }
     }
 }
+
+/// Issue 10 item 9: a forged APIv3 notification (a serial we do not know, a stale timestamp)
+/// is a sender fault: 4xx with a generic message that names neither the serial nor our clock;
+/// the reason is in the inbox.
+#[tokio::test]
+async fn forged_wechat_v3_notification_gets_a_generic_4xx() {
+    for w in worlds("e2e_v3_forged").await {
+        let url = format!("{}/notify/wechat/v3/{WECHAT_V3}", w.inst.base);
+        for (serial, timestamp) in [("FORGEDSERIAL0001", "1700000000"), ("", "x")] {
+            let reply = client()
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("wechatpay-serial", serial)
+                .header("wechatpay-timestamp", timestamp)
+                .header("wechatpay-nonce", "n")
+                .header("wechatpay-signature", "c2lnbmF0dXJl")
+                .header("wechatpay-signature-type", "WECHATPAY2-SHA256-RSA2048")
+                .body(r#"{"id":"x","resource":{}}"#)
+                .send()
+                .await
+                .unwrap();
+            let status = reply.status().as_u16();
+            let body = reply.text().await.unwrap();
+            assert!((400..500).contains(&status), "{status} {body}");
+            assert!(!body.contains("FORGEDSERIAL"), "{body}");
+            assert!(!body.contains("1700000000"), "{body}");
+            assert!(
+                !body.contains(&(w.inst.gw.now_ms() / 1_000_000).to_string()),
+                "{body}"
+            );
+        }
+        let inbox = w
+            .inst
+            .gw
+            .store
+            .list_recent_notifications(Some(WECHAT_V3), 10)
+            .await
+            .unwrap();
+        assert_eq!(inbox.len(), 2);
+        for n in &inbox {
+            assert_eq!(n.outcome.as_deref(), Some("unverified"));
+            assert!(n.reason.as_deref().is_some_and(|r| !r.is_empty()));
+        }
+    }
+}

@@ -58,10 +58,15 @@ impl Verdict {
         Verdict {
             verified,
             outcome,
-            reason: Some(reason.clone()),
+            reason: Some(reason),
             notify_id: None,
             payment_id: None,
-            reply: NotifyOutcome::Rejected { retry, reason },
+            // The sender learns that it was refused, not why (which key or serial, our clock):
+            // the inbox keeps the reason.
+            reply: NotifyOutcome::Rejected {
+                retry,
+                reason: "notification refused".into(),
+            },
         }
     }
 }
@@ -120,10 +125,7 @@ impl Gateway {
             Ok(id) => id,
             Err(e) => {
                 tracing::error!(error = %e, "cannot store notification");
-                return NotifyReply::Provider(channel.acknowledge(&NotifyOutcome::Rejected {
-                    retry: true,
-                    reason: "temporarily unavailable".into(),
-                }));
+                return NotifyReply::Provider(channel.acknowledge(&NotifyOutcome::Failed));
             }
         };
         let verdict = match client_ip {
@@ -322,10 +324,7 @@ impl Gateway {
             notify_id: None,
             payment_id: None,
             // The provider sees a generic message; the inbox keeps the real one.
-            reply: NotifyOutcome::Rejected {
-                retry: true,
-                reason: "temporarily unavailable".into(),
-            },
+            reply: NotifyOutcome::Failed,
         }
     }
 }
