@@ -789,3 +789,83 @@ async fn forged_wechat_v3_notification_gets_a_generic_4xx() {
         }
     }
 }
+
+/// Issue 10 item 10: a WeChat APIv2 refund notification (genuinely encrypted with the API key)
+/// whose amount contradicts the refund is a `mismatch` with a reason, not `no_change`, and
+/// settles nothing.
+#[tokio::test]
+async fn wechat_v2_refund_notification_with_another_amount_is_a_mismatch() {
+    use paybridge_wechatpay::v2::notify::encrypt_req_info;
+    use paybridge_wechatpay::v2::xml::write_xml_root;
+    for w in worlds("e2e_v2_refund_mismatch").await {
+        let no = "V2RMISMATCH1";
+        let p = w.create(WECHAT_V2, "wechat", "qr", no, 1000).await;
+        let id = p["id"].as_str().unwrap().to_string();
+        w.buyer_pays(no, &p["client_action"]).await;
+        let k = &w.keys.sandbox_all;
+        let (s, r, _) = post(
+            &w.inst.base,
+            &format!("/v1/payments/{id}/refunds"),
+            k,
+            Some("rm-1"),
+            &json!({"amount": 300}),
+        )
+        .await;
+        assert_eq!(s, 201, "{r}");
+        let rid = r["id"].as_str().unwrap().to_string();
+        let refund = w.inst.gw.store.get_refund(&rid).await.unwrap().unwrap();
+        let m = &w.sb.config().wechat.merchants[0];
+        let inner = write_xml_root(
+            "root",
+            [
+                ("out_trade_no", no),
+                ("out_refund_no", refund.out_refund_no.as_str()),
+                ("refund_id", "50000000000000000001"),
+                ("total_fee", "1000"),
+                ("refund_fee", "900"),
+                ("settlement_refund_fee", "900"),
+                ("refund_status", "SUCCESS"),
+                ("success_time", "2026-12-02 12:00:00"),
+            ],
+        );
+        let req_info = encrypt_req_info(&inner, &m.api_v2_key).unwrap();
+        let body = paybridge_wechatpay::v2::write_xml([
+            ("return_code", "SUCCESS"),
+            ("appid", m.appid.as_str()),
+            ("mch_id", m.mchid.as_str()),
+            ("nonce_str", "n1"),
+            ("req_info", req_info.as_str()),
+        ]);
+        let url = format!("{}/notify/wechat/v2/{WECHAT_V2}/refund", w.inst.base);
+        let reply = client()
+            .post(&url)
+            .header("content-type", "text/xml")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(reply.status().is_success());
+        let stored = get(&w.inst.base, &format!("/v1/refunds/{rid}"), k).await.1;
+        assert_ne!(stored["status"], "succeeded", "{stored}");
+        let inbox = w
+            .inst
+            .gw
+            .store
+            .list_payment_notifications(&id)
+            .await
+            .unwrap();
+        let last = inbox
+            .iter()
+            .find(|n| n.path.ends_with("/refund"))
+            .expect("the refund notification is linked to its payment");
+        assert_eq!(
+            last.outcome.as_deref(),
+            Some("mismatch"),
+            "{:?}",
+            last.reason
+        );
+        assert!(last.reason.as_deref().unwrap().contains("900"));
+        let jobs = w.inst.gw.store.list_payment_jobs(&id).await.unwrap();
+        assert!(jobs.iter().any(|j| j.kind == "refund.query"), "{jobs:?}");
+    }
+}

@@ -270,6 +270,32 @@ impl Gateway {
                     .get_refund_by_out_refund_no(&payment.id, &snapshot.out_refund_no)
                     .await
                 {
+                    Ok(Some(refund)) if snapshot.amount.is_some_and(|a| a != refund.amount) => {
+                        // Signed by the provider yet contradicting the refund: ask the provider
+                        // directly, as the payment path does.
+                        if let Err(e) = self
+                            .schedule(
+                                JobKind::RefundQuery,
+                                &refund.id,
+                                Some(&payment.id),
+                                self.now_ms(),
+                            )
+                            .await
+                        {
+                            tracing::warn!(error = %e, "cannot schedule refund query");
+                        }
+                        Verdict::rejected(
+                            true,
+                            "mismatch",
+                            format!(
+                                "refund {} is {} fen, the notification says {} fen",
+                                refund.id,
+                                refund.amount.as_i64(),
+                                snapshot.amount.map_or(0, |a| a.as_i64())
+                            ),
+                            false,
+                        )
+                    }
                     Ok(Some(refund)) => {
                         let before = refund.status;
                         match self.apply_refund_snapshot(refund, snapshot, &audit).await {
