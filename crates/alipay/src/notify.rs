@@ -157,6 +157,19 @@ impl NotifyForm {
         self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// A field whose key holds `&` or `=`, or whose value holds `&`. The string-to-sign joins
+    /// `k=v` with `&` and escapes nothing, so such a field lets the same signed bytes be split
+    /// into other fields: a genuine notification whose subject carries
+    /// `&out_trade_no=<victim>&total_amount=...` re-split to name the victim. Alipay's own fields
+    /// never hold a raw `&` (merchant text must not, `passback_params` is URL-encoded), so a
+    /// form with one is never verified.
+    pub fn ambiguous_field(&self) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, v)| k.contains(['&', '=']) || v.contains('&'))
+            .map(|(k, _)| k.as_str())
+    }
+
     /// The string-to-sign under `rule` with empty values dropped (the Java SDK's and gopay's
     /// form; also how we sign, since we never send empty fields).
     pub fn string_to_sign(&self, rule: NotifyRule) -> String {
@@ -178,6 +191,9 @@ impl NotifyForm {
     /// or kept as `k=`), so a genuine notification may be signed over either string: both are
     /// tried, and an empty field carries no value, so accepting it unsigned changes nothing.
     pub fn verified_content(&self, keys: &[&RsaPublicKey]) -> Option<(NotifyRule, String)> {
+        if self.ambiguous_field().is_some() {
+            return None;
+        }
         let sign = self.get("sign")?;
         let has_empty = self.fields.iter().any(|(_, v)| v.is_empty());
         for rule in [NotifyRule::V1, NotifyRule::V2] {
@@ -357,6 +373,51 @@ mod tests {
         let form =
             NotifyForm::parse_with_fallback(b"charset=utf-8&s=%E4%B8%AD", Some("gbk")).unwrap();
         assert_eq!(form.get("s"), Some("中"));
+    }
+
+    #[test]
+    fn a_field_that_can_re_split_the_signed_string_is_never_verified() {
+        let key = paybridge_crypto::RsaPrivateKey::from_der(
+            &paybridge_crypto::generate_rsa_private_key_pkcs8().unwrap(),
+        )
+        .unwrap();
+        let public = key.public_key().unwrap();
+        let pairs = |f: &[(&str, &str)]| -> Vec<(String, String)> {
+            f.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // The genuine notification of an order whose subject smuggles fields...
+        let genuine = pairs(&[
+            ("app_id", "2021"),
+            ("notify_type", "trade_status_sync"),
+            ("out_trade_no", "A1"),
+            ("subject", "x&out_trade_no=V1&total_amount=888.00&zz=w"),
+            ("total_amount", "0.01"),
+        ]);
+        let content = string_to_sign(
+            genuine.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            NOTIFY_V1_EXCLUDED,
+        );
+        let sign = crate::sign::rsa2_sign(&key, &content).unwrap();
+        let mut fields = genuine.clone();
+        fields.push(("sign".into(), sign.clone()));
+        let form = NotifyForm::from_pairs(fields);
+        assert_eq!(form.ambiguous_field(), Some("subject"));
+        assert!(form.verify(&[&public]).is_none());
+        // ...re-split so that the string-to-sign is byte-identical but names the victim.
+        let mut fields = pairs(&[
+            ("app_id", "2021"),
+            ("notify_type", "trade_status_sync&out_trade_no=A1&subject=x"),
+            ("out_trade_no", "V1"),
+            ("total_amount", "888.00"),
+            ("zz", "w&total_amount=0.01"),
+        ]);
+        fields.push(("sign".into(), sign));
+        let forged = NotifyForm::from_pairs(fields);
+        assert_eq!(forged.string_to_sign(NotifyRule::V1), content);
+        assert_eq!(forged.get("out_trade_no"), Some("V1"));
+        assert!(forged.verify(&[&public]).is_none());
     }
 
     #[test]

@@ -190,6 +190,8 @@ pub enum NotifyOutcome {
         retry: bool,
         reason: String,
     },
+    /// Our fault (storage, processing): the sender did nothing wrong and should send it again.
+    Failed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -58,11 +58,67 @@ fn recording(
 }
 
 pub fn build_accounts(config: &Config, store: &Store) -> Result<Vec<Account>, BuildError> {
-    config
-        .accounts
-        .values()
-        .map(|a| build_account(a, store))
-        .collect()
+    let all: Vec<&AccountConfig> = config.accounts.values().collect();
+    refuse_shared_identities(&all)?;
+    all.into_iter().map(|a| build_account(a, store)).collect()
+}
+
+/// What a notification must name and be verified with to count for `a`: (provider, app id or
+/// mch id, verifying key material), once per protocol.
+fn verifying_identities(a: &AccountConfig) -> Vec<(Channel, String, String)> {
+    match &a.provider {
+        ProviderConfig::Alipay(c) => {
+            let key = match &c.keys {
+                AlipayKeys::PublicKey(k) => k,
+                AlipayKeys::Certificate {
+                    alipay_cert_pem, ..
+                } => alipay_cert_pem,
+            };
+            vec![(Channel::Alipay, c.app_id.clone(), key.trim().to_string())]
+        }
+        ProviderConfig::Wechat(c) => {
+            let mut out = Vec::new();
+            if let Some(v2) = &c.v2 {
+                out.push(format!("v2 {}", v2.api_key.expose()));
+            }
+            if let Some(v3) = &c.v3 {
+                if let Some((id, pem)) = &v3.public_key {
+                    out.push(format!("v3 {id} {}", pem.trim()));
+                }
+                if let Some(pem) = &v3.platform_certificates_pem {
+                    out.push(format!("v3 certificates {}", pem.trim()));
+                }
+            }
+            out.into_iter()
+                .map(|k| (Channel::Wechat, c.mchid.clone(), k))
+                .collect()
+        }
+    }
+}
+
+/// Two accounts that name the same app / merchant and verify with the same key accept each
+/// other's notifications: a sandbox one would pay a live order. Such a configuration is refused
+/// (the message names the accounts, never the key).
+pub fn refuse_shared_identities(accounts: &[&AccountConfig]) -> Result<(), BuildError> {
+    let mut seen: std::collections::HashMap<(Channel, String, String), &str> =
+        std::collections::HashMap::new();
+    for a in accounts {
+        for identity in verifying_identities(a) {
+            let provider_id = identity.1.clone();
+            if let Some(other) = seen.insert(identity, &a.id) {
+                if other != a.id {
+                    return Err(err(
+                        &a.id,
+                        format!(
+                            "shares provider identity {provider_id} and its verifying key with \
+                             account {other}: each would accept the other's notifications"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The recorder every provider call of an account goes through.
@@ -258,4 +314,34 @@ fn wechat(
         primary,
         channels,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod identity_tests {
+    use paybridge_core::Mode;
+    use paybridge_sandbox::{Sandbox, SandboxConfig};
+
+    use super::*;
+    use crate::sandbox_accounts::sandbox_accounts;
+
+    #[tokio::test]
+    async fn a_live_account_sharing_a_sandbox_identity_and_key_is_refused() {
+        let sb = Sandbox::start(SandboxConfig::generate(1_790_000_000).unwrap())
+            .await
+            .unwrap();
+        let sandbox = sandbox_accounts(&sb, Mode::Sandbox).unwrap();
+        // The sandbox's own accounts share a mch id but not a key (v2 and v3): fine.
+        refuse_shared_identities(&sandbox.iter().collect::<Vec<_>>()).unwrap();
+        for copied in &sandbox {
+            let mut live = copied.clone();
+            live.id = format!("live-{}", copied.id);
+            live.mode = Mode::Live;
+            let mut all: Vec<&AccountConfig> = sandbox.iter().collect();
+            all.push(&live);
+            let e = refuse_shared_identities(&all).unwrap_err();
+            assert_eq!(e.account, live.id);
+            assert!(e.reason.contains(&copied.id), "{e}");
+        }
+    }
 }

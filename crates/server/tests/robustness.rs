@@ -191,6 +191,22 @@ async fn ip_allowlist_trusts_forwarded_for_only_from_proxies() {
     };
     send("198.51.100.9").await;
     send("198.51.100.9, 203.0.113.5").await;
+    // Issue 10 item 6: the client writes an allowed address in its own line; the proxy appends
+    // the real one in a second line. The lines form one list, whose right end is the proxy's.
+    // Issue 10 item 5: credentials sent along are not stored.
+    client()
+        .post(format!("{base}/notify/alipay/{ALIPAY}"))
+        .header("x-forwarded-for", "203.0.113.5")
+        .header("x-forwarded-for", "198.51.100.10")
+        .header("authorization", "Bearer sk_live_secret")
+        .header("cookie", "session=secret")
+        .header("proxy-authorization", "Basic c2VjcmV0")
+        .header("x-api-key", "secret")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("notify_id=1")
+        .send()
+        .await
+        .unwrap();
     let stored = gw
         .store
         .list_recent_notifications(Some(ALIPAY), 10)
@@ -213,6 +229,25 @@ async fn ip_allowlist_trusts_forwarded_for_only_from_proxies() {
                 Some("203.0.113.5".to_string()),
                 Some("unverified".to_string())
             ),
+            (
+                Some("198.51.100.10".to_string()),
+                Some("ip_not_allowed".to_string())
+            ),
         ]
     );
+    let last = &stored[0];
+    let names: Vec<&str> = last.headers.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(names.contains(&"content-type"), "{names:?}");
+    assert!(names.contains(&"x-forwarded-for"), "{names:?}");
+    for banned in [
+        "authorization",
+        "cookie",
+        "proxy-authorization",
+        "x-api-key",
+    ] {
+        assert!(!names.contains(&banned), "{banned} stored: {names:?}");
+    }
+    for (k, v) in &last.headers {
+        assert!(!v.contains("secret"), "{k} stored: {v}");
+    }
 }

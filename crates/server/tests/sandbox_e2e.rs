@@ -393,3 +393,497 @@ async fn sandbox_notification_replayed_fifty_times_applies_once() {
         }
     }
 }
+
+/// Re-splits a signed `k=v&k=v` string so that it stays byte-identical while the fields of
+/// `region` (smuggled into merchant text) become real fields: before the region only keys that
+/// sort before the region's first key start a field, the region's tokens all do, and the rest of
+/// the string is absorbed into the region's last field (as the attacker's `zz=w`).
+fn resplit(signed: &str, region: &str) -> Vec<(String, String)> {
+    let at = signed
+        .find(region)
+        .expect("the smuggled fields are in the signed string");
+    let first_key = region.split('=').next().unwrap();
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let before = signed[..at].trim_end_matches('&');
+    for token in before.split('&') {
+        let (k, v) = token.split_once('=').unwrap();
+        match fields.last_mut() {
+            Some(last) if k >= first_key || k <= last.0.as_str() => {
+                last.1.push('&');
+                last.1.push_str(token);
+            }
+            _ => fields.push((k.to_string(), v.to_string())),
+        }
+    }
+    for token in region.split('&') {
+        let (k, v) = token.split_once('=').unwrap();
+        fields.push((k.to_string(), v.to_string()));
+    }
+    let rest = &signed[at + region.len()..];
+    fields.last_mut().unwrap().1.push_str(rest);
+    fields
+}
+
+/// Issue 10 item 1: an attacker's own order whose subject (Alipay) or attach (WeChat APIv2)
+/// carries `&k=v` pairs, paid for real, yields a genuine signed notification that re-splits
+/// into one naming an unpaid 888.00 victim. The gateway refuses such text at creation, and the
+/// re-split notification (from an order that reached the provider anyway, e.g. created before
+/// the check) must not pay the victim.
+#[tokio::test]
+async fn field_smuggling_through_merchant_text_pays_nothing() {
+    use paybridge_core::channel::CreatePayment;
+    use paybridge_core::{Fen, Scene};
+    for w in worlds("e2e_smuggle").await {
+        for (account, channel) in [
+            (ALIPAY, "alipay"),
+            (ALIPAY_CERT, "alipay"),
+            (WECHAT_V2, "wechat"),
+        ] {
+            let tag = account.replace('-', "");
+            let victim_no = format!("VICTIM{tag}");
+            let attack_no = format!("ATTACK{tag}");
+            let alipay = channel == "alipay";
+            let region = if alipay {
+                format!(
+                    "out_trade_no={victim_no}&total_amount=888.00&trade_no=T2\
+                     &trade_status=TRADE_SUCCESS&zz=w"
+                )
+            } else {
+                let mch = w.inst.gw.accounts[account].merchant_id.clone().unwrap();
+                format!(
+                    "bank_type=OTHERS&cash_fee=88800&fee_type=CNY&mch_id={mch}\
+                     &out_trade_no={victim_no}&result_code=SUCCESS&return_code=SUCCESS\
+                     &total_fee=88800&trade_type=NATIVE&transaction_id=T2&zz=w"
+                )
+            };
+            let smuggled = format!("x&{region}");
+
+            // Layer 1: the gateway refuses the text before writing anything.
+            let mut body = json!({"account": account, "channel": channel, "scene": "qr",
+                "amount": 1, "out_trade_no": attack_no, "subject": smuggled});
+            for (field, text) in [
+                ("subject", smuggled.as_str()),
+                ("description", smuggled.as_str()),
+                ("subject", "pay \u{202E}cod.exe"),
+                ("subject", "\u{200B}\u{200B}"),
+            ] {
+                body["subject"] = json!("ok");
+                body[field] = json!(text);
+                let (status, e, _) = post(
+                    &w.inst.base,
+                    "/v1/payments",
+                    &w.keys.sandbox_all,
+                    Some(&format!("s-{attack_no}-{field}-{}", text.len())),
+                    &body,
+                )
+                .await;
+                // The gateway answers every validation failure 400 validation_failed.
+                assert_eq!(status, 400, "{account} {field} {text:?}: {e}");
+                assert_eq!(e["code"], "validation_failed");
+            }
+            assert!(w
+                .inst
+                .gw
+                .store
+                .get_payment_by_out_trade_no(account, &attack_no)
+                .await
+                .unwrap()
+                .is_none());
+
+            // Layer 2: the order reached the provider anyway; its genuine notification is
+            // re-split and posted over HTTP.
+            let victim = w.create(account, channel, "qr", &victim_no, 88800).await;
+            let victim_id = victim["id"].as_str().unwrap().to_string();
+            let acc = w.inst.gw.accounts[account].clone();
+            let ch = acc.channels[&acc.primary].clone();
+            let (subject, attach) = if alipay {
+                (smuggled.clone(), None)
+            } else {
+                ("x".to_string(), Some(smuggled.clone()))
+            };
+            let action = ch
+                .create_payment(&CreatePayment {
+                    out_trade_no: attack_no.clone(),
+                    amount: Fen(1),
+                    subject,
+                    description: None,
+                    scene: Scene::Qr,
+                    expires_at: None,
+                    notify_url: w.inst.gw.notify_url(&acc, false),
+                    return_url: None,
+                    client_ip: Some("203.0.113.7".into()),
+                    payer_id: None,
+                    auth_code: None,
+                    attach,
+                })
+                .await
+                .unwrap();
+            w.buyer_pays(&attack_no, &serde_json::to_value(&action).unwrap())
+                .await;
+            let trade = w.sb.trade_by_out_no(&attack_no).unwrap();
+            let genuine =
+                w.sb.notifications()
+                    .into_iter()
+                    .rfind(|n| n.trade_id == trade.id)
+                    .expect("the sandbox notified the attacker's payment");
+            let (forged_body, content_type) = if alipay {
+                let form =
+                    paybridge_alipay::notify::NotifyForm::parse(genuine.request.body.as_bytes())
+                        .unwrap();
+                let signed = form.string_to_sign(paybridge_alipay::notify::NotifyRule::V1);
+                let mut fields = resplit(&signed, &region);
+                for k in ["sign_type", "sign"] {
+                    fields.push((k.into(), form.get(k).unwrap().to_string()));
+                }
+                let forged = alipay_form(&fields, &signed);
+                (forged, "application/x-www-form-urlencoded; charset=utf-8")
+            } else {
+                let doc =
+                    paybridge_wechatpay::v2::parse_xml(genuine.request.body.as_bytes()).unwrap();
+                let pairs = || doc.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+                let signed = paybridge_wechatpay::v2::sign::string_a(pairs());
+                let mut fields = resplit(&signed, &region);
+                assert_eq!(
+                    paybridge_wechatpay::v2::sign::string_a(
+                        fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+                    ),
+                    signed
+                );
+                fields.push(("sign".into(), doc.get("sign").unwrap().to_string()));
+                let xml = paybridge_wechatpay::v2::write_xml(
+                    fields.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                (xml, "text/xml")
+            };
+            let url = genuine.request.url.clone();
+            let reply = client()
+                .post(&url)
+                .header("content-type", content_type)
+                .body(forged_body)
+                .send()
+                .await
+                .unwrap();
+            assert!(reply.status().is_success(), "{account}: {}", reply.status());
+            let p = w.payment(&victim_id).await;
+            assert_ne!(p["status"], "paid", "{account}: the victim was paid: {p}");
+            assert!(
+                w.inst
+                    .gw
+                    .store
+                    .list_payment_events(&victim_id)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "{account}: no event on the victim"
+            );
+            let recent = w
+                .inst
+                .gw
+                .store
+                .list_recent_notifications(Some(account), 10)
+                .await
+                .unwrap();
+            assert!(
+                recent
+                    .iter()
+                    .any(|n| n.outcome.as_deref() == Some("unverified")
+                        && n.reason.as_deref().is_some_and(|r| r.contains("separator"))),
+                "{account}: {:?}",
+                recent
+                    .iter()
+                    .map(|n| (&n.outcome, &n.reason))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// The re-split Alipay form, encoded, after checking that its string-to-sign is the genuine one.
+fn alipay_form(fields: &[(String, String)], signed: &str) -> String {
+    let form = paybridge_alipay::notify::NotifyForm::from_pairs(fields.to_vec());
+    assert_eq!(
+        form.string_to_sign(paybridge_alipay::notify::NotifyRule::V1),
+        signed
+    );
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .finish()
+}
+
+/// A genuine sandbox notification for a fresh paid order of `account`, as a model of the ids,
+/// app and seller the sandbox uses.
+async fn alipay_model(w: &World, account: &str, no: &str) -> (String, Vec<(String, String)>) {
+    let p = w.create(account, "alipay", "qr", no, 100).await;
+    w.buyer_pays(no, &p["client_action"]).await;
+    let trade = w.sb.trade_by_out_no(no).unwrap();
+    let model =
+        w.sb.notifications()
+            .into_iter()
+            .rfind(|n| n.trade_id == trade.id)
+            .unwrap();
+    let form = paybridge_alipay::notify::NotifyForm::parse(model.request.body.as_bytes()).unwrap();
+    let fields = form
+        .fields()
+        .iter()
+        .filter(|(k, _)| k != "sign")
+        .cloned()
+        .collect();
+    (model.request.url, fields)
+}
+
+/// `model` paying `no` for 2.50 with `changes` on top, signed by the sandbox's Alipay key
+/// over the string with empty values dropped or kept, form-encoded.
+fn alipay_signed(
+    w: &World,
+    model: &[(String, String)],
+    no: &str,
+    changes: &[(&str, &str)],
+    keep_empty: bool,
+) -> String {
+    use paybridge_alipay::sign::{
+        rsa2_sign, string_to_sign, string_to_sign_keeping_empty, NOTIFY_V1_EXCLUDED,
+    };
+    let mut fields: Vec<(String, String)> = model
+        .iter()
+        .map(|(k, v)| {
+            let v = match k.as_str() {
+                "out_trade_no" => no.to_string(),
+                "total_amount" | "receipt_amount" | "buyer_pay_amount" | "invoice_amount" => {
+                    "2.50".into()
+                }
+                "notify_id" | "trade_no" => format!("{v}{no}"),
+                "fund_bill_list" => {
+                    "[{\"amount\":\"2.50\",\"fundChannel\":\"ALIPAYACCOUNT\"}]".into()
+                }
+                _ => v.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    for (k, v) in changes {
+        match fields.iter_mut().find(|(key, _)| key == k) {
+            Some(f) => f.1 = v.to_string(),
+            None => fields.push((k.to_string(), v.to_string())),
+        }
+    }
+    let pairs = fields.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let content = if keep_empty {
+        string_to_sign_keeping_empty(pairs, NOTIFY_V1_EXCLUDED)
+    } else {
+        string_to_sign(pairs, NOTIFY_V1_EXCLUDED)
+    };
+    let keys = paybridge_sandbox::config::Keys::from_config(w.sb.config()).unwrap();
+    let sign = rsa2_sign(&keys.alipay_key, &content).unwrap();
+    fields.push(("sign".into(), sign));
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .finish()
+}
+
+async fn post_form(url: &str, form: String) -> String {
+    client()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Issue 10 item 2: the SDKs disagree on empty values, so a genuine notification with `body=`
+/// is signed either with the empty field dropped or kept as `k=`. Both must pay the order, in
+/// both Alipay key modes, over HTTP to the gateway.
+#[tokio::test]
+async fn alipay_notifications_with_empty_values_pay_in_both_forms() {
+    for w in worlds("e2e_empty").await {
+        for account in [ALIPAY, ALIPAY_CERT] {
+            let tag = account.replace('-', "");
+            let (url, model) = alipay_model(&w, account, &format!("MODEL{tag}")).await;
+            for (n, keep_empty) in [(1, false), (2, true)] {
+                let no = format!("EMPTY{n}{tag}");
+                let p = w.create(account, "alipay", "qr", &no, 250).await;
+                let id = p["id"].as_str().unwrap().to_string();
+                let form = alipay_signed(&w, &model, &no, &[("body", "")], keep_empty);
+                assert!(form.contains("body=&"));
+                assert_eq!(post_form(&url, form).await, "success", "{account} {n}");
+                let paid = w.payment(&id).await;
+                assert_eq!(
+                    paid["status"], "paid",
+                    "{account} keep_empty={keep_empty}: {paid}"
+                );
+            }
+        }
+    }
+}
+
+/// Issue 10 item 10: a correctly signed Alipay notification naming another app id is a
+/// `mismatch` linked to the order it names (its timeline shows it), not `unverified`, and
+/// pays nothing.
+#[tokio::test]
+async fn alipay_notification_for_another_app_is_a_linked_mismatch() {
+    for w in worlds("e2e_other_app").await {
+        for account in [ALIPAY, ALIPAY_CERT] {
+            let tag = account.replace('-', "");
+            let (url, model) = alipay_model(&w, account, &format!("MODEL{tag}")).await;
+            let no = format!("OTHER{tag}");
+            let p = w.create(account, "alipay", "qr", &no, 250).await;
+            let id = p["id"].as_str().unwrap().to_string();
+            let form = alipay_signed(
+                &w,
+                &model,
+                &no,
+                &[
+                    ("app_id", "2021009999999999"),
+                    ("auth_app_id", "2021009999999999"),
+                ],
+                false,
+            );
+            // Final: Alipay stops resending it.
+            assert_eq!(post_form(&url, form).await, "success");
+            assert_ne!(w.payment(&id).await["status"], "paid");
+            let inbox = w
+                .inst
+                .gw
+                .store
+                .list_payment_notifications(&id)
+                .await
+                .unwrap();
+            assert_eq!(inbox.len(), 1, "{account}: linked to the order it names");
+            assert_eq!(inbox[0].outcome.as_deref(), Some("mismatch"), "{account}");
+            assert_eq!(inbox[0].verified, Some(true));
+            assert!(inbox[0]
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("2021009999999999"));
+        }
+    }
+}
+
+/// Issue 10 item 9: a forged APIv3 notification (a serial we do not know, a stale timestamp)
+/// is a sender fault: 4xx with a generic message that names neither the serial nor our clock;
+/// the reason is in the inbox.
+#[tokio::test]
+async fn forged_wechat_v3_notification_gets_a_generic_4xx() {
+    for w in worlds("e2e_v3_forged").await {
+        let url = format!("{}/notify/wechat/v3/{WECHAT_V3}", w.inst.base);
+        for (serial, timestamp) in [("FORGEDSERIAL0001", "1700000000"), ("", "x")] {
+            let reply = client()
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("wechatpay-serial", serial)
+                .header("wechatpay-timestamp", timestamp)
+                .header("wechatpay-nonce", "n")
+                .header("wechatpay-signature", "c2lnbmF0dXJl")
+                .header("wechatpay-signature-type", "WECHATPAY2-SHA256-RSA2048")
+                .body(r#"{"id":"x","resource":{}}"#)
+                .send()
+                .await
+                .unwrap();
+            let status = reply.status().as_u16();
+            let body = reply.text().await.unwrap();
+            assert!((400..500).contains(&status), "{status} {body}");
+            assert!(!body.contains("FORGEDSERIAL"), "{body}");
+            assert!(!body.contains("1700000000"), "{body}");
+            assert!(
+                !body.contains(&(w.inst.gw.now_ms() / 1_000_000).to_string()),
+                "{body}"
+            );
+        }
+        let inbox = w
+            .inst
+            .gw
+            .store
+            .list_recent_notifications(Some(WECHAT_V3), 10)
+            .await
+            .unwrap();
+        assert_eq!(inbox.len(), 2);
+        for n in &inbox {
+            assert_eq!(n.outcome.as_deref(), Some("unverified"));
+            assert!(n.reason.as_deref().is_some_and(|r| !r.is_empty()));
+        }
+    }
+}
+
+/// Issue 10 item 10: a WeChat APIv2 refund notification (genuinely encrypted with the API key)
+/// whose amount contradicts the refund is a `mismatch` with a reason, not `no_change`, and
+/// settles nothing.
+#[tokio::test]
+async fn wechat_v2_refund_notification_with_another_amount_is_a_mismatch() {
+    use paybridge_wechatpay::v2::notify::encrypt_req_info;
+    use paybridge_wechatpay::v2::xml::write_xml_root;
+    for w in worlds("e2e_v2_refund_mismatch").await {
+        let no = "V2RMISMATCH1";
+        let p = w.create(WECHAT_V2, "wechat", "qr", no, 1000).await;
+        let id = p["id"].as_str().unwrap().to_string();
+        w.buyer_pays(no, &p["client_action"]).await;
+        let k = &w.keys.sandbox_all;
+        let (s, r, _) = post(
+            &w.inst.base,
+            &format!("/v1/payments/{id}/refunds"),
+            k,
+            Some("rm-1"),
+            &json!({"amount": 300}),
+        )
+        .await;
+        assert_eq!(s, 201, "{r}");
+        let rid = r["id"].as_str().unwrap().to_string();
+        let refund = w.inst.gw.store.get_refund(&rid).await.unwrap().unwrap();
+        let m = &w.sb.config().wechat.merchants[0];
+        let inner = write_xml_root(
+            "root",
+            [
+                ("out_trade_no", no),
+                ("out_refund_no", refund.out_refund_no.as_str()),
+                ("refund_id", "50000000000000000001"),
+                ("total_fee", "1000"),
+                ("refund_fee", "900"),
+                ("settlement_refund_fee", "900"),
+                ("refund_status", "SUCCESS"),
+                ("success_time", "2026-12-02 12:00:00"),
+            ],
+        );
+        let req_info = encrypt_req_info(&inner, &m.api_v2_key).unwrap();
+        let body = paybridge_wechatpay::v2::write_xml([
+            ("return_code", "SUCCESS"),
+            ("appid", m.appid.as_str()),
+            ("mch_id", m.mchid.as_str()),
+            ("nonce_str", "n1"),
+            ("req_info", req_info.as_str()),
+        ]);
+        let url = format!("{}/notify/wechat/v2/{WECHAT_V2}/refund", w.inst.base);
+        let reply = client()
+            .post(&url)
+            .header("content-type", "text/xml")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert!(reply.status().is_success());
+        let stored = get(&w.inst.base, &format!("/v1/refunds/{rid}"), k).await.1;
+        assert_ne!(stored["status"], "succeeded", "{stored}");
+        let inbox = w
+            .inst
+            .gw
+            .store
+            .list_payment_notifications(&id)
+            .await
+            .unwrap();
+        let last = inbox
+            .iter()
+            .find(|n| n.path.ends_with("/refund"))
+            .expect("the refund notification is linked to its payment");
+        assert_eq!(
+            last.outcome.as_deref(),
+            Some("mismatch"),
+            "{:?}",
+            last.reason
+        );
+        assert!(last.reason.as_deref().unwrap().contains("900"));
+        let jobs = w.inst.gw.store.list_payment_jobs(&id).await.unwrap();
+        assert!(jobs.iter().any(|j| j.kind == "refund.query"), "{jobs:?}");
+    }
+}

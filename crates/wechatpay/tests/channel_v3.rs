@@ -467,12 +467,14 @@ async fn notification_verify_decrypt_and_replies() {
     assert_eq!(ch.acknowledge(&NotifyOutcome::Accepted).status, 204);
     let fail = ch.acknowledge(&NotifyOutcome::Rejected {
         retry: true,
-        reason: "busy".into(),
+        reason: "refused".into(),
     });
     assert_eq!(
         (fail.status, fail.body),
-        (500, br#"{"code":"FAIL","message":"busy"}"#.to_vec())
+        (400, br#"{"code":"FAIL","message":"refused"}"#.to_vec())
     );
+    let ours = ch.acknowledge(&NotifyOutcome::Failed);
+    assert_eq!(ours.status, 500);
 }
 
 #[tokio::test]

@@ -509,11 +509,15 @@ async fn notify(s: AppState, kind: NotifyKind, account: String, req: Request) ->
             )
         })
         .collect();
-    let forwarded = parts
+    // Field lines of one name form one comma-separated list, in order (RFC 9110 §5.3): a
+    // client's own line comes first, the proxy's appended hop last, so all lines count.
+    let lines: Vec<&str> = parts
         .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().unwrap_or(","))
+        .collect();
+    let forwarded = (!lines.is_empty()).then(|| lines.join(","));
     let inbound = InboundRequest {
         method: parts.method.as_str().to_string(),
         path: parts.uri.path().to_string(),

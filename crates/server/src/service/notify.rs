@@ -58,12 +58,36 @@ impl Verdict {
         Verdict {
             verified,
             outcome,
-            reason: Some(reason.clone()),
+            reason: Some(reason),
             notify_id: None,
             payment_id: None,
-            reply: NotifyOutcome::Rejected { retry, reason },
+            // The sender learns that it was refused, not why (which key or serial, our clock):
+            // the inbox keeps the reason.
+            reply: NotifyOutcome::Rejected {
+                retry,
+                reason: "notification refused".into(),
+            },
         }
     }
+}
+
+/// Whether a notification header is kept in the inbox: what verification reads (the body's
+/// type and charset, WeChat Pay's `Wechatpay-*` signature headers) and the forwarding chain,
+/// nothing else. Whatever a sender adds (`Authorization`, `Cookie`, `Proxy-Authorization`, an
+/// API key header...) may be a credential and is never stored.
+fn keeps_header(name: &str) -> bool {
+    matches!(
+        name,
+        "content-type" | "user-agent" | "x-forwarded-for" | "forwarded" | "x-real-ip"
+    ) || name.starts_with("wechatpay-")
+}
+
+fn stored_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| keeps_header(&k.to_ascii_lowercase()))
+        .cloned()
+        .collect()
 }
 
 impl Gateway {
@@ -92,7 +116,7 @@ impl Gateway {
                 channel: account.channel,
                 account: account.id.clone(),
                 path: req.path.clone(),
-                headers: req.headers.clone(),
+                headers: stored_headers(&req.headers),
                 body: req.body.clone(),
                 remote_addr: client_ip.map(|ip| ip.to_string()),
             })
@@ -101,10 +125,7 @@ impl Gateway {
             Ok(id) => id,
             Err(e) => {
                 tracing::error!(error = %e, "cannot store notification");
-                return NotifyReply::Provider(channel.acknowledge(&NotifyOutcome::Rejected {
-                    retry: true,
-                    reason: "temporarily unavailable".into(),
-                }));
+                return NotifyReply::Provider(channel.acknowledge(&NotifyOutcome::Failed));
             }
         };
         let verdict = match client_ip {
@@ -169,26 +190,6 @@ impl Gateway {
             // provider retry; a forger's retries change nothing either.
             Err(e) => return Verdict::rejected(false, "unverified", e.to_string(), true),
         };
-        if let Some(app_id) = &verified.app_id {
-            if app_id != &account.app_id {
-                return Verdict::rejected(
-                    true,
-                    "mismatch",
-                    format!("app id {app_id} is not this account's"),
-                    false,
-                );
-            }
-        }
-        if let (Some(theirs), Some(ours)) = (&verified.merchant_id, &account.merchant_id) {
-            if theirs != ours {
-                return Verdict::rejected(
-                    true,
-                    "mismatch",
-                    format!("merchant id {theirs} is not this account's"),
-                    false,
-                );
-            }
-        }
         let out_trade_no = match &verified.event {
             ChannelEvent::Payment { snapshot } => &snapshot.out_trade_no,
             ChannelEvent::Refund { out_trade_no, .. } => out_trade_no,
@@ -198,16 +199,36 @@ impl Gateway {
             .get_payment_by_out_trade_no(&account.id, out_trade_no)
             .await
         {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                return Verdict::rejected(
-                    true,
-                    "unknown_order",
-                    format!("no order {out_trade_no} in account {}", account.id),
-                    false,
-                )
-            }
+            Ok(p) => p,
             Err(e) => return self.failed(e.to_string()),
+        };
+        // Correctly signed yet naming another app or merchant: not a key problem (no refresh),
+        // and linked to the order it names so its timeline shows it.
+        let foreign = match (
+            &verified.app_id,
+            &verified.merchant_id,
+            &account.merchant_id,
+        ) {
+            (Some(app_id), _, _) if app_id != &account.app_id => {
+                Some(format!("app id {app_id} is not this account's"))
+            }
+            (_, Some(theirs), Some(ours)) if theirs != ours => {
+                Some(format!("merchant id {theirs} is not this account's"))
+            }
+            _ => None,
+        };
+        if let Some(reason) = foreign {
+            let mut verdict = Verdict::rejected(true, "mismatch", reason, false);
+            verdict.payment_id = payment.map(|p| p.id);
+            return verdict;
+        }
+        let Some(payment) = payment else {
+            return Verdict::rejected(
+                true,
+                "unknown_order",
+                format!("no order {out_trade_no} in account {}", account.id),
+                false,
+            );
         };
         let audit = Audit::new(format!("notify:{notification_id}"), "provider notification");
         let mut verdict = match &verified.event {
@@ -249,6 +270,32 @@ impl Gateway {
                     .get_refund_by_out_refund_no(&payment.id, &snapshot.out_refund_no)
                     .await
                 {
+                    Ok(Some(refund)) if snapshot.amount.is_some_and(|a| a != refund.amount) => {
+                        // Signed by the provider yet contradicting the refund: ask the provider
+                        // directly, as the payment path does.
+                        if let Err(e) = self
+                            .schedule(
+                                JobKind::RefundQuery,
+                                &refund.id,
+                                Some(&payment.id),
+                                self.now_ms(),
+                            )
+                            .await
+                        {
+                            tracing::warn!(error = %e, "cannot schedule refund query");
+                        }
+                        Verdict::rejected(
+                            true,
+                            "mismatch",
+                            format!(
+                                "refund {} is {} fen, the notification says {} fen",
+                                refund.id,
+                                refund.amount.as_i64(),
+                                snapshot.amount.map_or(0, |a| a.as_i64())
+                            ),
+                            false,
+                        )
+                    }
                     Ok(Some(refund)) => {
                         let before = refund.status;
                         match self.apply_refund_snapshot(refund, snapshot, &audit).await {
@@ -303,10 +350,7 @@ impl Gateway {
             notify_id: None,
             payment_id: None,
             // The provider sees a generic message; the inbox keeps the real one.
-            reply: NotifyOutcome::Rejected {
-                retry: true,
-                reason: "temporarily unavailable".into(),
-            },
+            reply: NotifyOutcome::Failed,
         }
     }
 }

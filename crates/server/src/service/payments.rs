@@ -53,7 +53,53 @@ fn validate_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
             "{field} contains control characters"
         )));
     }
+    if value.chars().any(is_format_char) {
+        return Err(ApiError::Validation(format!(
+            "{field} contains invisible formatting characters"
+        )));
+    }
+    // Alipay and WeChat APIv2 sign an unescaped `k=v&k=v` join that echoes this text back in
+    // notifications: a `&` or `=` in it lets whoever controls it re-split a genuine signed
+    // notification into other fields (another order, another amount). Alipay forbids these and
+    // the other specials in subject/body outright.
+    if let Some(c) = value.chars().find(|c| FORBIDDEN_IN_TEXT.contains(c)) {
+        return Err(ApiError::Validation(format!(
+            "{field} must not contain {c:?} (the providers forbid {FORBIDDEN_IN_TEXT:?})"
+        )));
+    }
     Ok(())
+}
+
+/// Characters refused in merchant text the providers sign and echo (Alipay: "不可使用特殊字符，
+/// 如 /，=，& 等").
+const FORBIDDEN_IN_TEXT: &[char] = &['&', '=', '/', '\\', '%', '+', '?', '#', '<', '>', '"', '\''];
+
+/// Unicode general category Cf (bidirectional overrides such as U+202E, zero-width spaces and
+/// joiners, the BOM...): they make a subject read differently from what it is, or read as
+/// nothing at all.
+fn is_format_char(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}'
+        | '\u{0600}'..='\u{0605}'
+        | '\u{061C}'
+        | '\u{06DD}'
+        | '\u{070F}'
+        | '\u{0890}'..='\u{0891}'
+        | '\u{08E2}'
+        | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{110BD}'
+        | '\u{110CD}'
+        | '\u{13430}'..='\u{1343F}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0001}'
+        | '\u{E0020}'..='\u{E007F}')
 }
 
 fn validate(input: &CreatePaymentInput) -> Result<Fen, ApiError> {

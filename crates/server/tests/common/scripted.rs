@@ -208,6 +208,7 @@ impl PaymentChannel for Scripted {
                 retry: false,
                 reason,
             } => (200, format!("stop: {reason}")),
+            NotifyOutcome::Failed => (500, "retry: ours".to_string()),
         };
         HttpReply {
             status,

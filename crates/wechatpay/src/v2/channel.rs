@@ -331,6 +331,7 @@ impl PaymentChannel for V2Channel {
         let body = match outcome {
             NotifyOutcome::Accepted => REPLY_SUCCESS.to_string(),
             NotifyOutcome::Rejected { reason, .. } => reply_fail(reason),
+            NotifyOutcome::Failed => reply_fail("temporarily unavailable"),
         };
         HttpReply {
             status: 200,

@@ -6,7 +6,7 @@ use paybridge_crypto::{
 };
 
 use super::error::V2Error;
-use super::sign::verify_fields;
+use super::sign::{refuse_ambiguous, verify_fields};
 use super::xml::{parse_xml, write_xml, XmlDoc};
 use super::{opt, parse_fen, parse_opt_fen};
 
@@ -49,6 +49,7 @@ pub struct PayNotification {
 pub fn parse_pay_notify(body: &[u8], api_key: &str) -> Result<PayNotification, V2Error> {
     let doc = parse_xml(body)?;
     check_return_code(&doc)?;
+    refuse_ambiguous(&doc.fields)?;
     verify_fields(&doc.fields, api_key)?;
     pay_notification_from_doc(doc)
 }
@@ -167,7 +168,7 @@ pub fn is_refund_notify(doc: &XmlDoc) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::v2::sign::{sign, SignType};
+    use crate::v2::sign::{sign, SignError, SignType};
 
     #[test]
     fn pay_notify_verifies_and_types() {
@@ -196,6 +197,56 @@ mod tests {
         assert!(matches!(
             parse_pay_notify(fail.as_bytes(), key),
             Err(V2Error::Return { .. })
+        ));
+    }
+
+    #[test]
+    fn a_re_split_attach_never_verifies() {
+        let key = "192006250b4c09247ec02edce69f6a2d";
+        let smuggled = "x&mch_id=100&out_trade_no=VICTIM1&result_code=SUCCESS\
+                        &return_code=SUCCESS&total_fee=88800&zz=w";
+        let genuine = [
+            ("appid", "wx1"),
+            ("attach", smuggled),
+            ("mch_id", "100"),
+            ("out_trade_no", "ATTACK1"),
+            ("result_code", "SUCCESS"),
+            ("return_code", "SUCCESS"),
+            ("total_fee", "1"),
+        ];
+        let s = sign(genuine.iter().copied(), key, SignType::Md5);
+        // The genuine notification itself carries a separator in `attach`: refused.
+        let mut fields = genuine.to_vec();
+        fields.push(("sign", &s));
+        let body = write_xml(fields.iter().copied());
+        assert!(matches!(
+            parse_pay_notify(body.as_bytes(), key),
+            Err(V2Error::Sign(SignError::Ambiguous(f))) if f == "attach"
+        ));
+        // Re-split so that stringA is byte-identical but names the victim: refused too.
+        let forged = [
+            ("appid", "wx1"),
+            ("attach", "x"),
+            ("mch_id", "100"),
+            ("out_trade_no", "VICTIM1"),
+            ("result_code", "SUCCESS"),
+            ("return_code", "SUCCESS"),
+            ("total_fee", "88800"),
+            (
+                "zz",
+                "w&mch_id=100&out_trade_no=ATTACK1&result_code=SUCCESS&return_code=SUCCESS&total_fee=1",
+            ),
+        ];
+        assert_eq!(
+            crate::v2::sign::string_a(forged.iter().copied()),
+            crate::v2::sign::string_a(genuine.iter().copied())
+        );
+        let mut fields = forged.to_vec();
+        fields.push(("sign", &s));
+        let body = write_xml(fields.iter().copied());
+        assert!(matches!(
+            parse_pay_notify(body.as_bytes(), key),
+            Err(V2Error::Sign(SignError::Ambiguous(f))) if f == "zz"
         ));
     }
 

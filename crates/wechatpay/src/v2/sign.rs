@@ -119,6 +119,24 @@ pub enum SignError {
     UnknownType(String),
     #[error("signature mismatch ({0})")]
     Mismatch(&'static str),
+    #[error(
+        "field {0:?} holds a separator: the signed string would not split back into these fields"
+    )]
+    Ambiguous(String),
+}
+
+/// Refuses a field list whose `stringA` could be split into other fields: values are joined
+/// raw, so a `&` in one (merchant text such as `attach` or `body`, echoed in notifications)
+/// lets a genuine signature be re-split to name another order or amount. For notifications
+/// only: some replies carry URLs with `&` (`mweb_url`) and are not re-split by anyone.
+pub fn refuse_ambiguous(fields: &[(String, String)]) -> Result<(), SignError> {
+    match fields
+        .iter()
+        .find(|(k, v)| k.contains(['&', '=']) || (k != "sign" && v.contains('&')))
+    {
+        Some((k, _)) => Err(SignError::Ambiguous(k.clone())),
+        None => Ok(()),
+    }
 }
 
 /// Verifies a received field list (every field but `sign` is covered, unknown ones included),

@@ -264,10 +264,17 @@ impl<T: Transport> PaymentChannel for V3Channel<T> {
                 content_type: "application/json",
                 body: Vec::new(),
             },
-            NotifyOutcome::Rejected { retry, reason } => HttpReply {
-                status: if *retry { 500 } else { 400 },
+            // WeChat Pay resends after any non-2xx answer, so a sender fault is a 4xx even when
+            // a later attempt may pass (our keys may be refreshed by then); 5xx only for ours.
+            NotifyOutcome::Rejected { reason, .. } => HttpReply {
+                status: 400,
                 content_type: "application/json",
                 body: failure_body(reason).into_bytes(),
+            },
+            NotifyOutcome::Failed => HttpReply {
+                status: 500,
+                content_type: "application/json",
+                body: failure_body("temporarily unavailable").into_bytes(),
             },
         }
     }
