@@ -170,9 +170,12 @@ pub fn run(args: ReconcileArgs) -> ExitCode {
             }
         };
         match gw.reconciliation_view(&report.run).await {
-            Ok(view) => println!(
+            Ok(rec) => println!(
                 "{}",
-                serde_json::to_string_pretty(&view).unwrap_or_default()
+                serde_json::to_string_pretty(
+                    &paybridge_server::routes::views::ReconciliationView::from(&rec)
+                )
+                .unwrap_or_default()
             ),
             Err(e) => eprintln!("paybridge reconcile: {e}"),
         }

@@ -548,3 +548,205 @@ async fn a_crashed_instance_loses_nothing_its_leased_jobs_move_to_another() {
         }
     }
 }
+
+/// The document names exactly the routes the router serves (read from the router's source and
+/// probed over HTTP), and every kind of answer the merchant API gives, from a real gateway on
+/// the sandbox, matches the schema the document gives for it, with nothing missing or extra.
+#[tokio::test]
+async fn every_route_and_response_body_matches_the_openapi_document() {
+    use common::openapi::{assert_matches, declared_routes, documented_routes, mismatches};
+    let w = world(db::sqlite_db().await, &[ALIPAY]).await;
+    let base = &w.inst.base;
+    let key = &w.keys.sandbox_all;
+    let (status, doc) = get(base, "/openapi.json", "").await;
+    assert_eq!(status, 200);
+
+    let declared = declared_routes(&[
+        include_str!("../src/routes/mod.rs"),
+        include_str!("../src/routes/reconcile.rs"),
+    ]);
+    assert!(
+        declared.len() >= 19,
+        "router source not understood: {declared:?}"
+    );
+    let documented = documented_routes(&doc);
+    assert_eq!(
+        declared.difference(&documented).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "served but not documented"
+    );
+    assert_eq!(
+        documented.difference(&declared).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "documented but not served"
+    );
+    // The router agrees over HTTP: documented methods reach a handler (not the fallback),
+    // others on the same path are refused with 405.
+    let http = client();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{id}", "nope").replace("{account}", "nope");
+        for m in ["get", "post", "put", "patch", "delete"] {
+            let method = reqwest::Method::from_bytes(m.to_uppercase().as_bytes()).unwrap();
+            let resp = http
+                .request(method, format!("{base}{concrete}"))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            if item.get(m).is_some() {
+                assert_ne!(status, 405, "{m} {path}");
+                assert!(!text.contains("route not found"), "{m} {path}: {text}");
+            } else {
+                assert_eq!(status, 405, "{m} {path}: {text}");
+            }
+        }
+    }
+
+    // Payments: created, read, listed (by page and by order number), paid.
+    let created = w.create(ALIPAY, "OAPI0001", 1000, 3600).await;
+    assert_matches(&doc, "post", "/v1/payments", 201, &created);
+    let id = created["id"].as_str().unwrap();
+    w.pay("OAPI0001").await;
+    let (s, paid) = get(base, &format!("/v1/payments/{id}"), key).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_matches(&doc, "get", "/v1/payments/{id}", s, &paid);
+    for q in ["", "?limit=1", "?out_trade_no=OAPI0001"] {
+        let (s, list) = get(base, &format!("/v1/payments{q}"), key).await;
+        assert_eq!(list["data"].as_array().unwrap().len(), 1, "{q}: {list}");
+        assert_matches(&doc, "get", "/v1/payments", s, &list);
+    }
+    // The schemas are closed: a field more or less fails.
+    let mut extra = paid.clone();
+    extra["surprise"] = json!(1);
+    assert!(!mismatches(&doc, "get", "/v1/payments/{id}", 200, &extra).is_empty());
+    for field in ["version", "description", "payer_id"] {
+        let mut missing = paid.clone();
+        missing.as_object_mut().unwrap().remove(field);
+        assert!(
+            !mismatches(&doc, "get", "/v1/payments/{id}", 200, &missing).is_empty(),
+            "{field} is required"
+        );
+    }
+
+    // Refunds.
+    let (s, refund, _) = post(
+        base,
+        &format!("/v1/payments/{id}/refunds"),
+        key,
+        Some("oapi-refund"),
+        &json!({"amount": 300, "reason": "schema"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{refund}");
+    assert_matches(&doc, "post", "/v1/payments/{id}/refunds", s, &refund);
+    let rid = refund["id"].as_str().unwrap();
+    let (s, r) = get(base, &format!("/v1/refunds/{rid}"), key).await;
+    assert_matches(&doc, "get", "/v1/refunds/{id}", s, &r);
+    let (s, rl) = get(base, &format!("/v1/payments/{id}/refunds"), key).await;
+    assert_matches(&doc, "get", "/v1/payments/{id}/refunds", s, &rl);
+    let (s, too_much, _) = post(
+        base,
+        &format!("/v1/payments/{id}/refunds"),
+        key,
+        Some("oapi-refund-2"),
+        &json!({"amount": 5000}),
+    )
+    .await;
+    assert_eq!(too_much["code"], "refund_exceeds_payment", "{too_much}");
+    assert_matches(&doc, "post", "/v1/payments/{id}/refunds", s, &too_much);
+
+    // What happened to the payment.
+    let (s, calls) = get(base, &format!("/v1/payments/{id}/provider-calls"), key).await;
+    assert!(!calls["data"].as_array().unwrap().is_empty(), "{calls}");
+    assert_matches(&doc, "get", "/v1/payments/{id}/provider-calls", s, &calls);
+    let (s, tl) = get(base, &format!("/v1/payments/{id}/timeline"), key).await;
+    assert!(!tl["state_changes"].as_array().unwrap().is_empty(), "{tl}");
+    assert_matches(&doc, "get", "/v1/payments/{id}/timeline", s, &tl);
+
+    // Events and webhooks.
+    let (s, events) = get(base, "/v1/events?limit=100", key).await;
+    let first = events["data"][0]["id"].as_str().unwrap().to_string();
+    assert_matches(&doc, "get", "/v1/events", s, &events);
+    let (s, again, _) = post(
+        base,
+        &format!("/v1/events/{first}/redeliver"),
+        key,
+        Some("oapi-redeliver"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{again}");
+    assert_matches(&doc, "post", "/v1/events/{id}/redeliver", s, &again);
+
+    // Close (refused: paid) and reconciliation.
+    let (s, closed, _) = post(
+        base,
+        &format!("/v1/payments/{id}/close"),
+        key,
+        Some("oapi-close"),
+        &json!({}),
+    )
+    .await;
+    assert_matches(&doc, "post", "/v1/payments/{id}/close", s, &closed);
+    let run = w.reconcile(ALIPAY).await;
+    assert_matches(&doc, "post", "/v1/reconciliations", 201, &run);
+    let run_id = run["id"].as_str().unwrap();
+    let (s, shown) = get(base, &format!("/v1/reconciliations/{run_id}"), key).await;
+    assert_matches(&doc, "get", "/v1/reconciliations/{id}", s, &shown);
+    let unpaid = w.create(ALIPAY, "OAPI0002", 500, 3600).await;
+    let uid = unpaid["id"].as_str().unwrap();
+    let (s, closed, _) = post(
+        base,
+        &format!("/v1/payments/{uid}/close"),
+        key,
+        Some("oapi-close-2"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(s, 200, "{closed}");
+    assert_matches(&doc, "post", "/v1/payments/{id}/close", s, &closed);
+
+    // Problems: 400, 401, 403, 404, 409, 422.
+    let (s, p) = get(base, "/v1/payments/pay_missing", key).await;
+    assert_eq!(s, 404);
+    assert_matches(&doc, "get", "/v1/payments/{id}", s, &p);
+    let (s, p) = get(base, "/v1/events", "").await;
+    assert_eq!(s, 401);
+    assert_matches(&doc, "get", "/v1/events", s, &p);
+    let (s, p, _) = post(
+        base,
+        "/v1/payments",
+        &w.keys.sandbox_read,
+        Some("oapi-forbidden"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(s, 403);
+    assert_matches(&doc, "post", "/v1/payments", s, &p);
+    let (s, p, _) = post(
+        base,
+        "/v1/payments",
+        key,
+        Some("oapi-bad"),
+        &json!({"amount": 1}),
+    )
+    .await;
+    assert_eq!(s, 400, "{p}");
+    assert_matches(&doc, "post", "/v1/payments", s, &p);
+    let (s, p, _) = post(
+        base,
+        &format!("/v1/payments/{id}/refunds"),
+        key,
+        Some("oapi-refund"),
+        &json!({"amount": 301}),
+    )
+    .await;
+    assert_eq!(s, 422, "{p}");
+    assert_matches(&doc, "post", "/v1/payments/{id}/refunds", s, &p);
+    let (s, p) = get(base, "/v1/reconciliations/rec_missing", key).await;
+    assert_eq!(s, 404);
+    assert_matches(&doc, "get", "/v1/reconciliations/{id}", s, &p);
+    let (s, health) = get(base, "/healthz", "").await;
+    assert_matches(&doc, "get", "/healthz", s, &health);
+}

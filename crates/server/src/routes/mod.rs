@@ -3,6 +3,7 @@
 
 pub mod openapi;
 mod reconcile;
+pub mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,10 +21,14 @@ use paybridge_store::{ApiKey, ApiScope, IdempotencyBegin, PaymentFilter};
 use serde::Deserialize;
 use serde_json::Value;
 
+use self::views::{
+    EventList, EventView, PaymentList, PaymentView, ProviderCallList, ProviderCallView, Redelivery,
+    RefundList, RefundView, Timeline,
+};
 use crate::error::ApiError;
 use crate::service::{
-    views, Answer, CreatePaymentInput, CreateRefundInput, Gateway, IdempotencyKey, NotifyKind,
-    NotifyReply,
+    views as service_views, Answer, CreatePaymentInput, CreateRefundInput, Gateway, IdempotencyKey,
+    NotifyKind, NotifyReply,
 };
 
 /// Provider notifications are small; anything bigger is not one (and XML bombs are capped).
@@ -43,7 +48,7 @@ pub fn app(gw: Arc<Gateway>, max_body_bytes: usize) -> Router {
     let state = AppState { gw, max_body_bytes };
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/payments", post(create_payment).get(list_payments))
         .route("/v1/payments/:id", get(get_payment))
         .route("/v1/payments/:id/close", post(close_payment))
@@ -68,9 +73,17 @@ pub fn app(gw: Arc<Gateway>, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
+#[utoipa::path(get, path = "/healthz", operation_id = "health", security(()),
+    responses((status = 200, description = "database reachable", body = views::Health)))]
 async fn healthz(State(s): State<AppState>) -> Response {
     match s.gw.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(views::Health {
+                status: "ok".to_string(),
+            }),
+        )
+            .into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }
 }
@@ -276,13 +289,20 @@ fn answer_response(answer: Result<Answer<Value>, ApiError>, success: StatusCode)
     }
 }
 
+/// Create a payment and return what the buyer's client needs
+///
+/// Scope: write. `202` with the payment while the provider's answer is unknown (a query job
+/// settles it).
+#[utoipa::path(post, path = "/v1/payments", operation_id = "createPayment",
+    request_body = crate::service::CreatePaymentInput,
+    responses((status = 201, body = PaymentView), (status = 202, body = PaymentView)))]
 async fn create_payment(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let answer = async {
         let (key, bytes) = authorized_body(&s, &headers, body, ApiScope::Write).await?;
         let idem = idempotency_key(&headers, "/v1/payments", &bytes)?;
         let input: CreatePaymentInput = parse_json(&bytes)?;
         let answer = s.gw.create_payment(&key, &idem, input).await?;
-        Ok(answer.map(|p| views::payment(&p)))
+        Ok(answer.map(|p| service_views::payment(&p)))
     }
     .await;
     answer_response(answer, StatusCode::CREATED)
@@ -298,11 +318,24 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
+/// List payments of the key's mode, newest first
+///
+/// Scope: read.
+#[utoipa::path(get, path = "/v1/payments", operation_id = "listPayments",
+    params(
+        ("account" = Option<String>, Query),
+        ("channel" = Option<String>, Query, description = "alipay or wechat"),
+        ("status" = Option<String>, Query),
+        ("out_trade_no" = Option<String>, Query),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100),
+        ("after" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses((status = 200, body = PaymentList)))]
 async fn list_payments(
     State(s): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PaymentList>, ApiError> {
     let key = authenticate(&s, &headers, ApiScope::Read).await?;
     let Query(q) = q.map_err(|e| ApiError::Validation(e.body_text()))?;
     let channel = q
@@ -323,7 +356,7 @@ async fn list_payments(
         status,
         ..PaymentFilter::default()
     };
-    let v =
+    let page =
         s.gw.list_payments(
             &key,
             filter,
@@ -332,18 +365,29 @@ async fn list_payments(
             q.limit.unwrap_or(20),
         )
         .await?;
-    Ok(Json(v))
+    Ok(Json(PaymentList {
+        data: page.items.iter().map(PaymentView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
+/// Scope: read.
+#[utoipa::path(get, path = "/v1/payments/{id}", operation_id = "getPayment",
+    params(("id" = String, Path)), responses((status = 200, body = PaymentView)))]
 async fn get_payment(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PaymentView>, ApiError> {
     let key = authenticate(&s, &headers, ApiScope::Read).await?;
-    Ok(Json(s.gw.get_payment(&key, &id).await?))
+    Ok(Json(PaymentView::from(&s.gw.get_payment(&key, &id).await?)))
 }
 
+/// Close an unpaid payment at the provider (barcode payments are cancelled)
+///
+/// Scope: write.
+#[utoipa::path(post, path = "/v1/payments/{id}/close", operation_id = "closePayment",
+    params(("id" = String, Path)), responses((status = 200, body = PaymentView)))]
 async fn close_payment(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -363,11 +407,18 @@ async fn close_payment(
         &path,
         &bytes,
         StatusCode::OK,
-        || async { Ok(views::payment(&gw.close_payment(&key, &id).await?)) },
+        || async { Ok(service_views::payment(&gw.close_payment(&key, &id).await?)) },
     )
     .await
 }
 
+/// Refund part or all of a paid payment
+///
+/// Scope: refund. The sum of refunds can never exceed the payment. `202` with the refund while
+/// the provider's answer is unknown.
+#[utoipa::path(post, path = "/v1/payments/{id}/refunds", operation_id = "createRefund",
+    params(("id" = String, Path)), request_body = crate::service::CreateRefundInput,
+    responses((status = 201, body = RefundView), (status = 202, body = RefundView)))]
 async fn create_refund(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -379,46 +430,70 @@ async fn create_refund(
         let idem = idempotency_key(&headers, &format!("/v1/payments/{id}/refunds"), &bytes)?;
         let input: CreateRefundInput = parse_json(&bytes)?;
         let answer = s.gw.create_refund(&key, &idem, &id, input).await?;
-        Ok(answer.map(|r| views::refund(&r)))
+        Ok(answer.map(|r| service_views::refund(&r)))
     }
     .await;
     answer_response(answer, StatusCode::CREATED)
 }
 
+/// Scope: read.
+#[utoipa::path(get, path = "/v1/payments/{id}/refunds", operation_id = "listRefunds",
+    params(("id" = String, Path)), responses((status = 200, body = RefundList)))]
 async fn list_refunds(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RefundList>, ApiError> {
     let key = authenticate(&s, &headers, ApiScope::Read).await?;
-    Ok(Json(s.gw.list_refunds(&key, &id).await?))
+    let refunds = s.gw.list_refunds(&key, &id).await?;
+    Ok(Json(RefundList {
+        data: refunds.iter().map(RefundView::from).collect(),
+    }))
 }
 
+/// Scope: read.
+#[utoipa::path(get, path = "/v1/refunds/{id}", operation_id = "getRefund",
+    params(("id" = String, Path)), responses((status = 200, body = RefundView)))]
 async fn get_refund(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RefundView>, ApiError> {
     let key = authenticate(&s, &headers, ApiScope::Read).await?;
-    Ok(Json(s.gw.get_refund(&key, &id).await?))
+    Ok(Json(RefundView::from(&s.gw.get_refund(&key, &id).await?)))
 }
 
+/// Every call made to the provider for this payment, redacted
+///
+/// Scope: read.
+#[utoipa::path(get, path = "/v1/payments/{id}/provider-calls", operation_id = "listProviderCalls",
+    params(("id" = String, Path)), responses((status = 200, body = ProviderCallList)))]
 async fn provider_calls(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProviderCallList>, ApiError> {
     let key = authenticate(&s, &headers, ApiScope::Read).await?;
-    Ok(Json(s.gw.payment_provider_calls(&key, &id).await?))
+    let calls = s.gw.payment_provider_calls(&key, &id).await?;
+    Ok(Json(ProviderCallList {
+        data: calls.iter().map(ProviderCallView::from).collect(),
+    }))
 }
 
+/// Queries, notifications and state changes of one payment
+///
+/// Scope: read.
+#[utoipa::path(get, path = "/v1/payments/{id}/timeline", operation_id = "paymentTimeline",
+    params(("id" = String, Path)), responses((status = 200, body = Timeline)))]
 async fn timeline(
     State(s): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Timeline>, ApiError> {
     let key = authenticate(&s, &headers, ApiScope::Read).await?;
-    Ok(Json(s.gw.payment_timeline(&key, &id).await?))
+    Ok(Json(Timeline::from(
+        &s.gw.payment_timeline(&key, &id).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -427,11 +502,20 @@ struct EventsQuery {
     limit: Option<u32>,
 }
 
+/// The event feed of the key's mode, oldest first, for merchants who pull
+///
+/// Scope: read.
+#[utoipa::path(get, path = "/v1/events", operation_id = "listEvents",
+    params(
+        ("after" = Option<String>, Query),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100),
+    ),
+    responses((status = 200, body = EventList)))]
 async fn list_events(
     State(s): State<AppState>,
     headers: HeaderMap,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventList>, ApiError> {
     let key = authenticate(&s, &headers, ApiScope::Read).await?;
     let Query(q) = q.map_err(|e| ApiError::Validation(e.body_text()))?;
     let page =
@@ -443,13 +527,18 @@ async fn list_events(
                 None,
             )
             .await?;
-    Ok(Json(serde_json::json!({
-        "data": page.events.iter().map(views::event).collect::<Vec<_>>(),
-        "next_cursor": page.cursor,
-        "has_more": page.has_more,
-    })))
+    Ok(Json(EventList {
+        data: page.events.iter().map(EventView::from).collect(),
+        next_cursor: page.cursor,
+        has_more: page.has_more,
+    }))
 }
 
+/// Send an event to the webhook endpoints again
+///
+/// Scope: write.
+#[utoipa::path(post, path = "/v1/events/{id}/redeliver", operation_id = "redeliverEvent",
+    params(("id" = String, Path)), responses((status = 200, body = Redelivery)))]
 async fn redeliver(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -481,7 +570,11 @@ async fn redeliver(
                 .redeliver(&event.id, &gw.endpoints_for(event.mode), gw.now_ms())
                 .await?;
             gw.outbox_signal.notify_one();
-            Ok(serde_json::json!({"event_id": event.id, "deliveries": n}))
+            Ok(serde_json::to_value(Redelivery {
+                event_id: event.id,
+                deliveries: n,
+            })
+            .unwrap_or(Value::Null))
         },
     )
     .await
@@ -547,10 +640,18 @@ async fn notify(s: AppState, kind: NotifyKind, account: String, req: Request) ->
     }
 }
 
+/// Alipay asynchronous notifications
+#[utoipa::path(post, path = "/notify/alipay/{account}", operation_id = "notifyAlipay",
+    tag = "provider", security(()), params(("account" = String, Path)),
+    responses((status = 200, description = "provider reply")))]
 async fn notify_alipay(State(s): State<AppState>, Path(a): Path<String>, req: Request) -> Response {
     notify(s, NotifyKind::Alipay, a, req).await
 }
 
+/// WeChat Pay APIv2 payment notifications
+#[utoipa::path(post, path = "/notify/wechat/v2/{account}/pay", operation_id = "notifyWechatV2Pay",
+    tag = "provider", security(()), params(("account" = String, Path)),
+    responses((status = 200, description = "provider reply")))]
 async fn notify_wechat_v2_pay(
     State(s): State<AppState>,
     Path(a): Path<String>,
@@ -559,6 +660,10 @@ async fn notify_wechat_v2_pay(
     notify(s, NotifyKind::WechatV2Pay, a, req).await
 }
 
+/// WeChat Pay APIv2 refund notifications
+#[utoipa::path(post, path = "/notify/wechat/v2/{account}/refund", operation_id = "notifyWechatV2Refund",
+    tag = "provider", security(()), params(("account" = String, Path)),
+    responses((status = 200, description = "provider reply")))]
 async fn notify_wechat_v2_refund(
     State(s): State<AppState>,
     Path(a): Path<String>,
@@ -567,6 +672,10 @@ async fn notify_wechat_v2_refund(
     notify(s, NotifyKind::WechatV2Refund, a, req).await
 }
 
+/// WeChat Pay APIv3 notifications
+#[utoipa::path(post, path = "/notify/wechat/v3/{account}", operation_id = "notifyWechatV3",
+    tag = "provider", security(()), params(("account" = String, Path)),
+    responses((status = 200, description = "provider reply")))]
 async fn notify_wechat_v3(
     State(s): State<AppState>,
     Path(a): Path<String>,

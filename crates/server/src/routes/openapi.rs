@@ -1,259 +1,192 @@
-//! The OpenAPI 3 document served at `/openapi.json`, written by hand next to the routes it
-//! describes (a test checks every route appears in it).
+//! The OpenAPI 3.1 document served at `/openapi.json`, generated from the handlers'
+//! `#[utoipa::path]` annotations and the typed views they answer with, so it cannot drift from
+//! the responses. Conventions shared by every merchant route (bearer auth, `Idempotency-Key` on
+//! POSTs, RFC 9457 problems) are added in one place by [`Conventions`].
 
-use serde_json::{json, Value};
+use serde_json::Value;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder, Schema, Type};
+use utoipa::{Modify, OpenApi};
 
-fn problem_responses() -> Value {
-    json!({
-        "400": {"$ref": "#/components/responses/Problem"},
-        "401": {"$ref": "#/components/responses/Problem"},
-        "403": {"$ref": "#/components/responses/Problem"},
-        "404": {"$ref": "#/components/responses/Problem"},
-        "409": {"$ref": "#/components/responses/Problem"},
-        "422": {"$ref": "#/components/responses/Problem"}
+use super::views;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "paybridge gateway",
+        description = "One API over Alipay and WeChat Pay. Amounts are integer fen. Every POST needs an Idempotency-Key header. API keys are bound to one mode (live or sandbox) and carry scopes read, write and refund."
+    ),
+    paths(
+        super::healthz,
+        openapi_json,
+        super::create_payment,
+        super::list_payments,
+        super::get_payment,
+        super::close_payment,
+        super::create_refund,
+        super::list_refunds,
+        super::provider_calls,
+        super::timeline,
+        super::get_refund,
+        super::list_events,
+        super::redeliver,
+        super::notify_alipay,
+        super::notify_wechat_v2_pay,
+        super::notify_wechat_v2_refund,
+        super::notify_wechat_v3,
+        super::reconcile::create,
+        super::reconcile::show,
+    ),
+    components(schemas(views::Problem)),
+    modifiers(&Conventions),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+/// The document as served, with every response object closed (see [`close_responses`]).
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
+    close_responses(&mut doc);
+    doc
+}
+
+/// Makes the response schemas say exactly what the gateway sends: no property the schema does
+/// not name (`additionalProperties: false`), and every nullable property required, because the
+/// views serialize `None` as `null` rather than leaving the field out. A property that may be
+/// absent is declared non-nullable and not required (`Problem.refundable`). Request bodies are
+/// left as derived: there a field may be omitted or `null`.
+fn close_responses(doc: &mut Value) {
+    let mut requests = Vec::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        for item in paths.values() {
+            for op in item.as_object().into_iter().flat_map(|o| o.values()) {
+                let content = &op["requestBody"]["content"];
+                for media in content.as_object().into_iter().flat_map(|c| c.values()) {
+                    if let Some(r) = media["schema"]["$ref"].as_str() {
+                        requests.push(r.rsplit('/').next().unwrap_or_default().to_string());
+                    }
+                }
+            }
+        }
+    }
+    let Some(schemas) = doc["components"]["schemas"].as_object_mut() else {
+        return;
+    };
+    for (name, schema) in schemas.iter_mut() {
+        if requests.contains(name) {
+            continue;
+        }
+        let Some(obj) = schema.as_object_mut() else {
+            continue;
+        };
+        let Some(props) = obj.get("properties").and_then(Value::as_object) else {
+            continue;
+        };
+        let nullable: Vec<Value> = props
+            .iter()
+            .filter(|(_, p)| allows_null(p))
+            .map(|(k, _)| Value::String(k.clone()))
+            .collect();
+        let required = obj
+            .entry("required")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(list) = required.as_array_mut() {
+            for n in nullable {
+                if !list.contains(&n) {
+                    list.push(n);
+                }
+            }
+        }
+        obj.insert("additionalProperties".to_string(), Value::Bool(false));
+    }
+}
+
+fn allows_null(schema: &Value) -> bool {
+    let is_null = |t: &Value| t == "null";
+    match &schema["type"] {
+        Value::Array(types) if types.iter().any(is_null) => return true,
+        t if is_null(t) => return true,
+        _ => {}
+    }
+    ["oneOf", "anyOf"].iter().any(|k| {
+        schema[*k]
+            .as_array()
+            .is_some_and(|alts| alts.iter().any(allows_null))
     })
 }
 
-fn ok(schema: &str, status: &str) -> Value {
-    let mut r = problem_responses();
-    r[status] = json!({
-        "description": "OK",
-        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
-    });
-    r
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi", security(()),
+    responses((status = 200, description = "this document", content_type = "application/json")))]
+pub(super) async fn openapi_json() -> axum::Json<Value> {
+    axum::Json(document())
 }
 
-fn id_param(name: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
-}
+/// Statuses every merchant route may answer with a problem.
+const PROBLEM_STATUSES: [&str; 7] = ["400", "401", "403", "404", "409", "413", "422"];
 
-fn idem_param() -> Value {
-    json!({"$ref": "#/components/parameters/IdempotencyKey"})
-}
+struct Conventions;
 
-pub fn document() -> Value {
-    let mut doc = json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "paybridge gateway",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "One API over Alipay and WeChat Pay. Amounts are integer fen. Every POST needs an Idempotency-Key header. API keys are bound to one mode (live or sandbox) and carry scopes read, write and refund."
-        },
-        "security": [{"bearer": []}],
-        "paths": {
-            "/v1/payments": {
-                "post": {
-                    "operationId": "createPayment",
-                    "summary": "Create a payment and return what the buyer's client needs",
-                    "description": "Scope: write.",
-                    "parameters": [idem_param()],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreatePayment"}}}},
-                    "responses": ok("Payment", "201")
-                },
-                "get": {
-                    "operationId": "listPayments",
-                    "summary": "List payments of the key's mode, newest first",
-                    "description": "Scope: read.",
-                    "parameters": [
-                        {"name": "account", "in": "query", "schema": {"type": "string"}},
-                        {"name": "channel", "in": "query", "schema": {"$ref": "#/components/schemas/Channel"}},
-                        {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/PaymentStatus"}},
-                        {"name": "out_trade_no", "in": "query", "schema": {"type": "string"}},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                        {"name": "after", "in": "query", "description": "next_cursor of the previous page", "schema": {"type": "string"}}
-                    ],
-                    "responses": ok("PaymentList", "200")
-                }
-            },
-            "/v1/payments/{id}": {
-                "get": {
-                    "operationId": "getPayment",
-                    "description": "Scope: read.",
-                    "parameters": [id_param("id")],
-                    "responses": ok("Payment", "200")
-                }
-            },
-            "/v1/payments/{id}/close": {
-                "post": {
-                    "operationId": "closePayment",
-                    "summary": "Close an unpaid payment at the provider (barcode payments are cancelled)",
-                    "description": "Scope: write.",
-                    "parameters": [id_param("id"), idem_param()],
-                    "responses": ok("Payment", "200")
-                }
-            },
-            "/v1/payments/{id}/refunds": {
-                "post": {
-                    "operationId": "createRefund",
-                    "summary": "Refund part or all of a paid payment",
-                    "description": "Scope: refund. The sum of refunds can never exceed the payment.",
-                    "parameters": [id_param("id"), idem_param()],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateRefund"}}}},
-                    "responses": ok("Refund", "201")
-                },
-                "get": {
-                    "operationId": "listRefunds",
-                    "description": "Scope: read.",
-                    "parameters": [id_param("id")],
-                    "responses": ok("RefundList", "200")
-                }
-            },
-            "/v1/payments/{id}/provider-calls": {
-                "get": {
-                    "operationId": "listProviderCalls",
-                    "summary": "Every call made to the provider for this payment, redacted",
-                    "description": "Scope: read.",
-                    "parameters": [id_param("id")],
-                    "responses": ok("ProviderCallList", "200")
-                }
-            },
-            "/v1/payments/{id}/timeline": {
-                "get": {
-                    "operationId": "paymentTimeline",
-                    "summary": "Queries, notifications and state changes of one payment",
-                    "description": "Scope: read.",
-                    "parameters": [id_param("id")],
-                    "responses": ok("Timeline", "200")
-                }
-            },
-            "/v1/refunds/{id}": {
-                "get": {
-                    "operationId": "getRefund",
-                    "description": "Scope: read.",
-                    "parameters": [id_param("id")],
-                    "responses": ok("Refund", "200")
-                }
-            },
-            "/v1/events": {
-                "get": {
-                    "operationId": "listEvents",
-                    "summary": "The event feed of the key's mode, oldest first, for merchants who pull",
-                    "description": "Scope: read.",
-                    "parameters": [
-                        {"name": "after", "in": "query", "schema": {"type": "string"}},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100}}
-                    ],
-                    "responses": ok("EventList", "200")
-                }
-            },
-            "/v1/events/{id}/redeliver": {
-                "post": {
-                    "operationId": "redeliverEvent",
-                    "summary": "Send an event to the webhook endpoints again",
-                    "description": "Scope: write.",
-                    "parameters": [id_param("id"), idem_param()],
-                    "responses": ok("Redelivery", "200")
-                }
-            },
-            "/healthz": {
-                "get": {"operationId": "health", "security": [], "responses": {"200": {"description": "database reachable"}}}
-            },
-            "/openapi.json": {
-                "get": {"operationId": "openapi", "security": [], "responses": {"200": {"description": "this document"}}}
-            },
-            "/notify/alipay/{account}": {
-                "post": {"operationId": "notifyAlipay", "tags": ["provider"], "security": [], "summary": "Alipay asynchronous notifications", "parameters": [id_param("account")], "responses": {"200": {"description": "provider reply"}}}
-            },
-            "/notify/wechat/v2/{account}/pay": {
-                "post": {"operationId": "notifyWechatV2Pay", "tags": ["provider"], "security": [], "parameters": [id_param("account")], "responses": {"200": {"description": "provider reply"}}}
-            },
-            "/notify/wechat/v2/{account}/refund": {
-                "post": {"operationId": "notifyWechatV2Refund", "tags": ["provider"], "security": [], "parameters": [id_param("account")], "responses": {"200": {"description": "provider reply"}}}
-            },
-            "/notify/wechat/v3/{account}": {
-                "post": {"operationId": "notifyWechatV3", "tags": ["provider"], "security": [], "parameters": [id_param("account")], "responses": {"200": {"description": "provider reply"}}}
+impl Modify for Conventions {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.security_schemes.insert(
+            "bearer".to_string(),
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.responses.insert(
+            "Problem".to_string(),
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description("An RFC 9457 problem with a stable `code`")
+                    .content(
+                        "application/problem+json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build(),
+            ),
+        );
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
             }
-        },
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "parameters": {
-                "IdempotencyKey": {
-                    "name": "Idempotency-Key", "in": "header", "required": true,
-                    "description": "Same key and body: the first answer again. Same key, other body: 422 idempotency_key_reused.",
-                    "schema": {"type": "string", "maxLength": 255}
-                }
-            },
-            "responses": {
-                "Problem": {
-                    "description": "An RFC 9457 problem with a stable `code`",
-                    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-                }
-            },
-            "schemas": {
-                "Problem": {"type": "object", "required": ["code", "status", "detail"], "properties": {
-                    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                    "code": {"type": "string", "enum": [
-                        "unauthenticated", "invalid_api_key", "forbidden", "not_found", "validation_failed",
-                        "idempotency_key_missing", "idempotency_key_reused", "idempotency_in_progress", "conflict",
-                        "invalid_state", "refund_exceeds_payment", "provider_refused", "provider_outcome_unknown",
-                        "unknown_account", "payload_too_large", "internal"]},
-                    "detail": {"type": "string"}, "refundable": {"type": "integer"}
-                }},
-                "Channel": {"type": "string", "enum": ["alipay", "wechat"]},
-                "Scene": {"type": "string", "enum": ["pc", "wap", "app", "qr", "jsapi", "barcode"]},
-                "Mode": {"type": "string", "enum": ["live", "sandbox"]},
-                "PaymentStatus": {"type": "string", "enum": ["created", "pending", "paid", "partially_refunded", "refunded", "closed", "failed"]},
-                "RefundStatus": {"type": "string", "enum": ["pending", "succeeded", "failed"]},
-                "CreatePayment": {"type": "object", "required": ["channel", "scene", "amount", "out_trade_no", "subject"], "properties": {
-                    "account": {"type": "string", "description": "Config account id; optional when the key's mode has one account for the channel"},
-                    "channel": {"$ref": "#/components/schemas/Channel"},
-                    "scene": {"$ref": "#/components/schemas/Scene"},
-                    "amount": {"type": "integer", "minimum": 1, "description": "fen"},
-                    "out_trade_no": {"type": "string", "maxLength": 32, "pattern": "^[A-Za-z0-9_-]+$"},
-                    "subject": {"type": "string", "maxLength": 128},
-                    "description": {"type": "string"},
-                    "expires_in": {"type": "integer", "description": "seconds until the buyer can no longer pay (60..86400*15, default 7200)"},
-                    "return_url": {"type": "string"},
-                    "client_ip": {"type": "string"},
-                    "payer_id": {"type": "string", "description": "WeChat openid / Alipay buyer id (jsapi)"},
-                    "auth_code": {"type": "string", "description": "buyer's code (barcode)"},
-                    "metadata": {"type": "object"}
-                }},
-                "ClientAction": {"type": "object", "required": ["type"], "properties": {
-                    "type": {"type": "string", "enum": ["redirect", "form", "qr_code", "app_order_string", "client_params", "trade_no", "barcode"]},
-                    "url": {"type": "string"}, "html": {"type": "string"}, "code_url": {"type": "string"},
-                    "order_string": {"type": "string"}, "params": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "trade_no": {"type": "string"}, "snapshot": {"type": "object"}
-                }},
-                "Payment": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "object": {"type": "string", "enum": ["payment"]},
-                    "mode": {"$ref": "#/components/schemas/Mode"}, "account": {"type": "string"},
-                    "channel": {"$ref": "#/components/schemas/Channel"}, "scene": {"$ref": "#/components/schemas/Scene"},
-                    "out_trade_no": {"type": "string"}, "amount": {"type": "integer"}, "currency": {"type": "string"},
-                    "subject": {"type": "string"}, "status": {"$ref": "#/components/schemas/PaymentStatus"},
-                    "provider_trade_no": {"type": "string", "nullable": true},
-                    "client_action": {"allOf": [{"$ref": "#/components/schemas/ClientAction"}], "nullable": true},
-                    "paid_amount": {"type": "integer", "nullable": true}, "refunded_amount": {"type": "integer"},
-                    "paid_at": {"type": "integer", "nullable": true, "description": "unix ms"},
-                    "late_payment": {"type": "boolean"}, "expires_at": {"type": "integer", "nullable": true},
-                    "metadata": {"type": "object"}, "created_at": {"type": "integer"}, "updated_at": {"type": "integer"}
-                }},
-                "PaymentList": {"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Payment"}}, "next_cursor": {"type": "string", "nullable": true}}},
-                "CreateRefund": {"type": "object", "required": ["amount"], "properties": {
-                    "amount": {"type": "integer", "minimum": 1}, "out_refund_no": {"type": "string", "maxLength": 64}, "reason": {"type": "string"}
-                }},
-                "Refund": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "object": {"type": "string", "enum": ["refund"]}, "payment_id": {"type": "string"},
-                    "mode": {"$ref": "#/components/schemas/Mode"}, "out_refund_no": {"type": "string"}, "amount": {"type": "integer"},
-                    "status": {"$ref": "#/components/schemas/RefundStatus"}, "reason": {"type": "string", "nullable": true},
-                    "provider_refund_no": {"type": "string", "nullable": true}, "failure_reason": {"type": "string", "nullable": true},
-                    "created_at": {"type": "integer"}, "updated_at": {"type": "integer"}
-                }},
-                "RefundList": {"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Refund"}}}},
-                "Event": {"type": "object", "required": ["id", "type", "created", "mode", "data"], "properties": {
-                    "id": {"type": "string"}, "type": {"type": "string", "enum": ["payment.paid", "payment.closed", "payment.failed", "refund.succeeded", "refund.failed"]},
-                    "created": {"type": "integer", "description": "unix seconds"}, "mode": {"$ref": "#/components/schemas/Mode"}, "data": {"type": "object"}
-                }},
-                "EventList": {"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}, "next_cursor": {"type": "string", "nullable": true}}},
-                "Redelivery": {"type": "object", "properties": {"event_id": {"type": "string"}, "deliveries": {"type": "integer"}}},
-                "ProviderCallList": {"type": "object", "properties": {"data": {"type": "array", "items": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "operation": {"type": "string"}, "request": {"type": "string"}, "response": {"type": "string", "nullable": true},
-                    "http_status": {"type": "integer", "nullable": true}, "latency_ms": {"type": "integer"}, "outcome": {"type": "string"}, "created_at": {"type": "integer"}
-                }}}}},
-                "Timeline": {"type": "object", "properties": {"data": {"type": "array", "items": {"type": "object"}}}}
+            if let Some(op) = item.get.as_mut() {
+                add_problems(op);
+            }
+            if let Some(op) = item.post.as_mut() {
+                add_problems(op);
+                op.parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(idempotency_key());
             }
         }
-    });
-    super::reconcile::document(&mut doc);
-    doc
+    }
+}
+
+fn add_problems(op: &mut Operation) {
+    for status in PROBLEM_STATUSES {
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| RefOr::Ref(Ref::new("#/components/responses/Problem")));
+    }
+}
+
+fn idempotency_key() -> Parameter {
+    let schema = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(255))
+        .build();
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::True)
+        .description(Some(
+            "Same key and body: the first answer again. Same key, other body: 422 idempotency_key_reused.",
+        ))
+        .schema(Some(RefOr::T(Schema::Object(schema))))
+        .build()
 }

@@ -29,7 +29,8 @@ use crate::error::ApiError;
 
 pub use idempotency::{Answer, IdempotencyKey};
 pub use notify::{NotifyKind, NotifyReply};
-pub use payments::CreatePaymentInput;
+pub use payments::{CreatePaymentInput, Timeline};
+pub use reconcile::Reconciliation;
 pub use refunds::CreateRefundInput;
 
 /// How an account talks to its provider.

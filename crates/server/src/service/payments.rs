@@ -5,8 +5,9 @@ use paybridge_core::decide::{decide_payment, PaymentObservation};
 use paybridge_core::{Channel, Fen, PaymentStatus, Scene};
 use paybridge_store::{
     ApiKey, Audit, BeginPayment, KeyFinish, KeyLock, KeyState, NewPayment, Page, Payment,
-    PaymentFilter, PaymentPlan,
+    PaymentFilter, PaymentPlan, ProviderCall,
 };
+use paybridge_store::{AuditEntry, Notification, TimelineEntry};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -21,21 +22,33 @@ use crate::error::ApiError;
 const DEFAULT_EXPIRY_SECONDS: i64 = 2 * 3600;
 const MAX_EXPIRY_SECONDS: i64 = 15 * 86400;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreatePayment)]
 pub struct CreatePaymentInput {
+    /// Config account id; optional when the key's mode has one account for the channel.
     pub account: Option<String>,
+    #[schema(value_type = String)]
     pub channel: Channel,
+    #[schema(value_type = String)]
     pub scene: Scene,
+    /// Fen.
+    #[schema(minimum = 1)]
     pub amount: i64,
+    #[schema(max_length = 32, pattern = "^[A-Za-z0-9_-]+$")]
     pub out_trade_no: String,
+    #[schema(max_length = 128)]
     pub subject: String,
     pub description: Option<String>,
+    /// Seconds until the buyer can no longer pay (60..86400*15, default 7200).
     pub expires_in: Option<i64>,
     pub return_url: Option<String>,
     pub client_ip: Option<String>,
+    /// WeChat openid / Alipay buyer id (jsapi).
     pub payer_id: Option<String>,
+    /// The buyer's code (barcode).
     pub auth_code: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
 
@@ -206,6 +219,14 @@ pub(super) struct Recovery {
     pub key: String,
     #[serde(default)]
     pub extras: CreateExtras,
+}
+
+/// What happened to one payment: queries and notes, state changes, provider notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    pub entries: Vec<TimelineEntry>,
+    pub state_changes: Vec<AuditEntry>,
+    pub notifications: Vec<Notification>,
 }
 
 impl Gateway {
@@ -649,8 +670,8 @@ impl Gateway {
         Ok(p)
     }
 
-    pub async fn get_payment(&self, key: &ApiKey, id: &str) -> Result<Value, ApiError> {
-        Ok(views::payment(&self.payment_for(key, id).await?))
+    pub async fn get_payment(&self, key: &ApiKey, id: &str) -> Result<Payment, ApiError> {
+        self.payment_for(key, id).await
     }
 
     pub async fn list_payments(
@@ -660,7 +681,7 @@ impl Gateway {
         out_trade_no: Option<String>,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Page<Payment>, ApiError> {
         filter.mode = Some(key.mode);
         if let Some(no) = out_trade_no {
             // An exact order number names at most one payment per account.
@@ -676,20 +697,19 @@ impl Gateway {
                     if filter.status.is_none_or(|s| s == p.status)
                         && filter.channel.is_none_or(|c| c == p.channel)
                     {
-                        data.push(views::payment(&p));
+                        data.push(p);
                     }
                 }
             }
-            return Ok(serde_json::json!({"data": data, "next_cursor": null}));
+            return Ok(Page {
+                items: data,
+                next_cursor: None,
+            });
         }
-        let Page { items, next_cursor } = self
+        Ok(self
             .store
             .list_payments(&filter, after, limit.clamp(1, 100))
-            .await?;
-        Ok(serde_json::json!({
-            "data": items.iter().map(views::payment).collect::<Vec<_>>(),
-            "next_cursor": next_cursor,
-        }))
+            .await?)
     }
 
     pub(super) async fn timeline(&self, payment_id: &str, kind: &str, detail: &str) {
@@ -699,31 +719,21 @@ impl Gateway {
         }
     }
 
-    pub async fn payment_provider_calls(&self, key: &ApiKey, id: &str) -> Result<Value, ApiError> {
+    pub async fn payment_provider_calls(
+        &self,
+        key: &ApiKey,
+        id: &str,
+    ) -> Result<Vec<ProviderCall>, ApiError> {
         let p = self.payment_for(key, id).await?;
-        let calls = self.store.list_provider_calls(&p.id).await?;
-        Ok(serde_json::json!({
-            "data": calls.iter().map(views::provider_call).collect::<Vec<_>>()
-        }))
+        Ok(self.store.list_provider_calls(&p.id).await?)
     }
 
-    pub async fn payment_timeline(&self, key: &ApiKey, id: &str) -> Result<Value, ApiError> {
+    pub async fn payment_timeline(&self, key: &ApiKey, id: &str) -> Result<Timeline, ApiError> {
         let p = self.payment_for(key, id).await?;
-        let entries = self.store.list_timeline(&p.id).await?;
-        let audit = self.store.list_audit(&p.id).await?;
-        let notifications = self.store.list_payment_notifications(&p.id).await?;
-        Ok(serde_json::json!({
-            "data": entries.iter().map(|t| serde_json::json!({
-                "at": t.created_at, "kind": t.kind, "detail": t.detail
-            })).collect::<Vec<_>>(),
-            "state_changes": audit.iter().map(|a| serde_json::json!({
-                "at": a.created_at, "from": a.from_status, "to": a.to_status,
-                "actor": a.actor, "reason": a.reason
-            })).collect::<Vec<_>>(),
-            "notifications": notifications.iter().map(|n| serde_json::json!({
-                "id": n.id, "received_at": n.received_at, "verified": n.verified,
-                "outcome": n.outcome, "reason": n.reason
-            })).collect::<Vec<_>>(),
-        }))
+        Ok(Timeline {
+            entries: self.store.list_timeline(&p.id).await?,
+            state_changes: self.store.list_audit(&p.id).await?,
+            notifications: self.store.list_payment_notifications(&p.id).await?,
+        })
     }
 }

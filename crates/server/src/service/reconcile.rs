@@ -17,7 +17,7 @@ use paybridge_reconcile::{
     RunReport, WechatV2Bills, WechatV3Bills,
 };
 use paybridge_store::{
-    ApiKey, Audit, Job, KeyClaim, NewJob, NewRefund, Payment, ReconciliationRun,
+    ApiKey, Audit, DiscrepancyRecord, Job, KeyClaim, NewJob, NewRefund, Payment, ReconciliationRun,
 };
 use serde_json::{json, Value};
 use time::Date;
@@ -144,18 +144,11 @@ fn reconcile_error(e: ReconcileError) -> ApiError {
     }
 }
 
-fn run_view(run: &ReconciliationRun) -> Value {
-    json!({
-        "id": run.id,
-        "object": "reconciliation",
-        "account": run.account,
-        "date": run.bill_date,
-        "state": run.state,
-        "totals": run.totals,
-        "error": run.error,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-    })
+/// A run with the discrepancies it found, as `GET /v1/reconciliations/{id}` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reconciliation {
+    pub run: ReconciliationRun,
+    pub discrepancies: Vec<DiscrepancyRecord>,
 }
 
 impl Gateway {
@@ -381,7 +374,7 @@ impl Gateway {
         key: &ApiKey,
         account: &str,
         date: &str,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Reconciliation, ApiError> {
         let acc = self.account(account)?;
         if acc.mode != key.mode {
             return Err(ApiError::UnknownAccount(account.to_string()));
@@ -403,7 +396,11 @@ impl Gateway {
     }
 
     /// `GET /v1/reconciliations/{id}`: the run with its discrepancies.
-    pub async fn get_reconciliation(&self, key: &ApiKey, id: &str) -> Result<Value, ApiError> {
+    pub async fn get_reconciliation(
+        &self,
+        key: &ApiKey,
+        id: &str,
+    ) -> Result<Reconciliation, ApiError> {
         let run = self
             .store
             .get_reconciliation(id)
@@ -415,7 +412,10 @@ impl Gateway {
         }
     }
 
-    pub async fn reconciliation_view(&self, run: &ReconciliationRun) -> Result<Value, ApiError> {
+    pub async fn reconciliation_view(
+        &self,
+        run: &ReconciliationRun,
+    ) -> Result<Reconciliation, ApiError> {
         let mut items = Vec::new();
         let mut after: Option<String> = None;
         // Discrepancies are few next to bill rows; a run with more than this many is read
@@ -428,23 +428,12 @@ impl Gateway {
                 .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
-            items.extend(page.iter().map(|r| {
-                let d = &r.discrepancy;
-                json!({
-                    "id": r.id, "kind": d.kind, "entity": d.entity,
-                    "out_trade_no": d.out_trade_no, "out_refund_no": d.out_refund_no,
-                    "payment_id": d.payment_id, "refund_id": d.refund_id,
-                    "provider_trade_no": d.provider_trade_no,
-                    "bill_amount": d.bill_amount.map(|f| f.0),
-                    "local_amount": d.local_amount.map(|f| f.0),
-                    "bill_status": d.bill_status, "local_status": d.local_status,
-                    "healable": d.healable, "resolution": r.resolution, "detail": r.detail,
-                })
-            }));
+            items.extend(page);
         }
-        let mut view = run_view(run);
-        view["discrepancies"] = Value::Array(items);
-        Ok(view)
+        Ok(Reconciliation {
+            run: run.clone(),
+            discrepancies: items,
+        })
     }
 }
 

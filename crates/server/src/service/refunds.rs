@@ -19,10 +19,14 @@ use super::payments::{is_unknown, refused};
 use super::{views, Gateway};
 use crate::error::ApiError;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateRefund)]
 pub struct CreateRefundInput {
+    /// Fen; the sum of refunds can never exceed the payment.
+    #[schema(minimum = 1)]
     pub amount: i64,
+    #[schema(max_length = 64)]
     pub out_refund_no: Option<String>,
     pub reason: Option<String>,
 }
@@ -381,21 +385,20 @@ impl Gateway {
         self.apply_refund_snapshot(refund, &snapshot, &audit).await
     }
 
-    pub async fn get_refund(&self, key: &ApiKey, id: &str) -> Result<Value, ApiError> {
-        let r = self
-            .store
+    pub async fn get_refund(&self, key: &ApiKey, id: &str) -> Result<Refund, ApiError> {
+        self.store
             .get_refund(id)
             .await?
             .filter(|r| r.mode == key.mode)
-            .ok_or(ApiError::NotFound("refund"))?;
-        Ok(views::refund(&r))
+            .ok_or(ApiError::NotFound("refund"))
     }
 
-    pub async fn list_refunds(&self, key: &ApiKey, payment_id: &str) -> Result<Value, ApiError> {
+    pub async fn list_refunds(
+        &self,
+        key: &ApiKey,
+        payment_id: &str,
+    ) -> Result<Vec<Refund>, ApiError> {
         let p = self.payment_for(key, payment_id).await?;
-        let refunds = self.store.list_refunds(&p.id).await?;
-        Ok(serde_json::json!({
-            "data": refunds.iter().map(views::refund).collect::<Vec<_>>()
-        }))
+        Ok(self.store.list_refunds(&p.id).await?)
     }
 }

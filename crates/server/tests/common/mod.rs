@@ -17,6 +17,7 @@ use serde_json::Value;
 
 #[path = "../../../store/tests/common/mod.rs"]
 pub mod db;
+pub mod openapi;
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_0123456789abcdef";
 
