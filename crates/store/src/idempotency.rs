@@ -144,6 +144,23 @@ impl Store {
         Ok(())
     }
 
+    /// Renews an in-progress key while its request works, so only a dead request's key goes
+    /// stale (see `stale_after_ms` of [`Store::begin_idempotent`]).
+    pub async fn touch_idempotent(&self, scope: &str, key: &str, now: i64) -> Result<()> {
+        with_pool!(self, |pool, d| {
+            sqlx::query(
+                "UPDATE idempotency_keys SET updated_at = $1 \
+                 WHERE scope = $2 AND key = $3 AND state = 'in_progress'",
+            )
+            .bind(now)
+            .bind(scope)
+            .bind(key)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
     /// Forgets an in-progress key (the request failed in a way worth retrying), so the client's
     /// retry runs afresh. Completed keys are kept.
     pub async fn release_idempotent(&self, scope: &str, key: &str) -> Result<()> {

@@ -34,7 +34,6 @@ use crate::service::{
 /// Provider notifications are small; anything bigger is not one (and XML bombs are capped).
 const NOTIFY_BODY_LIMIT: usize = 64 * 1024;
 /// An in-progress idempotency entry older than this belongs to a dead process.
-const IDEMPOTENCY_STALE_MS: i64 = 120_000;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -181,11 +180,7 @@ where
     material.push(b'\n');
     material.extend_from_slice(body);
     let hash = hex::encode(paybridge_crypto::sha256(&material));
-    let now = s.gw.now_ms();
-    let begin =
-        s.gw.store
-            .begin_idempotent(&key.id, idem, &hash, now, IDEMPOTENCY_STALE_MS)
-            .await;
+    let begin = s.gw.begin_plain_key(&key.id, idem, &hash).await;
     match begin {
         Err(e) => ApiError::from(e).into_response(),
         Ok(IdempotencyBegin::Mismatch) => ApiError::IdempotencyKeyReused.into_response(),
@@ -196,7 +191,7 @@ where
             true,
         ),
         Ok(IdempotencyBegin::New) => {
-            let (status, body) = match run().await {
+            let (status, body) = match s.gw.holding_plain_key(&key.id, idem, run()).await {
                 Ok(v) => (success, v.to_string().into_bytes()),
                 Err(e) => (e.status(), e.body().to_string().into_bytes()),
             };

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use paybridge_store::KeyClaim;
+use paybridge_store::{IdempotencyBegin, KeyClaim, StoreError};
 
 use super::Gateway;
 
@@ -95,19 +95,66 @@ impl Gateway {
         let Some((scope, key)) = key else {
             return work.await;
         };
-        let beat = async {
-            loop {
-                tokio::time::sleep(HEARTBEAT).await;
-                if let Err(e) = self.store.extend_key_lock(scope, key, KEY_LOCK_MS).await {
-                    tracing::warn!(error = %e, "cannot renew idempotency key lock");
-                }
+        renewing(|| self.store.extend_key_lock(scope, key, KEY_LOCK_MS), work).await
+    }
+
+    /// Begins a POST that owns no resource of its own (close, redeliver, reconciliation) under
+    /// its key. A key whose request still works is waited for; one whose request died (no
+    /// renewal for [`KEY_LOCK_MS`]) is taken over, so a retry after a crash runs again rather
+    /// than answering 409.
+    pub(crate) async fn begin_plain_key(
+        &self,
+        scope: &str,
+        key: &str,
+        request_hash: &str,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        let mut wait = LockWait::new();
+        loop {
+            let begin = self
+                .store
+                .begin_idempotent(scope, key, request_hash, self.now_ms(), KEY_LOCK_MS)
+                .await?;
+            if matches!(begin, IdempotencyBegin::InProgress) && wait.again().await {
+                continue;
             }
-        };
-        tokio::pin!(work);
-        tokio::pin!(beat);
-        tokio::select! {
-            out = &mut work => out,
-            never = &mut beat => never,
+            return Ok(begin);
         }
+    }
+
+    /// Runs `work` for a key begun with [`Gateway::begin_plain_key`], renewing it.
+    pub(crate) async fn holding_plain_key<F: Future>(
+        &self,
+        scope: &str,
+        key: &str,
+        work: F,
+    ) -> F::Output {
+        renewing(
+            || self.store.touch_idempotent(scope, key, self.now_ms()),
+            work,
+        )
+        .await
+    }
+}
+
+/// Runs `work`, calling `renew` every [`HEARTBEAT`] until it ends.
+async fn renewing<F, R, RF>(renew: R, work: F) -> F::Output
+where
+    F: Future,
+    R: Fn() -> RF,
+    RF: Future<Output = Result<(), StoreError>>,
+{
+    let beat = async {
+        loop {
+            tokio::time::sleep(HEARTBEAT).await;
+            if let Err(e) = renew().await {
+                tracing::warn!(error = %e, "cannot renew idempotency key lock");
+            }
+        }
+    };
+    tokio::pin!(work);
+    tokio::pin!(beat);
+    tokio::select! {
+        out = &mut work => out,
+        never = &mut beat => never,
     }
 }
