@@ -512,7 +512,7 @@ async fn api_key(store: &Store) -> String {
         .create_api_key(&NewApiKey {
             mode: Mode::Sandbox,
             merchant: "kill9".into(),
-            scopes: vec![ApiScope::Read, ApiScope::Write],
+            scopes: vec![ApiScope::Read, ApiScope::Write, ApiScope::Refund],
         })
         .await
         .unwrap();
@@ -840,7 +840,13 @@ async fn crash_inside_provider_calls(env: &Env, db_url: &str, takeover: bool) {
             .json(&p.body);
         tokio::spawn(req.send());
     }
-    tokio::spawn(env.http.post(&close_url).bearer_auth(&api).send());
+    tokio::spawn(
+        env.http
+            .post(&close_url)
+            .bearer_auth(&api)
+            .header("Idempotency-Key", "CR-CLOSE-1")
+            .send(),
+    );
     let start = Instant::now();
     for method in [
         "alipay.trade.precreate",
@@ -915,6 +921,7 @@ async fn crash_inside_provider_calls(env: &Env, db_url: &str, takeover: bool) {
             .http
             .post(&close_url)
             .bearer_auth(&api)
+            .header("Idempotency-Key", "CR-CLOSE-1")
             .send()
             .await
             .unwrap();
