@@ -118,12 +118,15 @@ impl Drop for Gw {
 struct Stall {
     armed: AtomicBool,
     held: tokio::sync::Notify,
+    /// The first bytes of every request held, to tell which provider calls are in flight.
+    held_requests: std::sync::Mutex<Vec<String>>,
 }
 
 async fn start_stall_proxy(target: SocketAddr) -> (SocketAddr, Arc<Stall>) {
     let stall = Arc::new(Stall {
         armed: AtomicBool::new(false),
         held: tokio::sync::Notify::new(),
+        held_requests: std::sync::Mutex::new(Vec::new()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -147,9 +150,23 @@ async fn start_stall_proxy(target: SocketAddr) -> (SocketAddr, Arc<Stall>) {
                         Ok(n) => n,
                     };
                     if st.armed.load(Ordering::SeqCst) {
+                        let at = {
+                            let mut held = st.held_requests.lock().unwrap();
+                            held.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                            held.len() - 1
+                        };
                         st.held.notify_one();
-                        // Both halves stay open (owned by this task): the client waits for an
-                        // answer that never comes.
+                        // The rest of the request (its body may come in a later write) is
+                        // recorded, never forwarded; both halves stay open (owned by this
+                        // task): the client waits for an answer that never comes.
+                        while let Ok(m) = ri.read(&mut buf).await {
+                            if m == 0 {
+                                break;
+                            }
+                            st.held_requests.lock().unwrap()[at]
+                                .push_str(&String::from_utf8_lossy(&buf[..m]));
+                        }
+                        let _keep = (&ri, &wo);
                         std::future::pending::<()>().await;
                     }
                     if wo.write_all(&buf[..n]).await.is_err() {
@@ -495,7 +512,7 @@ async fn api_key(store: &Store) -> String {
         .create_api_key(&NewApiKey {
             mode: Mode::Sandbox,
             merchant: "kill9".into(),
-            scopes: vec![ApiScope::Read, ApiScope::Write],
+            scopes: vec![ApiScope::Read, ApiScope::Write, ApiScope::Refund],
         })
         .await
         .unwrap();
@@ -587,24 +604,8 @@ async fn postgres_same_notification_50_times_across_two_processes_applies_once()
         .await;
     assert_eq!(s, 201, "{p}");
     let payment_id = p["id"].as_str().unwrap().to_string();
-    let trade = env.sb.trade_by_out_no("DUP50").unwrap();
-    env.sb.pay(&trade.id).unwrap();
-    let start = Instant::now();
-    let body = loop {
-        let found = env
-            .sb
-            .notifications()
-            .into_iter()
-            .find(|n| n.trade_id == trade.id && n.kind == "TRADE_SUCCESS");
-        if let Some(n) = found {
-            break n.request.body;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "the sandbox never built the notification"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    env.pay_at_sandbox("DUP50").await;
+    let body = env.paid_notification("DUP50").await;
 
     let sends = (0..50).map(|i| {
         let url = format!(
@@ -662,4 +663,405 @@ where
         out.push(h.await.unwrap());
     }
     out
+}
+
+/// Overall cap of the crash suite's polling: a retry waits out the dead request's key lock and
+/// recovery jobs first look after their own delay, so this is longer than [`DEADLINE`].
+const CRASH_DEADLINE: Duration = Duration::from_secs(150);
+
+/// What the merchant sent, so the same-key retry after the crash is byte-for-byte the same.
+struct Post {
+    url_path: String,
+    key: String,
+    body: Value,
+}
+
+impl Env {
+    async fn post(&self, gw: &Gw, api: &str, p: &Post) -> (u16, Value) {
+        self.send(
+            self.http
+                .post(format!("{}{}", gw.base, p.url_path))
+                .bearer_auth(api)
+                .header("Idempotency-Key", &p.key),
+            &p.body,
+        )
+        .await
+    }
+
+    async fn create(&self, gw: &Gw, api: &str, no: &str, amount: i64) -> String {
+        let post = Post {
+            url_path: "/v1/payments".into(),
+            key: no.into(),
+            body: json!({"account": "shop", "channel": "alipay", "scene": "qr",
+                         "amount": amount, "out_trade_no": no, "subject": "crash"}),
+        };
+        let (s, p) = self.post(gw, api, &post).await;
+        assert_eq!(s, 201, "{p}");
+        p["id"].as_str().unwrap().to_string()
+    }
+
+    async fn pay_at_sandbox(&self, no: &str) {
+        let trade = self.sb.trade_by_out_no(no).unwrap();
+        self.sb.pay(&trade.id).unwrap();
+    }
+
+    /// The signed `TRADE_SUCCESS` notification the sandbox built for `no` (the drop fault kept
+    /// it from the gateways).
+    async fn paid_notification(&self, no: &str) -> String {
+        let trade = self.sb.trade_by_out_no(no).unwrap();
+        let start = Instant::now();
+        loop {
+            let found = self
+                .sb
+                .notifications()
+                .into_iter()
+                .find(|n| n.trade_id == trade.id && n.kind == "TRADE_SUCCESS");
+            if let Some(n) = found {
+                return n.request.body;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "the sandbox never built the notification"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn notify(&self, gw: &Gw, body: &str) -> reqwest::Result<reqwest::Response> {
+        self.http
+            .post(format!("{}/notify/alipay/shop", gw.base))
+            .header(
+                "Content-Type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
+            .body(body.to_string())
+            .send()
+            .await
+    }
+
+    async fn wait_status(&self, gw: &Gw, api: &str, id: &str, status: &str) {
+        let start = Instant::now();
+        loop {
+            let (s, p) = self
+                .get(&format!("{}/v1/payments/{id}", gw.base), api)
+                .await;
+            assert_eq!(s, 200, "{p}");
+            if p["status"] == status {
+                return;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{id} never became {status}: {p}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The merchant's same-key retry until it gets the resource: a 409 (key still locked by
+    /// the dead request, or a conflict) fails at once, other failures are retried.
+    async fn retry_until_resource(&self, gw: &Gw, api: &str, p: &Post) -> Value {
+        let start = Instant::now();
+        loop {
+            let (s, v) = self.post(gw, api, p).await;
+            assert_ne!(s, 409, "same-key retry of {} answered 409: {v}", p.url_path);
+            if matches!(s, 200 | 201 | 202) && v["id"].is_string() {
+                return v;
+            }
+            assert!(
+                start.elapsed() < CRASH_DEADLINE,
+                "retry of {} never answered with the resource: {s} {v}",
+                p.url_path
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// The gateway status the sandbox's ledger implies for the trade `no`.
+fn ledger_status(sb: &Sandbox, no: &str) -> &'static str {
+    let t = sb.trade_by_out_no(no).expect("the provider has the order");
+    if t.is_paid() {
+        match t.refunded().0 {
+            0 => "paid",
+            r if r < t.amount.0 => "partially_refunded",
+            _ => "refunded",
+        }
+    } else {
+        match t.alipay_status() {
+            "WAIT_BUYER_PAY" => "pending",
+            _ => "closed",
+        }
+    }
+}
+
+/// `kill -9` while the gateway is inside the provider call of a create, a refund, a close and
+/// a query job at once (all four held by the proxy, checked by their Alipay method names), then
+/// restart on the same database (`takeover == false`) or a second process on it (`true`).
+/// Afterwards every payment and refund reaches the state the sandbox's ledger holds, each
+/// transition has exactly one event, and the merchant's same-key retries answer with the
+/// resource, never 409.
+async fn crash_inside_provider_calls(env: &Env, db_url: &str, takeover: bool) {
+    let store = Store::open(db_url).await.unwrap();
+    let api = api_key(&store).await;
+    let (proxy, stall) = start_stall_proxy(env.sb.addr()).await;
+    let mut a = Gw::spawn(&env.dir, "a", &env.config("a", db_url, Some(proxy)));
+    env.wait_healthy(&a).await;
+
+    // Before the crash: a paid payment to refund, a pending one to close, one the buyer pays
+    // while the gateway's query of it hangs.
+    let refund_pay = env.create(&a, &api, "CR-REFUND", 300).await;
+    env.pay_at_sandbox("CR-REFUND").await;
+    env.wait_status(&a, &api, &refund_pay, "paid").await;
+    let close_pay = env.create(&a, &api, "CR-CLOSE", 200).await;
+    let query_pay = env.create(&a, &api, "CR-QUERY", 100).await;
+    let notify_pay = env.create(&a, &api, "CR-NOTIFY", 500).await;
+
+    stall.armed.store(true, Ordering::SeqCst);
+    env.pay_at_sandbox("CR-QUERY").await;
+    let create = Post {
+        url_path: "/v1/payments".into(),
+        key: "CR-NEW".into(),
+        body: json!({"account": "shop", "channel": "alipay", "scene": "qr",
+                     "amount": 400, "out_trade_no": "CR-NEW", "subject": "crash"}),
+    };
+    let refund = Post {
+        url_path: format!("/v1/payments/{refund_pay}/refunds"),
+        key: "CR-REFUND-1".into(),
+        body: json!({"amount": 120, "out_refund_no": "CR-REFUND-1", "reason": "crash"}),
+    };
+    let close_url = format!("{}/v1/payments/{close_pay}/close", a.base);
+    // Fire and forget: these requests die with the process.
+    for p in [&create, &refund] {
+        let req = env
+            .http
+            .post(format!("{}{}", a.base, p.url_path))
+            .bearer_auth(&api)
+            .header("Idempotency-Key", &p.key)
+            .json(&p.body);
+        tokio::spawn(req.send());
+    }
+    tokio::spawn(
+        env.http
+            .post(&close_url)
+            .bearer_auth(&api)
+            .header("Idempotency-Key", "CR-CLOSE-1")
+            .send(),
+    );
+    let start = Instant::now();
+    for method in [
+        "alipay.trade.precreate",
+        "alipay.trade.refund",
+        "alipay.trade.close",
+        "alipay.trade.query",
+    ] {
+        while !stall
+            .held_requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.contains(method))
+        {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "the gateway never called {method}: {:?}",
+                stall.held_requests.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // A notification reaches the doomed process as it dies; the provider delivers it again
+    // (below) to the process that carries on.
+    env.pay_at_sandbox("CR-NOTIFY").await;
+    let notification = env.paid_notification("CR-NOTIFY").await;
+    let in_flight: Vec<_> = (0..3)
+        .map(|_| {
+            let http = env.http.clone();
+            let url = format!("{}/notify/alipay/shop", a.base);
+            let body = notification.clone();
+            tokio::spawn(async move {
+                let _ = http
+                    .post(url)
+                    .header(
+                        "Content-Type",
+                        "application/x-www-form-urlencoded; charset=utf-8",
+                    )
+                    .body(body)
+                    .send()
+                    .await;
+            })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    a.kill9();
+    for h in in_flight {
+        h.await.unwrap();
+    }
+
+    let b = if takeover {
+        Gw::spawn(&env.dir, "b", &env.config("b", db_url, None))
+    } else {
+        Gw::spawn(&env.dir, "a-restarted", &env.config("a2", db_url, None))
+    };
+    env.wait_healthy(&b).await;
+
+    let r = env.notify(&b, &notification).await.unwrap();
+    let status = r.status().as_u16();
+    assert_eq!((status, r.text().await.unwrap().as_str()), (200, "success"));
+
+    // The merchant retries with the same keys (and closes again).
+    let created = env.retry_until_resource(&b, &api, &create).await;
+    assert_eq!(created["out_trade_no"], "CR-NEW", "{created}");
+    let new_pay = created["id"].as_str().unwrap().to_string();
+    let refunded = env.retry_until_resource(&b, &api, &refund).await;
+    let refund_id = refunded["id"].as_str().unwrap().to_string();
+    let close_url = format!("{}/v1/payments/{close_pay}/close", b.base);
+    let start = Instant::now();
+    loop {
+        let r = env
+            .http
+            .post(&close_url)
+            .bearer_auth(&api)
+            .header("Idempotency-Key", "CR-CLOSE-1")
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert_ne!(s, 409, "close retry answered 409: {v}");
+        if s == 200 && v["status"] == "closed" {
+            break;
+        }
+        assert!(start.elapsed() < CRASH_DEADLINE, "close retry: {s} {v}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Every payment and the refund settle in the state the provider's ledger holds.
+    let payments = [
+        (new_pay.as_str(), "CR-NEW"),
+        (refund_pay.as_str(), "CR-REFUND"),
+        (close_pay.as_str(), "CR-CLOSE"),
+        (query_pay.as_str(), "CR-QUERY"),
+        (notify_pay.as_str(), "CR-NOTIFY"),
+    ];
+    let start = Instant::now();
+    loop {
+        let mut off = Vec::new();
+        for (id, no) in payments {
+            let (s, p) = env.get(&format!("{}/v1/payments/{id}", b.base), &api).await;
+            assert_eq!(s, 200, "{p}");
+            let want = ledger_status(&env.sb, no);
+            if p["status"] != want {
+                off.push(format!("{no}: gateway {} ledger {want}", p["status"]));
+            }
+        }
+        let (s, r) = env
+            .get(&format!("{}/v1/refunds/{refund_id}", b.base), &api)
+            .await;
+        assert_eq!(s, 200, "{r}");
+        let trade = env.sb.trade_by_out_no("CR-REFUND").unwrap();
+        let at_provider = trade.refund("CR-REFUND-1").map(|r| r.state);
+        let want = match at_provider {
+            Some(paybridge_sandbox::ledger::RefundState::Success) => "succeeded",
+            _ => "unsettled",
+        };
+        if r["status"] != want {
+            off.push(format!(
+                "refund: gateway {} ledger {at_provider:?}",
+                r["status"]
+            ));
+        }
+        if off.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < CRASH_DEADLINE,
+            "never matched the ledger on {}: {off:?}",
+            b.name
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let expected = [
+        ("CR-NEW", "pending"),
+        ("CR-REFUND", "partially_refunded"),
+        ("CR-CLOSE", "closed"),
+        ("CR-QUERY", "paid"),
+        ("CR-NOTIFY", "paid"),
+    ];
+    for (no, want) in expected {
+        assert_eq!(ledger_status(&env.sb, no), want, "{no} at the provider");
+    }
+
+    // Exactly one event per transition.
+    let mut events: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut url = format!("{}/v1/events?limit=100", b.base);
+    loop {
+        let (s, page) = env.get(&url, &api).await;
+        assert_eq!(s, 200, "{page}");
+        for e in page["data"].as_array().unwrap() {
+            let key = (
+                e["type"].as_str().unwrap().to_string(),
+                e["data"]["id"].as_str().unwrap().to_string(),
+            );
+            *events.entry(key).or_default() += 1;
+        }
+        match (page["has_more"].as_bool(), page["next_cursor"].as_str()) {
+            (Some(true), Some(c)) => url = format!("{}/v1/events?limit=100&after={c}", b.base),
+            _ => break,
+        }
+    }
+    let dup: Vec<_> = events.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        dup.is_empty(),
+        "transitions with more than one event: {dup:?}"
+    );
+    for (kind, id) in [
+        ("payment.paid", &refund_pay),
+        ("refund.succeeded", &refund_id),
+        ("payment.closed", &close_pay),
+        ("payment.paid", &query_pay),
+        ("payment.paid", &notify_pay),
+    ] {
+        assert!(
+            events.contains_key(&(kind.to_string(), id.clone())),
+            "no {kind} event for {id}: {events:?}"
+        );
+    }
+    assert!(
+        !events.keys().any(|(_, id)| *id == new_pay),
+        "events for a payment nobody paid: {events:?}"
+    );
+    // The same-key retries keep answering with the resource.
+    assert_eq!(
+        env.retry_until_resource(&b, &api, &create).await["id"],
+        new_pay.as_str()
+    );
+    assert_eq!(
+        env.retry_until_resource(&b, &api, &refund).await["id"],
+        refund_id.as_str()
+    );
+    drop((a, b));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_crash_inside_create_refund_close_and_query_recovers_on_restart() {
+    let env = Env::new("crash-sqlite").await;
+    let db_url = format!("sqlite://{}", env.dir.join("paybridge.db").display());
+    crash_inside_provider_calls(&env, &db_url, false).await;
+    let _ = std::fs::remove_dir_all(&env.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_inside_create_refund_close_and_query_taken_over() {
+    let admin = match std::env::var("PAYBRIDGE_TEST_PG_URL") {
+        Ok(a) if !a.is_empty() => a,
+        _ => {
+            println!("SKIP crash postgres: PAYBRIDGE_TEST_PG_URL is not set");
+            return;
+        }
+    };
+    let db = PgDb::create(&admin).await;
+    let env = Env::new("crash-pg").await;
+    crash_inside_provider_calls(&env, &db.url, true).await;
+    let _ = std::fs::remove_dir_all(&env.dir);
 }
