@@ -481,6 +481,12 @@ impl Sandbox {
             .cloned()
     }
 
+    /// The buyer scans the QR code (opens the pay page) without paying: from now on the
+    /// provider knows the trade, so queries and closes find it.
+    pub fn scan(&self, trade_id: &str) -> Result<(), crate::ledger::LedgerError> {
+        self.inner.lock().ledger.mark_scanned(trade_id)
+    }
+
     /// The buyer pays (as the pay page's button or `POST /_sandbox/trades/{id}/pay`).
     pub fn pay(&self, trade_id: &str) -> Result<(), crate::ledger::LedgerError> {
         crate::buyer::pay(&self.inner, trade_id, None)
