@@ -78,6 +78,16 @@ impl AlipayChannel {
     }
 }
 
+/// The charset a notification's `Content-Type` names, if any.
+fn notify_charset(req: &InboundRequest) -> Option<&str> {
+    req.header("content-type").and_then(|ct| {
+        ct.split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+            .map(|(_, v)| v.trim().trim_matches('"'))
+    })
+}
+
 #[async_trait]
 impl PaymentChannel for AlipayChannel {
     async fn create_payment(&self, req: &CreatePayment) -> Result<ClientAction, ChannelError> {
@@ -236,13 +246,7 @@ impl PaymentChannel for AlipayChannel {
         _now_unix: i64,
     ) -> Result<VerifiedNotification, ChannelError> {
         let bad = |r: String| ChannelError::BadNotification(r);
-        let header_charset = req.header("content-type").and_then(|ct| {
-            ct.split(';')
-                .filter_map(|p| p.trim().split_once('='))
-                .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
-                .map(|(_, v)| v.trim().trim_matches('"'))
-        });
-        let form = NotifyForm::parse_with_fallback(&req.body, header_charset)
+        let form = NotifyForm::parse_with_fallback(&req.body, notify_charset(req))
             .map_err(|e| bad(e.to_string()))?;
         if let Some(field) = form.ambiguous_field() {
             return Err(bad(format!(
@@ -264,6 +268,11 @@ impl PaymentChannel for AlipayChannel {
         // A correctly signed notification for another app id or seller is handed on: the
         // service records it as a mismatch against the account (it is not a key problem).
         Ok(notification(&notify))
+    }
+
+    fn claimed_order(&self, req: &InboundRequest) -> Option<String> {
+        let form = NotifyForm::parse_with_fallback(&req.body, notify_charset(req)).ok()?;
+        form.get("out_trade_no").map(str::to_string)
     }
 
     /// Alipay stops resending only on the exact body `success`; a rejection that no later

@@ -161,6 +161,7 @@ pub fn notification(n: &TradeNotify) -> VerifiedNotification {
         notify_id: Some(n.notify_id.clone()),
         app_id: Some(n.app_id.clone()),
         merchant_id: n.seller_id.clone(),
+        subject: n.subject.clone(),
         event,
     }
 }

@@ -155,6 +155,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         ) {
             Ok(mut g) => {
                 g.job_lease_ms = config.job_lease_ms;
+                g.inbox = paybridge_server::service::inbox::InboxGuard::new(config.inbox.clone());
                 Arc::new(g)
             }
             Err(e) => {

@@ -178,6 +178,10 @@ pub struct VerifiedNotification {
     pub app_id: Option<String>,
     /// Alipay `seller_id` / WeChat `mch_id`/`mchid`.
     pub merchant_id: Option<String>,
+    /// The order's subject as the provider echoes it (Alipay), checked against the order: the
+    /// merchant's own text must read back exactly as sent.
+    #[serde(default)]
+    pub subject: Option<String>,
     pub event: ChannelEvent,
 }
 
@@ -262,6 +266,14 @@ pub trait PaymentChannel: Send + Sync {
     ) -> Result<VerifiedNotification, ChannelError>;
     /// The provider's exact reply for an outcome.
     fn acknowledge(&self, outcome: &NotifyOutcome) -> HttpReply;
+
+    /// The merchant order number a notification that did NOT verify claims to be about, read
+    /// without trusting it, only to show the refused notification on that order's timeline.
+    /// `None` where the protocol hides it (encrypted) or the body does not parse.
+    fn claimed_order(&self, req: &InboundRequest) -> Option<String> {
+        let _ = req;
+        None
+    }
 
     /// Refreshes the provider's verification keys where the protocol rotates them (WeChat Pay
     /// platform certificates). `urgent` is set after a notification could not be verified: a

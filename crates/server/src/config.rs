@@ -57,6 +57,8 @@ pub struct RawConfig {
     pub accounts: Vec<RawAccount>,
     #[serde(default)]
     pub jobs: RawJobs,
+    #[serde(default)]
+    pub inbox: RawInbox,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -121,6 +123,23 @@ pub struct RawJobs {
     pub lease_ms: Option<u64>,
     /// Money arriving after its order was closed: `keep` (default) or `refund`.
     pub late_payment: Option<String>,
+}
+
+/// What the notification inbox keeps of notifications that change nothing (defaults in
+/// [`crate::service::inbox::InboxPolicy`]).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawInbox {
+    /// Copies of unverified notifications stored per account and sender address a minute.
+    pub unverified_per_address_per_minute: Option<u32>,
+    /// Copies of unverified notifications stored per account a minute.
+    pub unverified_per_account_per_minute: Option<u32>,
+    /// The longest body prefix kept of an unverified notification.
+    pub unverified_body_bytes: Option<usize>,
+    /// Samples kept per account a minute of senders outside the IP allowlist.
+    pub refused_samples_per_minute: Option<u32>,
+    pub unverified_retention_hours: Option<u32>,
+    pub verified_retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -210,6 +229,7 @@ pub struct Config {
     pub poll_interval_ms: u64,
     pub job_lease_ms: i64,
     pub late_payment: crate::service::reconcile::LatePaymentPolicy,
+    pub inbox: crate::service::inbox::InboxPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -618,8 +638,45 @@ impl Config {
                 None => Default::default(),
                 Some(p) => p.parse().map_err(|e| field_err("jobs.late_payment", e))?,
             },
+            inbox: inbox_policy(&raw.inbox)?,
         })
     }
+}
+
+fn inbox_policy(raw: &RawInbox) -> Result<crate::service::inbox::InboxPolicy, ConfigError> {
+    let mut p = crate::service::inbox::InboxPolicy::default();
+    let positive = |field: &str, v: Option<u32>, default: u32| match v {
+        None => Ok(default),
+        Some(0) => Err(field_err(&format!("inbox.{field}"), "must be at least 1")),
+        Some(n) => Ok(n),
+    };
+    p.unverified_per_address_per_minute = positive(
+        "unverified_per_address_per_minute",
+        raw.unverified_per_address_per_minute,
+        p.unverified_per_address_per_minute,
+    )?;
+    p.unverified_per_account_per_minute = positive(
+        "unverified_per_account_per_minute",
+        raw.unverified_per_account_per_minute,
+        p.unverified_per_account_per_minute,
+    )?;
+    p.refused_samples_per_minute = positive(
+        "refused_samples_per_minute",
+        raw.refused_samples_per_minute,
+        p.refused_samples_per_minute,
+    )?;
+    if let Some(bytes) = raw.unverified_body_bytes {
+        p.unverified_body_bytes = bytes;
+    }
+    if let Some(h) = raw.unverified_retention_hours {
+        p.unverified_retention_ms =
+            i64::from(positive("unverified_retention_hours", Some(h), 1)?) * 3_600_000;
+    }
+    if let Some(d) = raw.verified_retention_days {
+        p.verified_retention_ms =
+            i64::from(positive("verified_retention_days", Some(d), 1)?) * 86_400_000;
+    }
+    Ok(p)
 }
 
 type FieldResult<T> = Result<T, (String, String)>;

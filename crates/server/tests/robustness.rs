@@ -250,4 +250,29 @@ async fn ip_allowlist_trusts_forwarded_for_only_from_proxies() {
     for (k, v) in &last.headers {
         assert!(!v.contains("secret"), "{k} stored: {v}");
     }
+
+    // Issue 10 item 4: senders outside the allowlist are refused before any full write; only
+    // a few truncated samples a minute are kept for the operator.
+    for _ in 0..40 {
+        client()
+            .post(format!("{base}/notify/alipay/{ALIPAY}"))
+            .header("x-forwarded-for", "198.51.100.11")
+            .body(format!("notify_id=1&pad={}", "x".repeat(30_000)))
+            .send()
+            .await
+            .unwrap();
+    }
+    let policy = paybridge_server::service::inbox::InboxPolicy::default();
+    let refused: Vec<_> = gw
+        .store
+        .list_recent_notifications(Some(ALIPAY), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.outcome.as_deref() == Some("ip_not_allowed"))
+        .collect();
+    assert_eq!(refused.len(), policy.refused_samples_per_minute as usize);
+    assert!(refused
+        .iter()
+        .all(|n| n.body.len() <= policy.refused_sample_body_bytes));
 }

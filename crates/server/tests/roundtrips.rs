@@ -159,8 +159,8 @@ async fn create_notification_and_refund_are_few_transactions() {
         // call log is one autocommitted insert between them.
         assert_eq!(create_commits, 2, "create: {create_seen:#?}");
         assert_eq!(refund_commits, 2, "refund: {refund_seen:#?}");
-        // The raw copy (autocommitted), the decision, the outcome.
-        assert_eq!(notify_commits, 2, "notification: {notify_seen:#?}");
-        assert!(create <= 16 && refund <= 24 && notify <= 12);
+        // The decision, its effects, the dedup row and the inbox row: one transaction.
+        assert_eq!(notify_commits, 1, "notification: {notify_seen:#?}");
+        assert!(create <= 16 && refund <= 24 && notify <= 10);
     }
 }

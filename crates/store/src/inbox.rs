@@ -1,5 +1,6 @@
-//! The notification inbox: every provider callback is stored raw before anything interprets it,
-//! then annotated with what verification and processing concluded.
+//! The notification inbox: every provider callback the gateway accepts to look at is kept (raw,
+//! bounded) with what verification and processing concluded, written in the same transaction as
+//! its effects.
 
 use paybridge_core::Channel;
 use sqlx::types::Json;
@@ -100,80 +101,135 @@ impl TryFrom<NotificationRow> for Notification {
     }
 }
 
-impl Store {
-    /// Stores a raw notification before it is processed; returns its id (`ntf_…`).
-    pub async fn insert_notification(&self, n: &NewNotification) -> Result<String> {
-        let id = crate::new_id("ntf");
-        let now = self.now_ms();
-        with_pool!(self, |pool, d| {
-            sqlx::query(
-                "INSERT INTO notifications (id, channel, account, path, headers, body, \
-                 remote_addr, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+/// A verified notification, recorded in the same unit of work as the change it causes
+/// (`PaymentPlan::inbox`, `RefundPlan::inbox`): the inbox row, its outcome and the dedup row
+/// commit together with the state change, or not at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// The inbox row's id, known before the unit runs so its audit rows can name it.
+    pub id: String,
+    pub notification: NewNotification,
+    /// The provider's notification id, remembered for deduplication unless it mismatched.
+    pub notify_id: Option<String>,
+    /// Set when the decision found the notification contradicting the order: it changes
+    /// nothing and is recorded as `mismatch` with this reason.
+    pub mismatch: Option<String>,
+}
+
+impl InboxEntry {
+    pub fn new(notification: NewNotification, notify_id: Option<String>) -> InboxEntry {
+        InboxEntry {
+            id: crate::new_id("ntf"),
+            notification,
+            notify_id,
+            mismatch: None,
+        }
+    }
+}
+
+/// How an [`InboxEntry`] was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxRecord {
+    pub id: String,
+    /// `applied`, `no_change`, `duplicate` (no change, and its notify id was seen before) or
+    /// `mismatch`.
+    pub outcome: &'static str,
+    pub reason: Option<String>,
+}
+
+/// The one INSERT of an inbox row with its outcome, shared by [`Store::record_notification`]
+/// and the units of work.
+pub(crate) const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (id, channel, account, \
+    path, headers, body, remote_addr, received_at, verified, outcome, reason, notify_id, \
+    payment_id, processed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $8)";
+
+/// Records `$entry` inside `$tx` after its plan ran (`$changed`: whether the state moved) and
+/// evaluates to its [`InboxRecord`].
+macro_rules! record_inbox {
+    ($tx:expr, $entry:expr, $changed:expr, $payment_id:expr, $now:expr) => {{
+        let entry: &$crate::inbox::InboxEntry = $entry;
+        let n = &entry.notification;
+        let id = entry.id.clone();
+        let notify_id = entry
+            .notify_id
+            .as_ref()
+            .filter(|_| entry.mismatch.is_none());
+        let mut seen = false;
+        if let Some(notify_id) = notify_id {
+            seen = sqlx::query(
+                "INSERT INTO notification_dedup (account, notify_id, notification_id, \
+                 created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (account, notify_id) DO NOTHING",
             )
+            .bind(&n.account)
+            .bind(notify_id)
+            .bind(&id)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?
+            .rows_affected()
+                == 0;
+        }
+        let (outcome, reason) = match (&entry.mismatch, $changed, seen) {
+            (Some(m), _, _) => ("mismatch", Some(m.clone())),
+            (None, true, _) => ("applied", None),
+            (None, false, true) => ("duplicate", None),
+            (None, false, false) => ("no_change", None),
+        };
+        sqlx::query($crate::inbox::INSERT_NOTIFICATION)
             .bind(&id)
             .bind(n.channel.as_str())
             .bind(&n.account)
             .bind(&n.path)
-            .bind(Json(&n.headers))
+            .bind(sqlx::types::Json(&n.headers))
             .bind(&n.body)
             .bind(&n.remote_addr)
-            .bind(now)
-            .execute(pool)
+            .bind($now)
+            .bind(true)
+            .bind(outcome)
+            .bind(&reason)
+            .bind(notify_id)
+            .bind($payment_id)
+            .execute(&mut *$tx)
             .await?;
-        });
-        Ok(id)
-    }
+        $crate::inbox::InboxRecord {
+            id,
+            outcome,
+            reason,
+        }
+    }};
+}
+pub(crate) use record_inbox;
 
-    /// Records the verification and processing outcome of a stored notification. When the
-    /// notification is verified and carries a provider notify id, that id is remembered for
-    /// deduplication. Returns `false` when that notify id had already been recorded by an
-    /// earlier notification (a duplicate), `true` otherwise.
-    pub async fn record_notification_outcome(
+impl Store {
+    /// Records a notification that changes nothing (refused, unverified, naming no known order,
+    /// or the raw copy kept when applying it failed) with its outcome, in one statement;
+    /// returns its id (`ntf_…`). Only the units of work remember notify ids for deduplication.
+    pub async fn record_notification(
         &self,
-        id: &str,
+        n: &NewNotification,
         outcome: &NotificationOutcome,
-    ) -> Result<bool> {
+    ) -> Result<String> {
+        let id = crate::new_id("ntf");
         let now = self.now_ms();
         with_pool!(self, |pool, d| {
-            let mut tx = pool.begin_with(d.begin_sql()).await?;
-            let row: Option<(String,)> = sqlx::query_as(
-                "UPDATE notifications SET verified = $1, outcome = $2, reason = $3, \
-                 notify_id = $4, payment_id = COALESCE($5, payment_id), processed_at = $6 \
-                 WHERE id = $7 RETURNING account",
-            )
-            .bind(outcome.verified)
-            .bind(&outcome.outcome)
-            .bind(&outcome.reason)
-            .bind(&outcome.notify_id)
-            .bind(&outcome.payment_id)
-            .bind(now)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((account,)) = row else {
-                return Err(StoreError::NotFound {
-                    what: "notification",
-                    id: id.to_string(),
-                });
-            };
-            let mut first = true;
-            if let (true, Some(notify_id)) = (outcome.verified, &outcome.notify_id) {
-                first = sqlx::query(
-                    "INSERT INTO notification_dedup (account, notify_id, notification_id, \
-                     created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (account, notify_id) DO NOTHING",
-                )
-                .bind(&account)
-                .bind(notify_id)
-                .bind(id)
+            sqlx::query(INSERT_NOTIFICATION)
+                .bind(&id)
+                .bind(n.channel.as_str())
+                .bind(&n.account)
+                .bind(&n.path)
+                .bind(Json(&n.headers))
+                .bind(&n.body)
+                .bind(&n.remote_addr)
                 .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-            }
-            tx.commit().await?;
-            Ok(first)
-        })
+                .bind(outcome.verified)
+                .bind(&outcome.outcome)
+                .bind(&outcome.reason)
+                .bind(&outcome.notify_id)
+                .bind(&outcome.payment_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(id)
     }
 
     /// Whether a verified notification with this provider notify id was already recorded for
@@ -190,6 +246,34 @@ impl Store {
             .await?
         });
         Ok(row.is_some())
+    }
+
+    /// Retention: deletes notifications that never verified received before
+    /// `unverified_before`, and all others (with their dedup rows) received before
+    /// `verified_before`. Returns how many inbox rows went.
+    pub async fn purge_notifications(
+        &self,
+        unverified_before: i64,
+        verified_before: i64,
+    ) -> Result<u64> {
+        with_pool!(self, |pool, d| {
+            let mut tx = pool.begin_with(d.begin_sql()).await?;
+            let gone = sqlx::query(
+                "DELETE FROM notifications WHERE received_at < $2 \
+                 OR (received_at < $1 AND verified IS NOT TRUE)",
+            )
+            .bind(unverified_before)
+            .bind(verified_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query("DELETE FROM notification_dedup WHERE created_at < $1")
+                .bind(verified_before)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(gone)
+        })
     }
 
     /// A stored notification with its raw headers and body.

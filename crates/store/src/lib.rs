@@ -90,7 +90,7 @@ pub use events::{
     WebhookDelivery,
 };
 pub use idempotency::IdempotencyBegin;
-pub use inbox::{NewNotification, Notification, NotificationOutcome};
+pub use inbox::{InboxEntry, InboxRecord, NewNotification, Notification, NotificationOutcome};
 pub use jobs::{Job, JobState, NewJob, Scheduled, TimelineEntry};
 pub use model::{Applied, Audit, AuditEntry, NewEvent, Page};
 pub use payments::{NewPayment, Payment, PaymentFilter, PaymentPatch};

@@ -16,6 +16,7 @@ use sqlx::types::Json;
 
 use crate::db::with_pool;
 use crate::error::{conflict_or, Result, StoreError};
+use crate::inbox::{record_inbox, InboxEntry, InboxRecord};
 use crate::model::{insert_audit, insert_event, Audit, NewEvent};
 use crate::payments::{bind_patch, payment_select, PaymentRow, PATCH_SET, PAYMENT_COLS};
 use crate::refunds::{refund_select, RefundRow, REFUND_COLS};
@@ -88,6 +89,9 @@ pub struct PaymentPlan {
     /// `(kind, key)` of waiting jobs the change makes pointless.
     pub cancel_jobs: Vec<(String, String)>,
     pub timeline: Vec<(String, Value)>,
+    /// The verified notification this unit applies, recorded with its outcome in the same
+    /// transaction.
+    pub inbox: Option<InboxEntry>,
 }
 
 impl PaymentPlan {
@@ -101,6 +105,7 @@ impl PaymentPlan {
             jobs: Vec::new(),
             cancel_jobs: Vec::new(),
             timeline: Vec::new(),
+            inbox: None,
         }
     }
 }
@@ -115,6 +120,7 @@ pub struct RefundPlan {
     pub jobs: Vec<NewJob>,
     pub cancel_jobs: Vec<(String, String)>,
     pub timeline: Vec<(String, Value)>,
+    pub inbox: Option<InboxEntry>,
 }
 
 impl RefundPlan {
@@ -127,6 +133,7 @@ impl RefundPlan {
             jobs: Vec::new(),
             cancel_jobs: Vec::new(),
             timeline: Vec::new(),
+            inbox: None,
         }
     }
 }
@@ -155,6 +162,8 @@ pub enum BeginRefund {
 pub struct PaymentApplied {
     pub payment: Payment,
     pub changed: bool,
+    /// How the plan's notification was recorded.
+    pub inbox: Option<InboxRecord>,
 }
 
 /// After [`Store::apply_refund`].
@@ -164,6 +173,7 @@ pub struct RefundApplied {
     /// The payment after the unit (moved when the refund succeeded).
     pub payment: Payment,
     pub changed: bool,
+    pub inbox: Option<InboxRecord>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -556,11 +566,19 @@ impl Store {
                 }
             }
             plan_side_effects!(tx, plan, id, now);
+            let inbox = match &plan.inbox {
+                Some(entry) => Some(record_inbox!(tx, entry, changed, Some(id), now)),
+                None => None,
+            };
             if let Some(finish) = &key {
                 finish_key!(tx, finish, now);
             }
             tx.commit().await?;
-            Ok(Some(PaymentApplied { payment, changed }))
+            Ok(Some(PaymentApplied {
+                payment,
+                changed,
+                inbox,
+            }))
         })
     }
 
@@ -821,6 +839,16 @@ impl Store {
                 }
             }
             plan_side_effects!(tx, plan, &payment.id, now);
+            let inbox = match &plan.inbox {
+                Some(entry) => Some(record_inbox!(
+                    tx,
+                    entry,
+                    changed,
+                    Some(payment.id.as_str()),
+                    now
+                )),
+                None => None,
+            };
             if let Some(finish) = &key {
                 finish_key!(tx, finish, now);
             }
@@ -829,6 +857,7 @@ impl Store {
                 refund,
                 payment,
                 changed,
+                inbox,
             }))
         })
     }

@@ -9,9 +9,9 @@ use std::collections::{HashMap, HashSet};
 use common::{audit, dbs, new_payment, Db, T0};
 use paybridge_core::{Channel, Fen, Mode, PaymentStatus};
 use paybridge_store::{
-    ApiScope, DeliveryAttempt, DeliveryOutcome, DeliveryStatus, IdempotencyBegin, JobState,
-    NewApiKey, NewEvent, NewJob, NewNotification, NewProviderCall, NotificationOutcome,
-    PaymentPatch, Scheduled, Store, StoreError,
+    ApiScope, DeliveryAttempt, DeliveryOutcome, DeliveryStatus, IdempotencyBegin, InboxEntry,
+    JobState, NewApiKey, NewEvent, NewJob, NewNotification, NewProviderCall, NotificationOutcome,
+    PaymentPatch, PaymentPlan, Scheduled, Store, StoreError,
 };
 use serde_json::json;
 
@@ -258,79 +258,108 @@ async fn check_inbox(db: &Db) {
         body: b"notify_id=abc&sign=\xff\x00".to_vec(),
         remote_addr: Some("203.0.113.7".into()),
     };
-    let id = store.insert_notification(&raw).await.unwrap();
-    let stored = store.get_notification(&id).await.unwrap().unwrap();
+    // A forged one is kept with its reason and marks nothing as seen.
+    let bad = NotificationOutcome {
+        verified: false,
+        outcome: "unverified".into(),
+        reason: Some("signature does not verify with key serial 42".into()),
+        notify_id: Some("zzz".into()),
+        payment_id: None,
+    };
+    let forged = store.record_notification(&raw, &bad).await.unwrap();
+    let f = store.get_notification(&forged).await.unwrap().unwrap();
     assert_eq!(
-        (stored.headers.clone(), stored.body.clone()),
+        (f.headers.clone(), f.body.clone()),
         (raw.headers.clone(), raw.body.clone()),
         "{}",
         db.label
     );
     assert_eq!(
-        (stored.verified, stored.outcome.clone(), stored.received_at),
-        (None, None, T0)
+        (
+            f.verified,
+            f.outcome.as_deref(),
+            f.reason.as_deref(),
+            f.received_at,
+            f.processed_at
+        ),
+        (
+            Some(false),
+            Some("unverified"),
+            Some("signature does not verify with key serial 42"),
+            T0,
+            Some(T0)
+        )
     );
-    assert!(!store.notification_seen("alipay_main", "abc").await.unwrap());
+    assert!(!store.notification_seen("alipay_main", "zzz").await.unwrap());
 
-    let outcome = NotificationOutcome {
-        verified: true,
-        outcome: "applied".into(),
-        reason: None,
-        notify_id: Some("abc".into()),
-        payment_id: Some("pay_1".into()),
+    // A verified one is recorded by the unit of work that applies it.
+    let pay = store
+        .insert_payment(new_payment("alipay_main", "inbox-1", 100), &audit())
+        .await
+        .unwrap();
+    let apply = |to: Option<PaymentStatus>, mismatch: Option<&str>| {
+        let store = store.clone();
+        let pay_id = pay.id.clone();
+        let mut entry = InboxEntry::new(raw.clone(), Some("abc".into()));
+        entry.mismatch = mismatch.map(str::to_string);
+        async move {
+            store
+                .apply_payment(
+                    &pay_id,
+                    None,
+                    |p| json!({"id": p.id}),
+                    move |_| {
+                        let mut plan = PaymentPlan::new(audit());
+                        plan.to = to;
+                        plan.inbox = Some(entry);
+                        plan
+                    },
+                )
+                .await
+        }
     };
-    assert!(
-        store
-            .record_notification_outcome(&id, &outcome)
-            .await
-            .unwrap(),
-        "first time"
-    );
+    let first = apply(Some(PaymentStatus::Pending), None)
+        .await
+        .unwrap()
+        .unwrap();
+    let first = first.inbox.unwrap();
+    assert_eq!(first.outcome, "applied");
     assert!(store.notification_seen("alipay_main", "abc").await.unwrap());
     assert!(!store
         .notification_seen("other_account", "abc")
         .await
         .unwrap());
-    let second = store.insert_notification(&raw).await.unwrap();
-    let dup = NotificationOutcome {
-        outcome: "duplicate".into(),
-        ..outcome.clone()
-    };
-    assert!(
-        !store
-            .record_notification_outcome(&second, &dup)
-            .await
-            .unwrap(),
-        "duplicate"
-    );
-
-    // A forged one is kept with its reason and marks nothing as seen.
-    let forged = store.insert_notification(&raw).await.unwrap();
-    let bad = NotificationOutcome {
-        verified: false,
-        outcome: "forged".into(),
-        reason: Some("signature does not verify with key serial 42".into()),
-        notify_id: Some("zzz".into()),
-        payment_id: None,
-    };
-    assert!(store
-        .record_notification_outcome(&forged, &bad)
+    let again = apply(None, None).await.unwrap().unwrap().inbox.unwrap();
+    assert_eq!(again.outcome, "duplicate");
+    let off = apply(None, Some("amount 1 fen, ours 100 fen"))
         .await
-        .unwrap());
-    assert!(!store.notification_seen("alipay_main", "zzz").await.unwrap());
-    let f = store.get_notification(&forged).await.unwrap().unwrap();
+        .unwrap()
+        .unwrap()
+        .inbox
+        .unwrap();
     assert_eq!(
-        (f.verified, f.reason.as_deref()),
-        (
-            Some(false),
-            Some("signature does not verify with key serial 42")
-        )
+        (off.outcome, off.reason.as_deref()),
+        ("mismatch", Some("amount 1 fen, ours 100 fen"))
     );
-
-    let for_payment = store.list_payment_notifications("pay_1").await.unwrap();
+    let stored = store.get_notification(&off.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.verified,
+            stored.notify_id,
+            stored.payment_id.as_deref()
+        ),
+        (Some(true), None, Some(pay.id.as_str())),
+        "a mismatch is linked to the order and remembers no notify id"
+    );
+    // A unit that fails records nothing: the notification and its effects commit together.
+    assert!(matches!(
+        apply(Some(PaymentStatus::Refunded), None).await,
+        Err(StoreError::Invariant(_))
+    ));
+    let for_payment = store.list_payment_notifications(&pay.id).await.unwrap();
     assert_eq!(
         for_payment.iter().map(|n| n.id.clone()).collect::<Vec<_>>(),
-        vec![id.clone(), second]
+        vec![first.id.clone(), again.id.clone(), off.id.clone()]
     );
     assert_eq!(
         store
@@ -338,18 +367,19 @@ async fn check_inbox(db: &Db) {
             .await
             .unwrap()
             .len(),
-        3
+        4
     );
-    assert!(matches!(
-        store
-            .record_notification_outcome("ntf_missing", &outcome)
-            .await,
-        Err(StoreError::NotFound { .. })
-    ));
+
+    // Retention: unverified copies go first, then everything with its dedup rows.
+    assert_eq!(store.purge_notifications(T0 + 1, T0).await.unwrap(), 1);
+    assert!(store.get_notification(&forged).await.unwrap().is_none());
+    assert!(store.notification_seen("alipay_main", "abc").await.unwrap());
+    assert_eq!(store.purge_notifications(T0 + 1, T0 + 1).await.unwrap(), 3);
+    assert!(!store.notification_seen("alipay_main", "abc").await.unwrap());
 }
 
 #[tokio::test]
-async fn inbox_stores_raw_then_outcome() {
+async fn inbox_records_with_the_unit_of_work_and_purges() {
     for db in dbs("inbox").await {
         check_inbox(&db).await;
     }

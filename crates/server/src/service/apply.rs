@@ -5,7 +5,9 @@
 use paybridge_core::channel::{ChannelError, OrderRef, PaymentSnapshot};
 use paybridge_core::decide::{decide_payment, PaymentDecision, PaymentObservation};
 use paybridge_core::PaymentStatus;
-use paybridge_store::{Audit, EventSpec, NewJob, Payment, PaymentPlan};
+use paybridge_store::{
+    Audit, EventSpec, InboxEntry, InboxRecord, NewJob, Payment, PaymentApplied, PaymentPlan,
+};
 use serde_json::Value;
 
 use super::calllog::{with_context, CallContext};
@@ -155,6 +157,22 @@ impl Gateway {
         self.apply_snapshot_with(payment, snap, audit, None).await
     }
 
+    /// Applies a verified notification's snapshot and records the notification (outcome and
+    /// dedup row) in the same unit of work.
+    pub(super) async fn apply_notified_payment(
+        &self,
+        payment: &Payment,
+        snap: &PaymentSnapshot,
+        audit: &Audit,
+        entry: InboxEntry,
+    ) -> Result<InboxRecord, ApiError> {
+        self.snapshot_unit(&payment.id, snap, audit, None, Some(entry))
+            .await?
+            .0
+            .inbox
+            .ok_or_else(|| ApiError::internal("the unit of work did not record the notification"))
+    }
+
     /// Asks the provider about a payment.
     pub(super) async fn query_provider(
         &self,
@@ -206,6 +224,28 @@ impl Gateway {
         audit: &Audit,
         note: Option<(String, Value)>,
     ) -> Result<(Payment, Applied), ApiError> {
+        let (applied, mismatch) = self
+            .snapshot_unit(&payment.id, snap, audit, note, None)
+            .await?;
+        let outcome = match (mismatch, applied.changed) {
+            (Some(m), _) => Applied::Mismatch(m),
+            (None, true) => Applied::Changed,
+            (None, false) => Applied::NoChange,
+        };
+        Ok((applied.payment, outcome))
+    }
+
+    /// One unit of work over a provider's word on a payment, with a timeline note and the
+    /// notification that carried it (if any) recorded in the same transaction. Also returns
+    /// the decision's mismatch, if the word contradicts the order.
+    async fn snapshot_unit(
+        &self,
+        payment_id: &str,
+        snap: &PaymentSnapshot,
+        audit: &Audit,
+        note: Option<(String, Value)>,
+        entry: Option<InboxEntry>,
+    ) -> Result<(PaymentApplied, Option<String>), ApiError> {
         let obs = PaymentObservation::Provider {
             status: snap.status,
             amount: snap.amount,
@@ -213,23 +253,22 @@ impl Gateway {
         let mut mismatch = None;
         let applied = self
             .store
-            .apply_payment(&payment.id, None, views::payment, |cur| {
+            .apply_payment(payment_id, None, views::payment, |cur| {
                 mismatch = decide_payment(cur.status, cur.amount, obs).mismatch;
                 let mut plan = self.snapshot_plan(cur, snap, audit, None);
                 if let Some(note) = note {
                     plan.timeline.insert(0, note);
                 }
+                plan.inbox = entry.map(|mut e| {
+                    e.mismatch = mismatch.clone();
+                    e
+                });
                 plan
             })
             .await?
             .ok_or(ApiError::NotFound("payment"))?;
         self.after_change(&applied.payment, applied.changed);
-        let outcome = match (mismatch, applied.changed) {
-            (Some(m), _) => Applied::Mismatch(m),
-            (None, true) => Applied::Changed,
-            (None, false) => Applied::NoChange,
-        };
-        Ok((applied.payment, outcome))
+        Ok((applied, mismatch))
     }
 
     /// Applies a local observation (closed, refused) as one unit of work.

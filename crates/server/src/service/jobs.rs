@@ -76,7 +76,7 @@ const REFUND_MAX_ATTEMPTS: i64 = 24 * 7 + 6;
 const EXPIRE_RETRY_SECONDS: i64 = 60;
 const EXPIRE_MAX_ATTEMPTS: i64 = 60;
 const LATE_REFUND_MAX_ATTEMPTS: i64 = 100;
-/// How often idempotency keys past their retention are purged.
+/// How often idempotency keys and notifications past their retention are purged.
 pub(crate) const RETENTION_EVERY_MS: i64 = 3_600_000;
 pub const JOB_LEASE_MS: i64 = 60_000;
 
@@ -188,6 +188,18 @@ impl Gateway {
                 let purged = self.store.purge_idempotency_keys(before).await?;
                 if purged > 0 {
                     tracing::info!(purged, "idempotency keys past retention purged");
+                }
+                let policy = &self.inbox.policy;
+                let now = self.now_ms();
+                let purged = self
+                    .store
+                    .purge_notifications(
+                        now - policy.unverified_retention_ms,
+                        now - policy.verified_retention_ms,
+                    )
+                    .await?;
+                if purged > 0 {
+                    tracing::info!(purged, "notifications past retention purged");
                 }
                 Ok(Next::RetryIn(RETENTION_EVERY_MS, None))
             }

@@ -9,6 +9,7 @@ mod apply;
 pub mod calllog;
 mod close;
 mod idempotency;
+pub mod inbox;
 pub mod jobs;
 mod notify;
 mod payments;
@@ -103,6 +104,8 @@ pub struct Gateway {
     pub job_lease_ms: i64,
     /// How long idempotency keys are kept (24 h unless configured).
     pub idempotency_retention_ms: i64,
+    /// What the notification inbox keeps, and the limiters enforcing it.
+    pub inbox: inbox::InboxGuard,
     pub http: reqwest::Client,
     /// Woken after a change that created webhook deliveries, so delivery needs no polling delay.
     pub outbox_signal: tokio::sync::Notify,
@@ -136,6 +139,7 @@ impl Gateway {
             instance: format!("gw-{}", uuid::Uuid::now_v7().simple()),
             job_lease_ms: jobs::JOB_LEASE_MS,
             idempotency_retention_ms: DEFAULT_IDEMPOTENCY_RETENTION_MS,
+            inbox: inbox::InboxGuard::new(inbox::InboxPolicy::default()),
             http,
             outbox_signal: tokio::sync::Notify::new(),
             reconcile: reconcile::ReconcileState::default(),

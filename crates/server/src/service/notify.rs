@@ -1,14 +1,16 @@
-//! Provider notifications: stored raw first, then verified by the channel, checked against the
-//! order, applied exactly once, answered with the provider's exact reply.
+//! Provider notifications: verified by the channel, checked against the order, applied exactly
+//! once together with their inbox row, answered with the provider's exact reply.
 
 use std::net::IpAddr;
 
-use paybridge_core::channel::{ChannelEvent, HttpReply, InboundRequest, NotifyOutcome};
+use paybridge_core::channel::{
+    ChannelEvent, HttpReply, InboundRequest, NotifyOutcome, VerifiedNotification,
+};
 use paybridge_core::Channel;
-use paybridge_store::{Audit, NewNotification, NotificationOutcome};
+use paybridge_store::{Audit, InboxEntry, NewNotification, NotificationOutcome, Payment};
 
+use super::inbox::truncated;
 use super::jobs::JobKind;
-use super::payments::Applied;
 use super::{Gateway, Protocol};
 
 /// Which endpoint a notification arrived at.
@@ -43,31 +45,19 @@ pub enum NotifyReply {
     Plain(u16, &'static str),
 }
 
-/// How processing ended; becomes the inbox outcome and the provider reply.
+/// How processing ended: the inbox outcome (already recorded) and the provider reply.
 struct Verdict {
-    verified: bool,
     outcome: &'static str,
     reason: Option<String>,
-    notify_id: Option<String>,
-    payment_id: Option<String>,
     reply: NotifyOutcome,
 }
 
-impl Verdict {
-    fn rejected(verified: bool, outcome: &'static str, reason: String, retry: bool) -> Verdict {
-        Verdict {
-            verified,
-            outcome,
-            reason: Some(reason),
-            notify_id: None,
-            payment_id: None,
-            // The sender learns that it was refused, not why (which key or serial, our clock):
-            // the inbox keeps the reason.
-            reply: NotifyOutcome::Rejected {
-                retry,
-                reason: "notification refused".into(),
-            },
-        }
+/// A refusal the sender learns only as such, not why (which key or serial, our clock): the
+/// inbox keeps the reason.
+fn refusal(retry: bool) -> NotifyOutcome {
+    NotifyOutcome::Rejected {
+        retry,
+        reason: "notification refused".into(),
     }
 }
 
@@ -91,6 +81,10 @@ fn stored_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
 }
 
 impl Gateway {
+    /// A provider notification: checked against the IP allowlist, verified and decoded (pure
+    /// CPU), then applied together with its inbox row in ONE transaction; the provider is
+    /// answered "accepted" only after that commit. What changes nothing is kept bounded (see
+    /// [`super::inbox`]).
     pub async fn handle_notification(
         &self,
         kind: NotifyKind,
@@ -109,35 +103,20 @@ impl Gateway {
             return NotifyReply::Plain(404, "wrong provider for this account");
         }
         let client_ip = peer.map(|p| self.ip_allowlist.client_ip(p, forwarded_for));
-        // The raw request is stored before anything else can fail.
-        let notification_id = match self
-            .store
-            .insert_notification(&NewNotification {
-                channel: account.channel,
-                account: account.id.clone(),
-                path: req.path.clone(),
-                headers: stored_headers(&req.headers),
-                body: req.body.clone(),
-                remote_addr: client_ip.map(|ip| ip.to_string()),
-            })
-            .await
-        {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot store notification");
-                return NotifyReply::Provider(channel.acknowledge(&NotifyOutcome::Failed));
-            }
+        let raw = NewNotification {
+            channel: account.channel,
+            account: account.id.clone(),
+            path: req.path.clone(),
+            headers: stored_headers(&req.headers),
+            body: req.body.clone(),
+            remote_addr: client_ip.map(|ip| ip.to_string()),
         };
         let verdict = match client_ip {
-            Some(ip) if !self.ip_allowlist.allows(account.channel, ip) => Verdict::rejected(
-                false,
-                "ip_not_allowed",
-                format!("{ip} is not in the {} allowlist", account.channel),
-                // A real provider from a new range gets through once the list is fixed.
-                true,
-            ),
+            Some(ip) if !self.ip_allowlist.allows(account.channel, ip) => {
+                self.refuse_sender(raw, ip).await
+            }
             _ => {
-                self.process(&account, &*channel, &notification_id, &req)
+                self.process(&account, &*channel, raw, &req, client_ip)
                     .await
             }
         };
@@ -152,22 +131,13 @@ impl Gateway {
                 }
             });
         }
-        let outcome = NotificationOutcome {
-            verified: verdict.verified,
-            outcome: verdict.outcome.to_string(),
-            reason: verdict.reason.clone(),
-            notify_id: verdict.notify_id.clone(),
-            payment_id: verdict.payment_id.clone(),
-        };
-        if let Err(e) = self
-            .store
-            .record_notification_outcome(&notification_id, &outcome)
-            .await
-        {
-            tracing::error!(error = %e, notification = %notification_id, "cannot record outcome");
-        }
+        metrics::counter!(
+            "paybridge_notifications_total",
+            "account" => account.id.clone(),
+            "outcome" => verdict.outcome,
+        )
+        .increment(1);
         tracing::info!(
-            notification = %notification_id,
             account = %account.id,
             outcome = verdict.outcome,
             reason = verdict.reason.as_deref().unwrap_or(""),
@@ -176,19 +146,80 @@ impl Gateway {
         NotifyReply::Provider(channel.acknowledge(&verdict.reply))
     }
 
+    /// A sender outside the allowlist: nothing is stored but, a few times a minute, a truncated
+    /// sample for the operator. A real provider from a new range gets through once the list is
+    /// fixed, so it is told to retry.
+    async fn refuse_sender(&self, mut raw: NewNotification, ip: IpAddr) -> Verdict {
+        let reason = format!("{ip} is not in the {} allowlist", raw.channel);
+        if self.inbox.admit_refused_sample(&raw.account) {
+            raw.body = truncated(&raw.body, self.inbox.policy.refused_sample_body_bytes);
+            let outcome = rejected_outcome(false, "ip_not_allowed", &reason, None);
+            self.keep(&raw, &outcome).await;
+        }
+        Verdict {
+            outcome: "ip_not_allowed",
+            reason: Some(reason),
+            reply: refusal(true),
+        }
+    }
+
+    /// Records a notification that changes nothing (best effort: it has no effect to make
+    /// durable, and the reply does not depend on it).
+    async fn keep(&self, raw: &NewNotification, outcome: &NotificationOutcome) {
+        if let Err(e) = self.store.record_notification(raw, outcome).await {
+            tracing::error!(error = %e, account = %raw.account, outcome = %outcome.outcome, "cannot record notification");
+        }
+    }
+
+    /// A verified notification that is refused (another app, no such order): kept whole.
+    async fn refuse_verified(
+        &self,
+        raw: &NewNotification,
+        outcome: &'static str,
+        reason: String,
+        payment_id: Option<String>,
+    ) -> Verdict {
+        self.keep(raw, &rejected_outcome(true, outcome, &reason, payment_id))
+            .await;
+        Verdict {
+            outcome,
+            reason: Some(reason),
+            reply: refusal(false),
+        }
+    }
+
     async fn process(
         &self,
         account: &super::Account,
         channel: &dyn paybridge_core::channel::PaymentChannel,
-        notification_id: &str,
+        mut raw: NewNotification,
         req: &InboundRequest,
+        client_ip: Option<IpAddr>,
     ) -> Verdict {
         let now_unix = self.now_ms().div_euclid(1000);
         let verified = match channel.decode_notification(req, now_unix) {
             Ok(v) => v,
-            // Same bytes, same answer, unless our keys change (certificate rotation): let the
-            // provider retry; a forger's retries change nothing either.
-            Err(e) => return Verdict::rejected(false, "unverified", e.to_string(), true),
+            Err(e) => {
+                // Same bytes, same answer, unless our keys change (certificate rotation): let
+                // the provider retry; a forger's retries change nothing either. Its copy is
+                // rate-limited, truncated and expires; past the limit it is only counted.
+                let reason = e.to_string();
+                if self.inbox.admit_unverified(&account.id, client_ip) {
+                    raw.body = truncated(&raw.body, self.inbox.policy.unverified_body_bytes);
+                    let claimed = self.claimed_payment(account, channel, req).await;
+                    let outcome = rejected_outcome(false, "unverified", &reason, claimed);
+                    self.keep(&raw, &outcome).await;
+                } else {
+                    metrics::counter!("paybridge_notifications_dropped_total",
+                        "account" => account.id.clone(), "reason" => "rate_limited")
+                    .increment(1);
+                }
+                return Verdict {
+                    outcome: "unverified",
+                    reason: Some(reason),
+                    reply: refusal(true),
+                };
+            }
         };
         let out_trade_no = match &verified.event {
             ChannelEvent::Payment { snapshot } => &snapshot.out_trade_no,
@@ -200,7 +231,7 @@ impl Gateway {
             .await
         {
             Ok(p) => p,
-            Err(e) => return self.failed(e.to_string()),
+            Err(e) => return self.failed(&raw, e.to_string()).await,
         };
         // Correctly signed yet naming another app or merchant: not a key problem (no refresh),
         // and linked to the order it names so its timeline shows it.
@@ -218,51 +249,35 @@ impl Gateway {
             _ => None,
         };
         if let Some(reason) = foreign {
-            let mut verdict = Verdict::rejected(true, "mismatch", reason, false);
-            verdict.payment_id = payment.map(|p| p.id);
-            return verdict;
+            return self
+                .refuse_verified(&raw, "mismatch", reason, payment.map(|p| p.id))
+                .await;
         }
         let Some(payment) = payment else {
-            return Verdict::rejected(
-                true,
-                "unknown_order",
-                format!("no order {out_trade_no} in account {}", account.id),
-                false,
-            );
+            let reason = format!("no order {out_trade_no} in account {}", account.id);
+            return self
+                .refuse_verified(&raw, "unknown_order", reason, None)
+                .await;
         };
-        let audit = Audit::new(format!("notify:{notification_id}"), "provider notification");
-        let mut verdict = match &verified.event {
+        if let Some(reason) = echo_mismatch(&verified, &payment) {
+            // Our own text, signed back to us, reads differently: the parse was tampered with
+            // or the provider mixed orders up. Ask the provider directly.
+            if let Err(e) = self
+                .schedule(JobKind::Query, &payment.id, None, self.now_ms())
+                .await
+            {
+                tracing::warn!(error = %e, "cannot schedule query");
+            }
+            return self
+                .refuse_verified(&raw, "mismatch", reason, Some(payment.id))
+                .await;
+        }
+        let entry = InboxEntry::new(raw.clone(), verified.notify_id.clone());
+        let audit = Audit::new(format!("notify:{}", entry.id), "provider notification");
+        let recorded = match &verified.event {
             ChannelEvent::Payment { snapshot } => {
-                match self.apply_snapshot(payment.clone(), snapshot, &audit).await {
-                    Ok((_, Applied::Changed)) => Verdict {
-                        verified: true,
-                        outcome: "applied",
-                        reason: None,
-                        notify_id: None,
-                        payment_id: None,
-                        reply: NotifyOutcome::Accepted,
-                    },
-                    Ok((_, Applied::NoChange)) => Verdict {
-                        verified: true,
-                        outcome: "no_change",
-                        reason: None,
-                        notify_id: None,
-                        payment_id: None,
-                        reply: NotifyOutcome::Accepted,
-                    },
-                    Ok((_, Applied::Mismatch(reason))) => {
-                        // Signed by the provider yet contradicting the order: ask the provider
-                        // directly rather than trust or ignore it.
-                        if let Err(e) = self
-                            .schedule(JobKind::Query, &payment.id, None, self.now_ms())
-                            .await
-                        {
-                            tracing::warn!(error = %e, "cannot schedule query");
-                        }
-                        Verdict::rejected(true, "mismatch", reason, false)
-                    }
-                    Err(e) => self.failed(e.to_string()),
-                }
+                self.apply_notified_payment(&payment, snapshot, &audit, entry)
+                    .await
             }
             ChannelEvent::Refund { snapshot, .. } => {
                 match self
@@ -270,87 +285,94 @@ impl Gateway {
                     .get_refund_by_out_refund_no(&payment.id, &snapshot.out_refund_no)
                     .await
                 {
-                    Ok(Some(refund)) if snapshot.amount.is_some_and(|a| a != refund.amount) => {
-                        // Signed by the provider yet contradicting the refund: ask the provider
-                        // directly, as the payment path does.
-                        if let Err(e) = self
-                            .schedule(
-                                JobKind::RefundQuery,
-                                &refund.id,
-                                Some(&payment.id),
-                                self.now_ms(),
-                            )
-                            .await
-                        {
-                            tracing::warn!(error = %e, "cannot schedule refund query");
-                        }
-                        Verdict::rejected(
-                            true,
-                            "mismatch",
-                            format!(
-                                "refund {} is {} fen, the notification says {} fen",
-                                refund.id,
-                                refund.amount.as_i64(),
-                                snapshot.amount.map_or(0, |a| a.as_i64())
-                            ),
-                            false,
-                        )
-                    }
                     Ok(Some(refund)) => {
-                        let before = refund.status;
-                        match self.apply_refund_snapshot(refund, snapshot, &audit).await {
-                            Ok(r) => Verdict {
-                                verified: true,
-                                outcome: if r.status != before {
-                                    "applied"
-                                } else {
-                                    "no_change"
-                                },
-                                reason: None,
-                                notify_id: None,
-                                payment_id: None,
-                                reply: NotifyOutcome::Accepted,
-                            },
-                            Err(e) => self.failed(e.to_string()),
-                        }
+                        self.apply_notified_refund(&refund, snapshot, &audit, entry)
+                            .await
                     }
-                    Ok(None) => Verdict::rejected(
-                        true,
-                        "unknown_refund",
-                        format!("no refund {} on {}", snapshot.out_refund_no, payment.id),
-                        false,
-                    ),
-                    Err(e) => self.failed(e.to_string()),
+                    Ok(None) => {
+                        let reason =
+                            format!("no refund {} on {}", snapshot.out_refund_no, payment.id);
+                        return self
+                            .refuse_verified(&raw, "unknown_refund", reason, Some(payment.id))
+                            .await;
+                    }
+                    Err(e) => Err(e.into()),
                 }
             }
         };
-        if matches!(verdict.outcome, "applied" | "no_change") {
-            verdict.notify_id = verified.notify_id.clone();
+        match recorded {
+            Ok(r) => Verdict {
+                outcome: r.outcome,
+                // A mismatch is the provider's own signed word against ours: no retry will
+                // change it, and the query scheduled with it settles the truth.
+                reply: if r.outcome == "mismatch" {
+                    refusal(false)
+                } else {
+                    NotifyOutcome::Accepted
+                },
+                reason: r.reason,
+            },
+            Err(e) => self.failed(&raw, e.to_string()).await,
         }
-        // Duplicates are harmless (the transition is conditional); the id only labels them.
-        // It never short-circuits processing: a provider reusing an id for another trade must
-        // not make us skip a payment.
-        if verdict.outcome == "no_change" {
-            if let Some(nid) = &verified.notify_id {
-                if let Ok(true) = self.store.notification_seen(&account.id, nid).await {
-                    verdict.outcome = "duplicate";
-                }
-            }
-        }
-        verdict.payment_id = Some(payment.id.clone());
-        verdict
     }
 
-    fn failed(&self, reason: String) -> Verdict {
-        tracing::error!(%reason, "notification processing failed");
+    /// The payment an unverified notification claims to be about, to link its inbox row to
+    /// that payment's timeline. Never trusted for anything else.
+    async fn claimed_payment(
+        &self,
+        account: &super::Account,
+        channel: &dyn paybridge_core::channel::PaymentChannel,
+        req: &InboundRequest,
+    ) -> Option<String> {
+        let out_trade_no = channel.claimed_order(req)?;
+        match self
+            .store
+            .get_payment_by_out_trade_no(&account.id, &out_trade_no)
+            .await
+        {
+            Ok(p) => p.map(|p| p.id),
+            Err(_) => None,
+        }
+    }
+
+    /// Applying failed (storage): keep the raw copy alone, if the store takes it, and ask the
+    /// provider to send it again; nothing took effect.
+    async fn failed(&self, raw: &NewNotification, reason: String) -> Verdict {
+        tracing::error!(%reason, account = %raw.account, "notification processing failed");
+        self.keep(raw, &rejected_outcome(true, "error", &reason, None))
+            .await;
         Verdict {
-            verified: true,
             outcome: "error",
             reason: Some(reason),
-            notify_id: None,
-            payment_id: None,
             // The provider sees a generic message; the inbox keeps the real one.
             reply: NotifyOutcome::Failed,
         }
+    }
+}
+
+fn rejected_outcome(
+    verified: bool,
+    outcome: &str,
+    reason: &str,
+    payment_id: Option<String>,
+) -> NotificationOutcome {
+    NotificationOutcome {
+        verified,
+        outcome: outcome.to_string(),
+        reason: Some(reason.to_string()),
+        notify_id: None,
+        payment_id,
+    }
+}
+
+/// Merchant text the provider echoes in a signed notification must read back exactly as the
+/// order holds it; otherwise the signed string was split differently from what was signed.
+fn echo_mismatch(v: &VerifiedNotification, payment: &Payment) -> Option<String> {
+    match &v.subject {
+        Some(subject) if *subject != payment.subject => Some(format!(
+            "the notification's subject {subject:?} is not the order's {:?}",
+            payment.subject
+        )),
+        _ => None,
     }
 }

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::apply::timeline_entry;
-pub(super) use super::apply::Applied;
 use super::calllog::{with_context, CallContext};
 use super::idempotency::{Answer, IdempotencyKey, LockWait, KEY_LOCK_MS, RECOVER_AFTER_MS};
 use super::jobs::JobKind;

@@ -5,8 +5,8 @@ use paybridge_core::channel::{CreateRefund, RefundRef, RefundSnapshot};
 use paybridge_core::decide::{decide_refund, RefundObservation};
 use paybridge_core::{Fen, RefundStatus};
 use paybridge_store::{
-    ApiKey, Audit, BeginRefund, EventSpec, KeyFinish, KeyState, NewRefund, Payment, Refund,
-    RefundPlan,
+    ApiKey, Audit, BeginRefund, EventSpec, InboxEntry, InboxRecord, KeyFinish, KeyState, NewRefund,
+    Payment, Refund, RefundApplied, RefundPlan,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -281,6 +281,36 @@ impl Gateway {
         snap: &RefundSnapshot,
         audit: &Audit,
     ) -> Result<Refund, ApiError> {
+        Ok(self
+            .refund_unit(refund_id, key, snap, audit, None)
+            .await?
+            .refund)
+    }
+
+    /// Applies a verified refund notification and records it in the same unit of work.
+    pub(super) async fn apply_notified_refund(
+        &self,
+        refund: &Refund,
+        snap: &RefundSnapshot,
+        audit: &Audit,
+        entry: InboxEntry,
+    ) -> Result<InboxRecord, ApiError> {
+        self.refund_unit(&refund.id, None, snap, audit, Some(entry))
+            .await?
+            .inbox
+            .ok_or_else(|| ApiError::internal("the unit of work did not record the notification"))
+    }
+
+    /// One unit of work over a provider's word on a refund, with the notification that carried
+    /// it (if any) recorded in the same transaction.
+    async fn refund_unit(
+        &self,
+        refund_id: &str,
+        key: Option<KeyFinish<'_>>,
+        snap: &RefundSnapshot,
+        audit: &Audit,
+        entry: Option<InboxEntry>,
+    ) -> Result<RefundApplied, ApiError> {
         let obs = RefundObservation::Provider {
             status: snap.status,
             amount: snap.amount,
@@ -289,14 +319,19 @@ impl Gateway {
         let applied = self
             .store
             .apply_refund(refund_id, key, views::refund, |p, r| {
-                self.refund_plan(p, r, obs, snap, audit, poll_at)
+                let mut plan = self.refund_plan(p, r, obs, snap, audit, poll_at);
+                plan.inbox = entry.map(|mut e| {
+                    e.mismatch = decide_refund(r.status, r.amount, obs).mismatch;
+                    e
+                });
+                plan
             })
             .await?
             .ok_or(ApiError::NotFound("refund"))?;
         if applied.changed {
             self.outbox_signal.notify_one();
         }
-        Ok(applied.refund)
+        Ok(applied)
     }
 
     fn refund_plan(
@@ -316,6 +351,13 @@ impl Gateway {
             plan.timeline.push(timeline_entry(
                 "refund_mismatch",
                 &format!("refund {}: {m}", r.id),
+            ));
+            // The provider's signed word contradicts the refund: ask it directly.
+            plan.jobs.push(JobKind::RefundQuery.job(
+                &r.id,
+                Some(&p.id),
+                Value::Null,
+                self.now_ms(),
             ));
         }
         match d.to {

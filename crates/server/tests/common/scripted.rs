@@ -97,6 +97,10 @@ impl PaymentChannel for Scripted {
         })
     }
     async fn query_payment(&self, order: &OrderRef) -> Result<PaymentSnapshot, ChannelError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("query:{}", order.out_trade_no));
         let status = self
             .query
             .lock()
@@ -174,6 +178,7 @@ impl PaymentChannel for Scripted {
         let s = |k: &str| v[k].as_str().map(str::to_string);
         Ok(VerifiedNotification {
             notify_id: s("notify_id"),
+            subject: s("subject"),
             app_id: s("app_id"),
             merchant_id: None,
             event: ChannelEvent::Payment {
@@ -189,6 +194,10 @@ impl PaymentChannel for Scripted {
                 },
             },
         })
+    }
+    fn claimed_order(&self, req: &InboundRequest) -> Option<String> {
+        let v: Value = serde_json::from_slice(&req.body).ok()?;
+        v["out_trade_no"].as_str().map(str::to_string)
     }
     async fn refresh_keys(&self, urgent: bool) -> Result<bool, ChannelError> {
         if urgent {

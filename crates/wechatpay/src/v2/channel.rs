@@ -284,6 +284,7 @@ impl PaymentChannel for V2Channel {
             let status = V2RefundStatus::parse(&n.refund_status).map_err(bad)?;
             return Ok(VerifiedNotification {
                 notify_id: None,
+                subject: None,
                 app_id: Some(n.appid),
                 merchant_id: Some(n.mch_id),
                 event: ChannelEvent::Refund {
@@ -310,6 +311,7 @@ impl PaymentChannel for V2Channel {
         };
         Ok(VerifiedNotification {
             notify_id: None,
+            subject: None,
             app_id: Some(n.appid.clone()),
             merchant_id: Some(n.mch_id.clone()),
             event: ChannelEvent::Payment {
@@ -325,6 +327,12 @@ impl PaymentChannel for V2Channel {
                 },
             },
         })
+    }
+
+    fn claimed_order(&self, req: &InboundRequest) -> Option<String> {
+        // A refund notification's order number is inside the encrypted `req_info`.
+        let doc = parse_xml(&req.body).ok()?;
+        doc.get("out_trade_no").map(str::to_string)
     }
 
     fn acknowledge(&self, outcome: &NotifyOutcome) -> HttpReply {

@@ -233,6 +233,7 @@ impl<T: Transport> PaymentChannel for V3Channel<T> {
         match n.event().map_err(bad)? {
             NotifyEvent::Transaction(t) => Ok(VerifiedNotification {
                 notify_id: Some(n.envelope.id.clone()),
+                subject: None,
                 app_id: t.app_id().map(str::to_string),
                 merchant_id: t.merchant_id().map(str::to_string),
                 event: ChannelEvent::Payment {
@@ -241,6 +242,7 @@ impl<T: Transport> PaymentChannel for V3Channel<T> {
             }),
             NotifyEvent::Refund(r) => Ok(VerifiedNotification {
                 notify_id: Some(n.envelope.id.clone()),
+                subject: None,
                 app_id: None,
                 merchant_id: r.mchid.clone().or(r.sp_mchid.clone()),
                 event: ChannelEvent::Refund {
