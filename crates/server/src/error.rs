@@ -8,6 +8,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::service::ServiceError;
+
+/// Every answer other than success the API gives: the edge's own refusals (authentication,
+/// scopes, headers, body size) and whatever a gateway operation failed with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing or malformed Authorization header")]
@@ -16,56 +20,55 @@ pub enum ApiError {
     InvalidApiKey,
     #[error("this API key lacks the {0} scope")]
     Forbidden(&'static str),
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error("invalid request: {0}")]
-    Validation(String),
     #[error("the Idempotency-Key header is required on POST")]
     IdempotencyKeyMissing,
-    #[error("this Idempotency-Key was used with a different request")]
-    IdempotencyKeyReused,
-    #[error("a request with this Idempotency-Key is still in progress")]
-    IdempotencyInProgress,
-    #[error("{0}")]
-    Conflict(String),
-    #[error("payment is {status}; {action} is not possible")]
-    InvalidState {
-        status: String,
-        action: &'static str,
-    },
-    #[error("refund exceeds the refundable amount ({refundable} fen left)")]
-    RefundExceedsPayment { refundable: i64 },
-    #[error("the provider refused: {code}: {message}")]
-    ProviderRefused { code: String, message: String },
-    #[error("the provider's answer is not known yet; the payment will be queried")]
-    ProviderUnknown,
-    #[error("unknown account {0}")]
-    UnknownAccount(String),
     #[error("request body too large")]
     PayloadTooLarge,
-    #[error("internal error")]
-    Internal(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl From<paybridge_store::StoreError> for ApiError {
+    fn from(e: paybridge_store::StoreError) -> Self {
+        ApiError::Service(e.into())
+    }
 }
 
 impl ApiError {
+    pub fn not_found(what: &'static str) -> ApiError {
+        ApiError::Service(ServiceError::NotFound(what))
+    }
+
+    pub fn validation(detail: impl Into<String>) -> ApiError {
+        ApiError::Service(ServiceError::Validation(detail.into()))
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        ApiError::Service(ServiceError::internal(e))
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::InvalidApiKey => "invalid_api_key",
             ApiError::Forbidden(_) => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Validation(_) => "validation_failed",
             ApiError::IdempotencyKeyMissing => "idempotency_key_missing",
-            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
-            ApiError::IdempotencyInProgress => "idempotency_in_progress",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::InvalidState { .. } => "invalid_state",
-            ApiError::RefundExceedsPayment { .. } => "refund_exceeds_payment",
-            ApiError::ProviderRefused { .. } => "provider_refused",
-            ApiError::ProviderUnknown => "provider_outcome_unknown",
-            ApiError::UnknownAccount(_) => "unknown_account",
             ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::Internal(_) => "internal",
+            ApiError::Service(e) => match e {
+                ServiceError::NotFound(_) => "not_found",
+                ServiceError::Validation(_) => "validation_failed",
+                ServiceError::UnknownAccount(_) => "unknown_account",
+                ServiceError::IdempotencyKeyReused => "idempotency_key_reused",
+                ServiceError::IdempotencyInProgress => "idempotency_in_progress",
+                ServiceError::Conflict(_) => "conflict",
+                ServiceError::InvalidState { .. } => "invalid_state",
+                ServiceError::RefundExceedsPayment { .. } => "refund_exceeds_payment",
+                ServiceError::ProviderRefused { .. } => "provider_refused",
+                ServiceError::ProviderUnknown => "provider_outcome_unknown",
+                ServiceError::Storage(_) | ServiceError::Channel(_) | ServiceError::Internal(_) => {
+                    "internal"
+                }
+            },
         }
     }
 
@@ -73,30 +76,36 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated | ApiError::InvalidApiKey => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Validation(_)
-            | ApiError::IdempotencyKeyMissing
-            | ApiError::UnknownAccount(_) => StatusCode::BAD_REQUEST,
-            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::IdempotencyInProgress
-            | ApiError::Conflict(_)
-            | ApiError::InvalidState { .. }
-            | ApiError::RefundExceedsPayment { .. } => StatusCode::CONFLICT,
-            ApiError::ProviderRefused { .. } => StatusCode::BAD_GATEWAY,
-            ApiError::ProviderUnknown => StatusCode::ACCEPTED,
+            ApiError::IdempotencyKeyMissing => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Service(e) => match e {
+                ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+                ServiceError::Validation(_) | ServiceError::UnknownAccount(_) => {
+                    StatusCode::BAD_REQUEST
+                }
+                ServiceError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+                ServiceError::IdempotencyInProgress
+                | ServiceError::Conflict(_)
+                | ServiceError::InvalidState { .. }
+                | ServiceError::RefundExceedsPayment { .. } => StatusCode::CONFLICT,
+                ServiceError::ProviderRefused { .. } => StatusCode::BAD_GATEWAY,
+                ServiceError::ProviderUnknown => StatusCode::ACCEPTED,
+                ServiceError::Storage(_) | ServiceError::Channel(_) | ServiceError::Internal(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            },
         }
     }
 
-    pub fn internal(e: impl std::fmt::Display) -> ApiError {
-        ApiError::Internal(e.to_string())
+    fn is_fault(&self) -> bool {
+        matches!(self, ApiError::Service(e) if e.is_fault())
     }
 
     pub fn body(&self) -> serde_json::Value {
-        let detail = match self {
-            ApiError::Internal(_) => "internal error".to_string(),
-            other => other.to_string(),
+        let detail = if self.is_fault() {
+            "internal error".to_string()
+        } else {
+            self.to_string()
         };
         let mut v = json!({
             "type": format!("https://paybridge.dev/problems/{}", self.code()),
@@ -105,18 +114,29 @@ impl ApiError {
             "code": self.code(),
             "detail": detail,
         });
-        if let ApiError::RefundExceedsPayment { refundable } = self {
-            v["refundable"] = json!(refundable);
+        if let ApiError::Service(ServiceError::RefundExceedsPayment { refundable }) = self {
+            v["refundable"] = json!(refundable.0);
         }
         v
+    }
+
+    /// The answer as stored against an Idempotency-Key, replayed byte for byte.
+    pub fn stored_answer(&self) -> (u16, Vec<u8>) {
+        (self.status().as_u16(), self.body().to_string().into_bytes())
+    }
+
+    /// Logs a fault of ours with its cause (each layer's message includes the one below),
+    /// once: where the error becomes a response, and nowhere else.
+    pub(crate) fn log_fault(&self) {
+        if self.is_fault() {
+            tracing::error!(error = %self, code = self.code(), "internal error");
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(error = %detail, "internal error");
-        }
+        self.log_fault();
         let status = self.status();
         let body = self.body().to_string();
         let mut resp = (
@@ -148,6 +168,7 @@ mod tests {
     #[test]
     fn internal_detail_is_not_leaked() {
         let e = ApiError::internal("password=hunter2 at db");
+        assert_eq!(e.code(), "internal");
         let body = e.body().to_string();
         assert!(!body.contains("hunter2"));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
@@ -155,14 +176,9 @@ mod tests {
 
     #[test]
     fn codes_are_stable() {
-        assert_eq!(
-            ApiError::IdempotencyKeyReused.code(),
-            "idempotency_key_reused"
-        );
-        assert_eq!(
-            ApiError::IdempotencyKeyReused.status(),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
+        let reused = ApiError::Service(ServiceError::IdempotencyKeyReused);
+        assert_eq!(reused.code(), "idempotency_key_reused");
+        assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(
             ApiError::Forbidden("refund").status(),
             StatusCode::FORBIDDEN

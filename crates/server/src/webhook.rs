@@ -110,7 +110,7 @@ impl crate::service::Gateway {
         &self,
         now: i64,
         limit: u32,
-    ) -> Result<usize, crate::error::ApiError> {
+    ) -> Result<usize, crate::service::ServiceError> {
         use paybridge_store::{DeliveryAttempt, DeliveryOutcome};
         let due = self
             .store

@@ -231,7 +231,8 @@ async fn f4_validation_failure_leaves_the_key_unused() {
         let (s, b) = post_raw(base, "/v1/payments", k, "k-f4", &bad)
             .await
             .unwrap();
-        assert!(matches!(s, 400 | 422), "{s} {b}");
+        assert_eq!(s, 400, "{b}");
+        assert!(b.contains("validation_failed"), "{b}");
         assert!(env
             .inst
             .gw
@@ -329,6 +330,18 @@ async fn f8_close_of_an_unseen_order_keeps_watching() {
     }
 }
 
+/// The refund calls that reached the provider, in order.
+fn refund_calls(env: &Env) -> Vec<String> {
+    env.provider
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.starts_with("refund:"))
+        .cloned()
+        .collect()
+}
+
 /// Finding 9a: the late-payment refund is a job, and a failed provider call is retried.
 #[tokio::test]
 async fn f9_late_payment_refund_is_a_retried_job() {
@@ -351,15 +364,7 @@ async fn f9_late_payment_refund_is_a_retried_job() {
         *env.provider.refund_unknown.lock().unwrap() = true;
         let (s, _) = notify(&env, &paid_notice("ord-f9", 800, "n-f9"), None).await;
         assert_eq!(s, 200);
-        let calls = |env: &Env| {
-            env.provider
-                .calls
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|c| c.starts_with("refund:"))
-                .count()
-        };
+        let calls = |env: &Env| refund_calls(env).len();
         assert_eq!(calls(&env), 0, "no refund inline in the notification");
         assert!(job_kinds(&env, id)
             .await
@@ -379,6 +384,66 @@ async fn f9_late_payment_refund_is_a_retried_job() {
             (Some("refunded"), Some(800)),
             "{now}"
         );
+    }
+}
+
+/// Finding 9c: a retryable refusal of the late-payment refund (the balance short, the provider
+/// busy) is tried again as a new refund; a final refusal is said once and not retried.
+#[tokio::test]
+async fn f9_late_payment_refund_retries_a_retryable_refusal() {
+    for env in envs("mp_f9c").await {
+        let (base, k) = (&env.inst.base, &env.keys.sandbox_all);
+        let gw = &env.inst.gw;
+        gw.set_late_payment_policy(LatePaymentPolicy::Refund);
+        for (no, retryable) in [("ord-f9c", true), ("ord-f9d", false)] {
+            let p = create(&env, no, 700).await;
+            let id = p["id"].as_str().unwrap().to_string();
+            let (s, _, _) = post(
+                base,
+                &format!("/v1/payments/{id}/close"),
+                k,
+                Some(&format!("c-{no}")),
+                &json!({}),
+            )
+            .await;
+            assert_eq!(s, 200);
+            env.provider
+                .refund_refusals
+                .lock()
+                .unwrap()
+                .push_back(("NOTENOUGH".into(), retryable));
+            let before = refund_calls(&env).len();
+            let (s, _) = notify(&env, &paid_notice(no, 700, &format!("n-{no}")), None).await;
+            assert_eq!(s, 200);
+            gw.run_jobs_once(gw.now_ms(), 20).await.unwrap();
+            assert_eq!(refund_calls(&env).len(), before + 1, "{no}: first attempt");
+            env._db.clock.advance(3_600_000);
+            gw.run_jobs_once(gw.now_ms(), 20).await.unwrap();
+            env._db.clock.advance(3_600_000);
+            gw.run_jobs_once(gw.now_ms(), 20).await.unwrap();
+            let calls = refund_calls(&env);
+            let (_, now) = get(base, &format!("/v1/payments/{id}"), k).await;
+            let (_, refunds) = get(base, &format!("/v1/payments/{id}/refunds"), k).await;
+            let statuses: Vec<_> = refunds["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["status"].as_str().unwrap().to_string())
+                .collect();
+            if retryable {
+                // The second attempt is another refund, and it went through.
+                assert_eq!(calls.len(), before + 2, "{calls:?}");
+                assert_ne!(calls[before], calls[before + 1]);
+                assert_eq!(now["refunded_amount"], 700, "{now}");
+                assert_eq!(statuses.len(), 2, "{refunds}");
+                assert!(statuses.contains(&"failed".to_string()));
+                assert!(statuses.contains(&"succeeded".to_string()));
+            } else {
+                assert_eq!(calls.len(), before + 1, "final: not retried {calls:?}");
+                assert_eq!(now["refunded_amount"], 0, "{now}");
+                assert_eq!(statuses, vec!["failed".to_string()]);
+            }
+        }
     }
 }
 

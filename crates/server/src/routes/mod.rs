@@ -26,6 +26,7 @@ use self::views::{
     RefundList, RefundView, Timeline,
 };
 use crate::error::ApiError;
+use crate::service::ServiceError;
 use crate::service::{
     views as service_views, Answer, CreatePaymentInput, CreateRefundInput, Gateway, IdempotencyKey,
     NotifyKind, NotifyReply,
@@ -68,7 +69,7 @@ pub fn app(gw: Arc<Gateway>, max_body_bytes: usize) -> Router {
         )
         .route("/notify/wechat/v3/:account", post(notify_wechat_v3))
         .merge(reconcile::routes())
-        .fallback(|| async { ApiError::NotFound("route") })
+        .fallback(|| async { ApiError::not_found("route") })
         .with_state(state)
 }
 
@@ -134,7 +135,7 @@ async fn authorized_body(
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::Validation(format!("body: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::validation(format!("body: {e}")))
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
@@ -183,8 +184,12 @@ where
     let begin = s.gw.begin_plain_key(&key.id, idem, &hash).await;
     match begin {
         Err(e) => ApiError::from(e).into_response(),
-        Ok(IdempotencyBegin::Mismatch) => ApiError::IdempotencyKeyReused.into_response(),
-        Ok(IdempotencyBegin::InProgress) => ApiError::IdempotencyInProgress.into_response(),
+        Ok(IdempotencyBegin::Mismatch) => {
+            ApiError::from(ServiceError::IdempotencyKeyReused).into_response()
+        }
+        Ok(IdempotencyBegin::InProgress) => {
+            ApiError::from(ServiceError::IdempotencyInProgress).into_response()
+        }
         Ok(IdempotencyBegin::Replay { status, body }) => json_response(
             StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
             body,
@@ -193,7 +198,10 @@ where
         Ok(IdempotencyBegin::New) => {
             let (status, body) = match s.gw.holding_plain_key(&key.id, idem, run()).await {
                 Ok(v) => (success, v.to_string().into_bytes()),
-                Err(e) => (e.status(), e.body().to_string().into_bytes()),
+                Err(e) => {
+                    e.log_fault();
+                    (e.status(), e.body().to_string().into_bytes())
+                }
             };
             // Answers that may differ on a retry (server faults, unknown provider outcome) are
             // not stored: the key is released so the retry runs again.
@@ -208,22 +216,14 @@ where
             if let Err(e) = stored {
                 tracing::error!(error = %e, "cannot store idempotent response");
             }
-            if status.is_server_error() {
-                tracing::error!(path, "request failed");
-                json_response(status, body, false)
-            } else {
-                let ct = if status.is_success() {
-                    "application/json"
-                } else {
-                    "application/problem+json"
-                };
-                let mut r = json_response(status, body, false);
+            let mut r = json_response(status, body, false);
+            if !status.is_success() {
                 r.headers_mut().insert(
                     axum::http::header::CONTENT_TYPE,
-                    HeaderValue::from_static(ct),
+                    HeaderValue::from_static("application/problem+json"),
                 );
-                r
             }
+            r
         }
     }
 }
@@ -275,12 +275,7 @@ fn answer_response(answer: Result<Answer<Value>, ApiError>, success: StatusCode)
             );
             r
         }
-        Err(e) => {
-            if e.status().is_server_error() {
-                tracing::error!(error = %e, code = e.code(), "request failed");
-            }
-            e.into_response()
-        }
+        Err(e) => e.into_response(),
     }
 }
 
@@ -332,19 +327,19 @@ async fn list_payments(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PaymentList>, ApiError> {
     let key = authenticate(&s, &headers, ApiScope::Read).await?;
-    let Query(q) = q.map_err(|e| ApiError::Validation(e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::validation(e.body_text()))?;
     let channel = q
         .channel
         .as_deref()
         .map(str::parse::<Channel>)
         .transpose()
-        .map_err(|e| ApiError::Validation(e.to_string()))?;
+        .map_err(|e| ApiError::validation(e.to_string()))?;
     let status = q
         .status
         .as_deref()
         .map(str::parse::<PaymentStatus>)
         .transpose()
-        .map_err(|e| ApiError::Validation(e.to_string()))?;
+        .map_err(|e| ApiError::validation(e.to_string()))?;
     let filter = PaymentFilter {
         account: q.account,
         channel,
@@ -512,7 +507,7 @@ async fn list_events(
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<EventList>, ApiError> {
     let key = authenticate(&s, &headers, ApiScope::Read).await?;
-    let Query(q) = q.map_err(|e| ApiError::Validation(e.body_text()))?;
+    let Query(q) = q.map_err(|e| ApiError::validation(e.body_text()))?;
     let page =
         s.gw.store
             .list_events(
@@ -559,7 +554,7 @@ async fn redeliver(
                 .get_event(&id)
                 .await?
                 .filter(|e| e.mode == key.mode)
-                .ok_or(ApiError::NotFound("event"))?;
+                .ok_or(ApiError::not_found("event"))?;
             let n = gw
                 .store
                 .redeliver(&event.id, &gw.endpoints_for(event.mode), gw.now_ms())

@@ -11,10 +11,10 @@ use paybridge_store::{
 use serde_json::Value;
 
 use super::calllog::{with_context, CallContext};
+use super::error::ServiceError;
 use super::jobs::JobKind;
 use super::payments::refused;
 use super::{views, Gateway};
-use crate::error::ApiError;
 
 /// What applying a provider snapshot did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,11 +63,11 @@ impl JobKind {
 }
 
 impl Gateway {
-    pub(super) async fn load_payment(&self, id: &str) -> Result<Payment, ApiError> {
+    pub(super) async fn load_payment(&self, id: &str) -> Result<Payment, ServiceError> {
         self.store
             .get_payment(id)
             .await?
-            .ok_or(ApiError::NotFound("payment"))
+            .ok_or(ServiceError::NotFound("payment"))
     }
 
     pub(super) fn payment_event(&self, kind: &str, p: &Payment) -> EventSpec {
@@ -153,7 +153,7 @@ impl Gateway {
         payment: Payment,
         snap: &PaymentSnapshot,
         audit: &Audit,
-    ) -> Result<(Payment, Applied), ApiError> {
+    ) -> Result<(Payment, Applied), ServiceError> {
         self.apply_snapshot_with(payment, snap, audit, None).await
     }
 
@@ -165,12 +165,14 @@ impl Gateway {
         snap: &PaymentSnapshot,
         audit: &Audit,
         entry: InboxEntry,
-    ) -> Result<InboxRecord, ApiError> {
+    ) -> Result<InboxRecord, ServiceError> {
         self.snapshot_unit(&payment.id, snap, audit, None, Some(entry))
             .await?
             .0
             .inbox
-            .ok_or_else(|| ApiError::internal("the unit of work did not record the notification"))
+            .ok_or_else(|| {
+                ServiceError::internal("the unit of work did not record the notification")
+            })
     }
 
     /// Asks the provider about a payment.
@@ -199,10 +201,14 @@ impl Gateway {
     }
 
     /// Queries the provider and applies its answer. Used by jobs and after refusals.
-    pub(super) async fn query_and_apply(&self, id: &str, why: &str) -> Result<Payment, ApiError> {
+    pub(super) async fn query_and_apply(
+        &self,
+        id: &str,
+        why: &str,
+    ) -> Result<Payment, ServiceError> {
         let payment = self.load_payment(id).await?;
         let snapshot = self.query_provider(&payment).await.map_err(|e| match e {
-            ChannelError::Unknown { .. } => ApiError::ProviderUnknown,
+            ChannelError::Unknown { .. } => ServiceError::ProviderUnknown,
             other => refused(other),
         })?;
         let audit = Audit::new("query", format!("{why}: {}", snapshot.provider_status));
@@ -223,7 +229,7 @@ impl Gateway {
         snap: &PaymentSnapshot,
         audit: &Audit,
         note: Option<(String, Value)>,
-    ) -> Result<(Payment, Applied), ApiError> {
+    ) -> Result<(Payment, Applied), ServiceError> {
         let (applied, mismatch) = self
             .snapshot_unit(&payment.id, snap, audit, note, None)
             .await?;
@@ -245,7 +251,7 @@ impl Gateway {
         audit: &Audit,
         note: Option<(String, Value)>,
         entry: Option<InboxEntry>,
-    ) -> Result<(PaymentApplied, Option<String>), ApiError> {
+    ) -> Result<(PaymentApplied, Option<String>), ServiceError> {
         let obs = PaymentObservation::Provider {
             status: snap.status,
             amount: snap.amount,
@@ -266,7 +272,7 @@ impl Gateway {
                 plan
             })
             .await?
-            .ok_or(ApiError::NotFound("payment"))?;
+            .ok_or(ServiceError::NotFound("payment"))?;
         self.after_change(&applied.payment, applied.changed);
         Ok((applied, mismatch))
     }
@@ -278,7 +284,7 @@ impl Gateway {
         obs: PaymentObservation,
         audit: &Audit,
         extra: impl FnOnce(&Payment, &mut PaymentPlan) + Send,
-    ) -> Result<Payment, ApiError> {
+    ) -> Result<Payment, ServiceError> {
         let applied = self
             .store
             .apply_payment(payment_id, None, views::payment, |cur| {
@@ -288,7 +294,7 @@ impl Gateway {
                 plan
             })
             .await?
-            .ok_or(ApiError::NotFound("payment"))?;
+            .ok_or(ServiceError::NotFound("payment"))?;
         self.after_change(&applied.payment, applied.changed);
         Ok(applied.payment)
     }

@@ -9,10 +9,10 @@ use serde_json::Value;
 
 use super::apply::timeline_entry;
 use super::calllog::{with_context, CallContext};
+use super::error::ServiceError;
 use super::jobs::JobKind;
 use super::payments::{is_unknown, refused};
 use super::Gateway;
-use crate::error::ApiError;
 
 /// How long past its expiry an order the provider had not seen is still watched: the provider's
 /// own `time_expire` is ours rounded to the second, and its clock may run a little late.
@@ -22,13 +22,13 @@ pub(super) const CLOSE_WATCH_EVERY_MS: i64 = 60_000;
 
 impl Gateway {
     /// `POST /v1/payments/{id}/close`: closes an unpaid payment at the provider, then locally.
-    pub async fn close_payment(&self, key: &ApiKey, id: &str) -> Result<Payment, ApiError> {
+    pub async fn close_payment(&self, key: &ApiKey, id: &str) -> Result<Payment, ServiceError> {
         let payment = self.payment_for(key, id).await?;
         match payment.status {
             PaymentStatus::Created | PaymentStatus::Pending => {}
             PaymentStatus::Closed => return Ok(payment),
             other => {
-                return Err(ApiError::InvalidState {
+                return Err(ServiceError::InvalidState {
                     status: other.to_string(),
                     action: "close",
                 })
@@ -45,7 +45,7 @@ impl Gateway {
         &self,
         payment: Payment,
         audit: &Audit,
-    ) -> Result<Payment, ApiError> {
+    ) -> Result<Payment, ServiceError> {
         // The recovery point: if we die during the call, the query finds out what happened.
         self.schedule(JobKind::Query, &payment.id, None, self.now_ms() + 30_000)
             .await?;
@@ -120,7 +120,7 @@ impl Gateway {
             Err(e) if is_unknown(&e) => {
                 self.schedule(JobKind::Query, &payment.id, None, self.now_ms() + 5_000)
                     .await?;
-                Err(ApiError::ProviderUnknown)
+                Err(ServiceError::ProviderUnknown)
             }
             Err(e) => {
                 // The provider refused the close; it may know something we do not (paid).
@@ -128,7 +128,7 @@ impl Gateway {
                 let refreshed = self.query_and_apply(&payment.id, "close refused").await;
                 match refreshed {
                     Ok(p) if p.status == PaymentStatus::Closed => Ok(p),
-                    Ok(p) if p.status != payment.status => Err(ApiError::InvalidState {
+                    Ok(p) if p.status != payment.status => Err(ServiceError::InvalidState {
                         status: p.status.to_string(),
                         action: "close",
                     }),
@@ -148,14 +148,14 @@ impl Gateway {
         job_id: &str,
         payment_id: &str,
         payload: &Value,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, ServiceError> {
         let p = self.load_payment(payment_id).await?;
         if p.status != PaymentStatus::Closed {
             return Ok(true);
         }
         let until = payload.get("until").and_then(Value::as_i64).unwrap_or(0);
         let snap = self.query_provider(&p).await.map_err(|e| match e {
-            e if is_unknown(&e) => ApiError::ProviderUnknown,
+            e if is_unknown(&e) => ServiceError::ProviderUnknown,
             other => refused(other),
         })?;
         let audit = Audit::new(format!("job:{job_id}"), "close watch");

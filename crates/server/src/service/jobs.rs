@@ -12,9 +12,9 @@ use paybridge_store::{Audit, Job};
 use serde_json::Value;
 
 use super::close::CLOSE_WATCH_EVERY_MS;
+use super::error::ServiceError;
 use super::payments::Recovery;
 use super::Gateway;
-use crate::error::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobKind {
@@ -99,7 +99,7 @@ impl Gateway {
         subject_id: &str,
         payment_id: Option<&str>,
         run_at: i64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         self.store
             .schedule_job(&kind.job(subject_id, payment_id, Value::Null, run_at))
             .await?;
@@ -107,13 +107,13 @@ impl Gateway {
     }
 
     /// Schedules the periodic retention job unless one is live (every instance may ask).
-    pub async fn ensure_retention_job(&self) -> Result<(), ApiError> {
+    pub async fn ensure_retention_job(&self) -> Result<(), ServiceError> {
         self.schedule(JobKind::Retention, "idempotency", None, self.now_ms())
             .await
     }
 
     /// Claims and runs the jobs due at `now`; returns how many ran.
-    pub async fn run_jobs_once(&self, now: i64, limit: u32) -> Result<usize, ApiError> {
+    pub async fn run_jobs_once(&self, now: i64, limit: u32) -> Result<usize, ServiceError> {
         let jobs = self
             .store
             .claim_jobs(&self.instance, now, limit, self.job_lease_ms)
@@ -146,7 +146,7 @@ impl Gateway {
         Ok(count)
     }
 
-    async fn run_job(&self, job: &Job) -> Result<Next, ApiError> {
+    async fn run_job(&self, job: &Job) -> Result<Next, ServiceError> {
         let Some(kind) = JobKind::parse(&job.kind) else {
             // Another (newer) instance's job kind: leave it for that instance.
             return Ok(Next::RetryIn(
@@ -206,7 +206,7 @@ impl Gateway {
         }
     }
 
-    async fn run_recover(&self, job: &Job) -> Result<Next, ApiError> {
+    async fn run_recover(&self, job: &Job) -> Result<Next, ServiceError> {
         let Some(id) = &job.payment_id else {
             return Ok(Next::GiveUp("recovery job without payment".into()));
         };
@@ -221,7 +221,7 @@ impl Gateway {
         }
     }
 
-    async fn run_query(&self, job: &Job) -> Result<Next, ApiError> {
+    async fn run_query(&self, job: &Job) -> Result<Next, ServiceError> {
         let Some(id) = &job.payment_id else {
             return Ok(Next::GiveUp("query job without payment".into()));
         };
@@ -241,7 +241,7 @@ impl Gateway {
         Ok(Next::Done)
     }
 
-    async fn run_expire(&self, job: &Job) -> Result<Next, ApiError> {
+    async fn run_expire(&self, job: &Job) -> Result<Next, ServiceError> {
         let Some(id) = &job.payment_id else {
             return Ok(Next::GiveUp("expire job without payment".into()));
         };
@@ -282,7 +282,7 @@ impl Gateway {
         }
     }
 
-    async fn run_refund_query(&self, job: &Job) -> Result<Next, ApiError> {
+    async fn run_refund_query(&self, job: &Job) -> Result<Next, ServiceError> {
         let Some(id) = &job.refund_id else {
             return Ok(Next::GiveUp("refund job without refund".into()));
         };

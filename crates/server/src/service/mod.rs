@@ -8,6 +8,7 @@
 mod apply;
 pub mod calllog;
 mod close;
+mod error;
 mod idempotency;
 pub mod inbox;
 pub mod jobs;
@@ -23,10 +24,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use paybridge_core::channel::PaymentChannel;
 use paybridge_core::{Channel, Mode};
-use paybridge_store::{NewProviderCall, Store, StoreError};
+use paybridge_store::{NewProviderCall, Store};
 
 use crate::config::{IpAllowlist, WebhookEndpoint};
-use crate::error::ApiError;
+pub use error::ServiceError;
 
 pub use idempotency::{Answer, IdempotencyKey};
 pub use notify::{NotifyKind, NotifyReply};
@@ -72,7 +73,7 @@ impl Account {
     pub fn api_for(
         &self,
         scene: paybridge_core::Scene,
-    ) -> Result<&Arc<dyn PaymentChannel>, ApiError> {
+    ) -> Result<&Arc<dyn PaymentChannel>, ServiceError> {
         if scene == paybridge_core::Scene::Barcode && self.primary == Protocol::WechatV3 {
             if let Some(v2) = self.channels.get(&Protocol::WechatV2) {
                 return Ok(v2);
@@ -81,10 +82,10 @@ impl Account {
         self.api()
     }
 
-    pub fn api(&self) -> Result<&Arc<dyn PaymentChannel>, ApiError> {
+    pub fn api(&self) -> Result<&Arc<dyn PaymentChannel>, ServiceError> {
         self.channels
             .get(&self.primary)
-            .ok_or_else(|| ApiError::internal(format!("account {} has no channel", self.id)))
+            .ok_or_else(|| ServiceError::internal(format!("account {} has no channel", self.id)))
     }
 }
 
@@ -120,13 +121,13 @@ impl Gateway {
         public_base_url: String,
         endpoints: Vec<WebhookEndpoint>,
         ip_allowlist: IpAllowlist,
-    ) -> Result<Gateway, ApiError> {
+    ) -> Result<Gateway, ServiceError> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
             .connect_timeout(std::time::Duration::from_secs(5))
             .user_agent(concat!("paybridge-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(ApiError::internal)?;
+            .map_err(ServiceError::internal)?;
         Ok(Gateway {
             store,
             accounts: accounts
@@ -150,10 +151,10 @@ impl Gateway {
         self.store.now_ms()
     }
 
-    pub fn account(&self, id: &str) -> Result<&Arc<Account>, ApiError> {
+    pub fn account(&self, id: &str) -> Result<&Arc<Account>, ServiceError> {
         self.accounts
             .get(id)
-            .ok_or_else(|| ApiError::UnknownAccount(id.to_string()))
+            .ok_or_else(|| ServiceError::UnknownAccount(id.to_string()))
     }
 
     /// The webhook endpoints an event of `mode` goes to.
@@ -200,27 +201,6 @@ impl calllog::CallSink for StoreCallSink {
         };
         if let Err(e) = self.store.record_provider_call(&row).await {
             tracing::warn!(error = %e, "could not record provider call");
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict { what, key } => {
-                ApiError::Conflict(format!("{what} {key:?} already exists"))
-            }
-            StoreError::NotFound { what, .. } => ApiError::NotFound(what),
-            StoreError::RefundExceedsPaid { available, .. } => ApiError::RefundExceedsPayment {
-                refundable: available.0,
-            },
-            StoreError::NotRefundable { status, .. } => ApiError::InvalidState {
-                status: status.to_string(),
-                action: "refund",
-            },
-            StoreError::Invalid(m) => ApiError::Validation(m),
-            StoreError::InvalidCursor => ApiError::Validation("invalid cursor".into()),
-            other => ApiError::internal(other),
         }
     }
 }

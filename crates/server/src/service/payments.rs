@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::apply::timeline_entry;
 use super::calllog::{with_context, CallContext};
+use super::error::ServiceError;
 use super::idempotency::{Answer, IdempotencyKey, LockWait, KEY_LOCK_MS, RECOVER_AFTER_MS};
 use super::jobs::JobKind;
 use super::{views, Gateway};
@@ -51,22 +52,24 @@ pub struct CreatePaymentInput {
     pub metadata: Option<Value>,
 }
 
-fn validate_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+fn validate_text(field: &str, value: &str, max: usize) -> Result<(), ServiceError> {
     if value.trim().is_empty() {
-        return Err(ApiError::Validation(format!("{field} must not be empty")));
+        return Err(ServiceError::Validation(format!(
+            "{field} must not be empty"
+        )));
     }
     if value.chars().count() > max {
-        return Err(ApiError::Validation(format!(
+        return Err(ServiceError::Validation(format!(
             "{field} is longer than {max} characters"
         )));
     }
     if value.chars().any(char::is_control) {
-        return Err(ApiError::Validation(format!(
+        return Err(ServiceError::Validation(format!(
             "{field} contains control characters"
         )));
     }
     if value.chars().any(is_format_char) {
-        return Err(ApiError::Validation(format!(
+        return Err(ServiceError::Validation(format!(
             "{field} contains invisible formatting characters"
         )));
     }
@@ -75,7 +78,7 @@ fn validate_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     // notification into other fields (another order, another amount). Alipay forbids these and
     // the other specials in subject/body outright.
     if let Some(c) = value.chars().find(|c| FORBIDDEN_IN_TEXT.contains(c)) {
-        return Err(ApiError::Validation(format!(
+        return Err(ServiceError::Validation(format!(
             "{field} must not contain {c:?} (the providers forbid {FORBIDDEN_IN_TEXT:?})"
         )));
     }
@@ -114,10 +117,10 @@ fn is_format_char(c: char) -> bool {
         | '\u{E0020}'..='\u{E007F}')
 }
 
-fn validate(input: &CreatePaymentInput) -> Result<Fen, ApiError> {
+fn validate(input: &CreatePaymentInput) -> Result<Fen, ServiceError> {
     let amount = Fen(input.amount)
         .check_trade_range()
-        .map_err(|e| ApiError::Validation(format!("amount: {e}")))?;
+        .map_err(|e| ServiceError::Validation(format!("amount: {e}")))?;
     let no = &input.out_trade_no;
     if no.is_empty()
         || no.len() > 32
@@ -125,12 +128,12 @@ fn validate(input: &CreatePaymentInput) -> Result<Fen, ApiError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
-        return Err(ApiError::Validation(
+        return Err(ServiceError::Validation(
             "out_trade_no: 1 to 32 characters of A-Z a-z 0-9 _ -".into(),
         ));
     }
     if input.channel == Channel::Wechat && no.len() < 6 {
-        return Err(ApiError::Validation(
+        return Err(ServiceError::Validation(
             "out_trade_no: WeChat Pay needs 6 to 32 characters".into(),
         ));
     }
@@ -140,7 +143,7 @@ fn validate(input: &CreatePaymentInput) -> Result<Fen, ApiError> {
     }
     if let Some(s) = input.expires_in {
         if !(60..=MAX_EXPIRY_SECONDS).contains(&s) {
-            return Err(ApiError::Validation(format!(
+            return Err(ServiceError::Validation(format!(
                 "expires_in must be between 60 and {MAX_EXPIRY_SECONDS} seconds"
             )));
         }
@@ -150,26 +153,26 @@ fn validate(input: &CreatePaymentInput) -> Result<Fen, ApiError> {
             .map(|u| matches!(u.scheme(), "http" | "https"))
             .unwrap_or(false);
         if !ok {
-            return Err(ApiError::Validation(
+            return Err(ServiceError::Validation(
                 "return_url must be an http(s) URL".into(),
             ));
         }
     }
     if let Some(ip) = &input.client_ip {
         if ip.parse::<std::net::IpAddr>().is_err() {
-            return Err(ApiError::Validation(
+            return Err(ServiceError::Validation(
                 "client_ip is not an IP address".into(),
             ));
         }
     }
     match input.scene {
         Scene::Barcode if input.auth_code.as_deref().is_none_or(str::is_empty) => {
-            return Err(ApiError::Validation(
+            return Err(ServiceError::Validation(
                 "barcode payments need auth_code".into(),
             ))
         }
         Scene::Jsapi if input.payer_id.as_deref().is_none_or(str::is_empty) => {
-            return Err(ApiError::Validation(
+            return Err(ServiceError::Validation(
                 "jsapi payments need payer_id (openid / buyer id)".into(),
             ))
         }
@@ -177,10 +180,14 @@ fn validate(input: &CreatePaymentInput) -> Result<Fen, ApiError> {
     }
     if let Some(m) = &input.metadata {
         if !m.is_object() {
-            return Err(ApiError::Validation("metadata must be an object".into()));
+            return Err(ServiceError::Validation(
+                "metadata must be an object".into(),
+            ));
         }
         if m.to_string().len() > 4096 {
-            return Err(ApiError::Validation("metadata is larger than 4 KiB".into()));
+            return Err(ServiceError::Validation(
+                "metadata is larger than 4 KiB".into(),
+            ));
         }
     }
     Ok(amount)
@@ -191,14 +198,8 @@ pub(super) fn is_unknown(e: &ChannelError) -> bool {
     matches!(e, ChannelError::Unknown { .. })
 }
 
-pub(super) fn refused(e: ChannelError) -> ApiError {
-    match e {
-        ChannelError::Refused { code, message, .. } => ApiError::ProviderRefused { code, message },
-        ChannelError::Invalid(m) => ApiError::Validation(m),
-        ChannelError::Unsupported(m) => ApiError::Validation(format!("{m} is not supported")),
-        ChannelError::Unknown { .. } => ApiError::ProviderUnknown,
-        other => ApiError::internal(other),
-    }
+pub(super) fn refused(e: ChannelError) -> ServiceError {
+    ServiceError::from(e)
 }
 
 /// What a create request carries for the provider beyond the stored payment. Kept in the
@@ -233,15 +234,15 @@ impl Gateway {
         &self,
         key: &ApiKey,
         input: &CreatePaymentInput,
-    ) -> Result<String, ApiError> {
+    ) -> Result<String, ServiceError> {
         if let Some(id) = &input.account {
             let acc = self.account(id)?;
             if acc.mode != key.mode {
                 // Do not reveal accounts of the other mode.
-                return Err(ApiError::UnknownAccount(id.clone()));
+                return Err(ServiceError::UnknownAccount(id.clone()));
             }
             if acc.channel != input.channel {
-                return Err(ApiError::Validation(format!(
+                return Err(ServiceError::Validation(format!(
                     "account {id} is a {} account",
                     acc.channel
                 )));
@@ -254,11 +255,11 @@ impl Gateway {
             .filter(|a| a.mode == key.mode && a.channel == input.channel);
         match (matching.next(), matching.next()) {
             (Some(a), None) => Ok(a.id.clone()),
-            (None, _) => Err(ApiError::Validation(format!(
+            (None, _) => Err(ServiceError::Validation(format!(
                 "no {} account in {} mode",
                 input.channel, key.mode
             ))),
-            (Some(_), Some(_)) => Err(ApiError::Validation(format!(
+            (Some(_), Some(_)) => Err(ServiceError::Validation(format!(
                 "several {} accounts in {} mode: name one with \"account\"",
                 input.channel, key.mode
             ))),
@@ -273,13 +274,13 @@ impl Gateway {
         key: &ApiKey,
         idem: &IdempotencyKey,
         input: CreatePaymentInput,
-    ) -> Result<Answer<Payment>, ApiError> {
+    ) -> Result<Answer<Payment>, ServiceError> {
         let amount = validate(&input)?;
         let account_id = self.resolve_account(key, &input)?;
         let account = self.account(&account_id)?.clone();
         let channel = account.api_for(input.scene)?;
         if !channel.supports_scene(input.scene) {
-            return Err(ApiError::Validation(format!(
+            return Err(ServiceError::Validation(format!(
                 "account {} cannot take {} payments",
                 account.id, input.scene
             )));
@@ -314,7 +315,7 @@ impl Gateway {
         };
         let audit = Audit::new(format!("api:{}", key.id), "create");
         let claim = self.claim(&key.id, idem);
-        let payload = serde_json::to_value(&recovery).map_err(ApiError::internal)?;
+        let payload = serde_json::to_value(&recovery).map_err(ServiceError::internal)?;
         let mut wait = LockWait::new();
         let payment = loop {
             let begun = self
@@ -353,15 +354,15 @@ impl Gateway {
                                 PaymentPlan::new(audit.clone())
                             })
                             .await?
-                            .ok_or(ApiError::NotFound("payment"))?;
+                            .ok_or(ServiceError::NotFound("payment"))?;
                         return Ok(Answer::Replayed(p.payment));
                     }
                     KeyState::Locked { .. } => {
                         if !wait.again().await {
-                            return Err(ApiError::IdempotencyInProgress);
+                            return Err(ServiceError::IdempotencyInProgress);
                         }
                     }
-                    KeyState::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+                    KeyState::Mismatch => return Err(ServiceError::IdempotencyKeyReused),
                 },
             }
         };
@@ -385,7 +386,7 @@ impl Gateway {
         &self,
         p: &Payment,
         extras: &CreateExtras,
-    ) -> Result<CreatePayment, ApiError> {
+    ) -> Result<CreatePayment, ServiceError> {
         let account = self.account(&p.account)?;
         Ok(CreatePayment {
             out_trade_no: p.out_trade_no.clone(),
@@ -411,7 +412,7 @@ impl Gateway {
         key: Option<(&str, &str)>,
         extras: &CreateExtras,
         audit: &Audit,
-    ) -> Result<Answer<Payment>, ApiError> {
+    ) -> Result<Answer<Payment>, ServiceError> {
         let account = self.account(&payment.account)?.clone();
         let channel = account.api_for(payment.scene)?.clone();
         let request = self.provider_create(&payment, extras)?;
@@ -439,7 +440,7 @@ impl Gateway {
                         plan
                     })
                     .await?
-                    .ok_or(ApiError::NotFound("payment"))?;
+                    .ok_or(ServiceError::NotFound("payment"))?;
                 self.after_change(&applied.payment, applied.changed);
                 Ok(Answer::Done(applied.payment))
             }
@@ -451,7 +452,7 @@ impl Gateway {
                         key: key.to_string(),
                         extras: extras.clone(),
                     })
-                    .map_err(ApiError::internal)?,
+                    .map_err(ServiceError::internal)?,
                     None => Value::Null,
                 };
                 let soon = self.now_ms() + 5_000;
@@ -466,7 +467,7 @@ impl Gateway {
                         plan
                     })
                     .await?
-                    .ok_or(ApiError::NotFound("payment"))?;
+                    .ok_or(ServiceError::NotFound("payment"))?;
                 if let Some((scope, key)) = key {
                     self.store.unlock_key(scope, key).await?;
                 }
@@ -484,7 +485,7 @@ impl Gateway {
         key: Option<(&str, &str)>,
         error: ChannelError,
         audit: &Audit,
-    ) -> Result<Answer<Payment>, ApiError> {
+    ) -> Result<Answer<Payment>, ServiceError> {
         let reason = error.to_string();
         let provider_may_know = matches!(error, ChannelError::Refused { .. });
         let snapshot = if provider_may_know {
@@ -513,16 +514,16 @@ impl Gateway {
                     plan
                 })
                 .await?
-                .ok_or(ApiError::NotFound("payment"))?;
+                .ok_or(ServiceError::NotFound("payment"))?;
             self.after_change(&applied.payment, applied.changed);
             return Ok(Answer::Done(applied.payment));
         }
-        let api_error = refused(error);
-        let body = api_error.body().to_string().into_bytes();
+        // The answer a retry with the same key replays: the HTTP problem, byte for byte.
+        let answer = ApiError::from(refused(error.clone())).stored_answer();
         let finish = key.map(|(scope, key)| KeyFinish {
             scope,
             key,
-            answer: Some((api_error.status().as_u16(), body)),
+            answer: Some(answer),
         });
         let audit = Audit::new(audit.actor.clone(), reason.clone());
         let applied = self
@@ -538,9 +539,9 @@ impl Gateway {
                 plan
             })
             .await?
-            .ok_or(ApiError::NotFound("payment"))?;
+            .ok_or(ServiceError::NotFound("payment"))?;
         self.after_change(&applied.payment, applied.changed);
-        Err(api_error)
+        Err(refused(error))
     }
 
     /// T2 for an accepted create: pending with its client action; for barcode, the payment
@@ -595,7 +596,7 @@ impl Gateway {
         job_id: &str,
         payment_id: &str,
         recovery: Option<Recovery>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, ServiceError> {
         let p = self.load_payment(payment_id).await?;
         if p.status != PaymentStatus::Created {
             return Ok(true);
@@ -623,13 +624,13 @@ impl Gateway {
         p: Payment,
         key: Option<(&str, &str)>,
         recovery: Option<&Recovery>,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, ServiceError> {
         let audit = Audit::new(format!("job:{job_id}"), "create recovery");
         let snap = self
             .holding_key(key, self.query_provider(&p))
             .await
             .map_err(|e| match e {
-                e if is_unknown(&e) => ApiError::ProviderUnknown,
+                e if is_unknown(&e) => ServiceError::ProviderUnknown,
                 other => refused(other),
             })?;
         let note = timeline_entry(
@@ -655,21 +656,21 @@ impl Gateway {
             Ok(Answer::Unsettled(_)) => Ok(false),
             Ok(_) => Ok(true),
             // A definite refusal settled the payment (failed) and its key.
-            Err(ApiError::ProviderRefused { .. } | ApiError::Validation(_)) => Ok(true),
+            Err(ServiceError::ProviderRefused { .. } | ServiceError::Validation(_)) => Ok(true),
             Err(e) => Err(e),
         }
     }
 
     /// A payment the key may see: same mode, else it does not exist for this key.
-    pub async fn payment_for(&self, key: &ApiKey, id: &str) -> Result<Payment, ApiError> {
+    pub async fn payment_for(&self, key: &ApiKey, id: &str) -> Result<Payment, ServiceError> {
         let p = self.load_payment(id).await?;
         if p.mode != key.mode {
-            return Err(ApiError::NotFound("payment"));
+            return Err(ServiceError::NotFound("payment"));
         }
         Ok(p)
     }
 
-    pub async fn get_payment(&self, key: &ApiKey, id: &str) -> Result<Payment, ApiError> {
+    pub async fn get_payment(&self, key: &ApiKey, id: &str) -> Result<Payment, ServiceError> {
         self.payment_for(key, id).await
     }
 
@@ -680,7 +681,7 @@ impl Gateway {
         out_trade_no: Option<String>,
         after: Option<&str>,
         limit: u32,
-    ) -> Result<Page<Payment>, ApiError> {
+    ) -> Result<Page<Payment>, ServiceError> {
         filter.mode = Some(key.mode);
         if let Some(no) = out_trade_no {
             // An exact order number names at most one payment per account.
@@ -722,12 +723,12 @@ impl Gateway {
         &self,
         key: &ApiKey,
         id: &str,
-    ) -> Result<Vec<ProviderCall>, ApiError> {
+    ) -> Result<Vec<ProviderCall>, ServiceError> {
         let p = self.payment_for(key, id).await?;
         Ok(self.store.list_provider_calls(&p.id).await?)
     }
 
-    pub async fn payment_timeline(&self, key: &ApiKey, id: &str) -> Result<Timeline, ApiError> {
+    pub async fn payment_timeline(&self, key: &ApiKey, id: &str) -> Result<Timeline, ServiceError> {
         let p = self.payment_for(key, id).await?;
         Ok(Timeline {
             entries: self.store.list_timeline(&p.id).await?,

@@ -22,12 +22,12 @@ use paybridge_store::{
 use serde_json::{json, Value};
 use time::Date;
 
+use super::error::ServiceError;
 use super::idempotency::{Answer, KEY_LOCK_MS};
 use super::jobs::JobKind;
 use super::Gateway;
 use crate::channels;
 use crate::config::{AccountConfig, Config, ProviderConfig};
-use crate::error::ApiError;
 
 /// What happens to money that arrives after its order was closed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -93,13 +93,13 @@ const OLDEST_BILL_DAYS: i64 = 3 * 366;
 /// Refuses a bill day that cannot have a bill: one after today in Beijing (the providers' day)
 /// or older than [`OLDEST_BILL_DAYS`]. Without it `9999-12-31` or `0000-01-01` went to the
 /// provider and stored a failed run.
-fn check_bill_day(day: Date, now_ms: i64) -> Result<(), ApiError> {
-    let today = beijing_date(now_ms).ok_or_else(|| ApiError::internal("clock out of range"))?;
+fn check_bill_day(day: Date, now_ms: i64) -> Result<(), ServiceError> {
+    let today = beijing_date(now_ms).ok_or_else(|| ServiceError::internal("clock out of range"))?;
     let oldest = today
         .checked_sub(time::Duration::days(OLDEST_BILL_DAYS))
         .unwrap_or(Date::MIN);
     if day > today || day < oldest {
-        return Err(ApiError::Validation(format!(
+        return Err(ServiceError::Validation(format!(
             "date must be a Beijing day from {oldest} to {today}"
         )));
     }
@@ -137,10 +137,12 @@ impl Healer for GatewayHealer<'_> {
     }
 }
 
-fn reconcile_error(e: ReconcileError) -> ApiError {
+fn reconcile_error(e: ReconcileError) -> ServiceError {
     match e {
-        ReconcileError::Date(d) => ApiError::Validation(format!("date {d:?}: expected YYYY-MM-DD")),
-        other => ApiError::internal(other),
+        ReconcileError::Date(d) => {
+            ServiceError::Validation(format!("date {d:?}: expected YYYY-MM-DD"))
+        }
+        other => ServiceError::internal(other),
     }
 }
 
@@ -157,7 +159,7 @@ impl Gateway {
         &self,
         account: &str,
         source: Arc<dyn BillSource>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         self.register_bill_source(account, source)?;
         self.store
             .schedule_job(&NewJob {
@@ -177,7 +179,7 @@ impl Gateway {
         &self,
         account: &str,
         source: Arc<dyn BillSource>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         self.account(account)?;
         if let Ok(mut map) = self.reconcile.sources.write() {
             map.insert(account.to_string(), source);
@@ -191,11 +193,11 @@ impl Gateway {
         &self,
         config: &Config,
         late_payment: LatePaymentPolicy,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<usize, ServiceError> {
         self.set_late_payment_policy(late_payment);
         let mut n = 0;
         for a in config.accounts.values() {
-            let source = bill_source(a, &self.store).map_err(ApiError::internal)?;
+            let source = bill_source(a, &self.store).map_err(ServiceError::internal)?;
             self.enable_reconciliation(&a.id, source).await?;
             n += 1;
         }
@@ -216,7 +218,7 @@ impl Gateway {
             .unwrap_or_default()
     }
 
-    fn bill_source(&self, account: &str) -> Result<Arc<dyn BillSource>, ApiError> {
+    fn bill_source(&self, account: &str) -> Result<Arc<dyn BillSource>, ServiceError> {
         self.account(account)?;
         self.reconcile
             .sources
@@ -224,7 +226,7 @@ impl Gateway {
             .ok()
             .and_then(|m| m.get(account).cloned())
             .ok_or_else(|| {
-                ApiError::Validation(format!("account {account} has no bill source configured"))
+                ServiceError::Validation(format!("account {account} has no bill source configured"))
             })
     }
 
@@ -235,7 +237,7 @@ impl Gateway {
         account: &str,
         date: Date,
         progress: &dyn Progress,
-    ) -> Result<RunReport, ApiError> {
+    ) -> Result<RunReport, ServiceError> {
         let source = self.bill_source(account)?;
         let healer = GatewayHealer(self);
         Engine::new(self.store.clone())
@@ -253,7 +255,7 @@ impl Gateway {
         date: Date,
         bill: BillFile,
         progress: &dyn Progress,
-    ) -> Result<RunReport, ApiError> {
+    ) -> Result<RunReport, ServiceError> {
         self.account(account)?;
         let healer = GatewayHealer(self);
         Engine::new(self.store.clone())
@@ -319,7 +321,7 @@ impl Gateway {
 
     /// The late payment policy for one payment: keep (recorded) or refund in full, under the
     /// policy's own idempotency key so a retried job finds the refund it already began.
-    pub(super) async fn run_late_payment_policy(&self, job: &Job) -> Result<(), ApiError> {
+    pub(super) async fn run_late_payment_policy(&self, job: &Job) -> Result<(), ServiceError> {
         let Some(payment_id) = &job.payment_id else {
             return Ok(());
         };
@@ -329,7 +331,21 @@ impl Gateway {
                 .await;
             return Ok(());
         }
-        let no = late_refund_no(&p.id);
+        // A retryable refusal (the provider busy, the balance short) failed the refund it was
+        // sent as: the next attempt is a new refund, numbered by how many failed before it, so
+        // a crash inside an attempt resumes that same attempt.
+        let base = late_refund_no(&p.id);
+        let failed = self
+            .store
+            .list_refunds(&p.id)
+            .await?
+            .iter()
+            .filter(|r| r.out_refund_no.starts_with(&base) && r.status == RefundStatus::Failed)
+            .count();
+        let no = match failed {
+            0 => base,
+            n => format!("{base}_{n}"),
+        };
         let claim = KeyClaim {
             scope: LATE_REFUND_SCOPE,
             key: &no,
@@ -353,11 +369,24 @@ impl Gateway {
                 }
                 Answer::Stored { .. } => "refund refused earlier by the provider".to_string(),
             },
+            Err(
+                e @ ServiceError::ProviderRefused {
+                    retryable: true, ..
+                },
+            ) => {
+                self.timeline(
+                    &p.id,
+                    "late_payment_policy",
+                    &format!("automatic refund refused, will retry: {e}"),
+                )
+                .await;
+                return Err(e);
+            }
             // Refused by the provider, or nothing left to refund: final, say so.
             Err(
-                e @ (ApiError::ProviderRefused { .. }
-                | ApiError::RefundExceedsPayment { .. }
-                | ApiError::InvalidState { .. }),
+                e @ (ServiceError::ProviderRefused { .. }
+                | ServiceError::RefundExceedsPayment { .. }
+                | ServiceError::InvalidState { .. }),
             ) => {
                 tracing::warn!(payment = %p.id, error = %e, "late payment refund failed");
                 format!("automatic refund failed: {e}")
@@ -374,21 +403,21 @@ impl Gateway {
         key: &ApiKey,
         account: &str,
         date: &str,
-    ) -> Result<Reconciliation, ApiError> {
+    ) -> Result<Reconciliation, ServiceError> {
         let acc = self.account(account)?;
         if acc.mode != key.mode {
-            return Err(ApiError::UnknownAccount(account.to_string()));
+            return Err(ServiceError::UnknownAccount(account.to_string()));
         }
         let day = parse_bill_date(date).map_err(reconcile_error)?;
         check_bill_day(day, self.now_ms())?;
         match self.reconcile_day(account, day, &()).await {
             Ok(report) => self.reconciliation_view(&report.run).await,
-            Err(ApiError::Internal(reason)) => {
+            Err(e) if e.is_fault() => {
                 // The failed run is recorded with its reason: answer with it.
                 let runs = self.store.list_reconciliations(account, date).await?;
                 match runs.first() {
                     Some(run) if run.state == "failed" => self.reconciliation_view(run).await,
-                    _ => Err(ApiError::Internal(reason)),
+                    _ => Err(e),
                 }
             }
             Err(e) => Err(e),
@@ -400,22 +429,22 @@ impl Gateway {
         &self,
         key: &ApiKey,
         id: &str,
-    ) -> Result<Reconciliation, ApiError> {
+    ) -> Result<Reconciliation, ServiceError> {
         let run = self
             .store
             .get_reconciliation(id)
             .await?
-            .ok_or(ApiError::NotFound("reconciliation"))?;
+            .ok_or(ServiceError::NotFound("reconciliation"))?;
         match self.accounts.get(&run.account) {
             Some(a) if a.mode == key.mode => self.reconciliation_view(&run).await,
-            _ => Err(ApiError::NotFound("reconciliation")),
+            _ => Err(ServiceError::NotFound("reconciliation")),
         }
     }
 
     pub async fn reconciliation_view(
         &self,
         run: &ReconciliationRun,
-    ) -> Result<Reconciliation, ApiError> {
+    ) -> Result<Reconciliation, ServiceError> {
         let mut items = Vec::new();
         let mut after: Option<String> = None;
         // Discrepancies are few next to bill rows; a run with more than this many is read

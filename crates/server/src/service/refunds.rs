@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::apply::timeline_entry;
 use super::calllog::{with_context, CallContext};
+use super::error::ServiceError;
 use super::idempotency::{Answer, IdempotencyKey, LockWait, RECOVER_AFTER_MS};
 use super::jobs::JobKind;
 use super::payments::{is_unknown, refused};
@@ -50,10 +51,10 @@ impl Gateway {
         idem: &IdempotencyKey,
         payment_id: &str,
         input: CreateRefundInput,
-    ) -> Result<Answer<Refund>, ApiError> {
+    ) -> Result<Answer<Refund>, ServiceError> {
         let payment = self.payment_for(key, payment_id).await?;
         if input.amount <= 0 {
-            return Err(ApiError::Validation("amount must be positive".into()));
+            return Err(ServiceError::Validation("amount must be positive".into()));
         }
         let out_refund_no = match input.out_refund_no {
             Some(no) => {
@@ -63,7 +64,7 @@ impl Gateway {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"_-|*@".contains(&b))
                 {
-                    return Err(ApiError::Validation(
+                    return Err(ServiceError::Validation(
                         "out_refund_no: 1 to 64 characters of A-Z a-z 0-9 _ - | * @".into(),
                     ));
                 }
@@ -73,7 +74,7 @@ impl Gateway {
         };
         if let Some(r) = &input.reason {
             if r.chars().count() > 80 || r.chars().any(char::is_control) {
-                return Err(ApiError::Validation(
+                return Err(ServiceError::Validation(
                     "reason: at most 80 characters, no control characters".into(),
                 ));
             }
@@ -96,7 +97,7 @@ impl Gateway {
         claim: &paybridge_store::KeyClaim<'_>,
         new: NewRefund,
         audit: &Audit,
-    ) -> Result<Answer<Refund>, ApiError> {
+    ) -> Result<Answer<Refund>, ServiceError> {
         let now = self.now_ms();
         let mut wait = LockWait::new();
         let refund = loop {
@@ -138,15 +139,15 @@ impl Gateway {
                                 RefundPlan::new(audit.clone())
                             })
                             .await?
-                            .ok_or(ApiError::NotFound("refund"))?;
+                            .ok_or(ServiceError::NotFound("refund"))?;
                         return Ok(Answer::Replayed(r.refund));
                     }
                     KeyState::Locked { .. } => {
                         if !wait.again().await {
-                            return Err(ApiError::IdempotencyInProgress);
+                            return Err(ServiceError::IdempotencyInProgress);
                         }
                     }
-                    KeyState::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+                    KeyState::Mismatch => return Err(ServiceError::IdempotencyKeyReused),
                 },
             }
         };
@@ -154,11 +155,11 @@ impl Gateway {
             .await
     }
 
-    async fn load_refund(&self, id: &str) -> Result<Refund, ApiError> {
+    async fn load_refund(&self, id: &str) -> Result<Refund, ServiceError> {
         self.store
             .get_refund(id)
             .await?
-            .ok_or(ApiError::NotFound("refund"))
+            .ok_or(ServiceError::NotFound("refund"))
     }
 
     /// The provider call of a refund and its T2; shared by the request, its retries and the
@@ -169,7 +170,7 @@ impl Gateway {
         refund: Refund,
         key: Option<(&str, &str)>,
         audit: &Audit,
-    ) -> Result<Answer<Refund>, ApiError> {
+    ) -> Result<Answer<Refund>, ServiceError> {
         let payment = self.load_payment(&refund.payment_id).await?;
         let account = self.account(&payment.account)?.clone();
         let channel = account.api_for(payment.scene)?.clone();
@@ -223,7 +224,7 @@ impl Gateway {
                         plan
                     })
                     .await?
-                    .ok_or(ApiError::NotFound("refund"))?;
+                    .ok_or(ServiceError::NotFound("refund"))?;
                 if let Some((scope, key)) = key {
                     self.store.unlock_key(scope, key).await?;
                 }
@@ -231,14 +232,11 @@ impl Gateway {
             }
             Err(e) => {
                 let reason = e.to_string();
-                let api_error = refused(e);
+                let answer = ApiError::from(refused(e.clone())).stored_answer();
                 let finish = key.map(|(scope, key)| KeyFinish {
                     scope,
                     key,
-                    answer: Some((
-                        api_error.status().as_u16(),
-                        api_error.body().to_string().into_bytes(),
-                    )),
+                    answer: Some(answer),
                 });
                 let audit = Audit::new(audit.actor.clone(), reason.clone());
                 let applied = self
@@ -254,11 +252,11 @@ impl Gateway {
                         plan
                     })
                     .await?
-                    .ok_or(ApiError::NotFound("refund"))?;
+                    .ok_or(ServiceError::NotFound("refund"))?;
                 if applied.changed {
                     self.outbox_signal.notify_one();
                 }
-                Err(api_error)
+                Err(refused(e))
             }
         }
     }
@@ -270,7 +268,7 @@ impl Gateway {
         refund: Refund,
         snap: &RefundSnapshot,
         audit: &Audit,
-    ) -> Result<Refund, ApiError> {
+    ) -> Result<Refund, ServiceError> {
         self.apply_refund_with(&refund.id, None, snap, audit).await
     }
 
@@ -280,7 +278,7 @@ impl Gateway {
         key: Option<KeyFinish<'_>>,
         snap: &RefundSnapshot,
         audit: &Audit,
-    ) -> Result<Refund, ApiError> {
+    ) -> Result<Refund, ServiceError> {
         Ok(self
             .refund_unit(refund_id, key, snap, audit, None)
             .await?
@@ -294,11 +292,13 @@ impl Gateway {
         snap: &RefundSnapshot,
         audit: &Audit,
         entry: InboxEntry,
-    ) -> Result<InboxRecord, ApiError> {
+    ) -> Result<InboxRecord, ServiceError> {
         self.refund_unit(&refund.id, None, snap, audit, Some(entry))
             .await?
             .inbox
-            .ok_or_else(|| ApiError::internal("the unit of work did not record the notification"))
+            .ok_or_else(|| {
+                ServiceError::internal("the unit of work did not record the notification")
+            })
     }
 
     /// One unit of work over a provider's word on a refund, with the notification that carried
@@ -310,7 +310,7 @@ impl Gateway {
         snap: &RefundSnapshot,
         audit: &Audit,
         entry: Option<InboxEntry>,
-    ) -> Result<RefundApplied, ApiError> {
+    ) -> Result<RefundApplied, ServiceError> {
         let obs = RefundObservation::Provider {
             status: snap.status,
             amount: snap.amount,
@@ -327,7 +327,7 @@ impl Gateway {
                 plan
             })
             .await?
-            .ok_or(ApiError::NotFound("refund"))?;
+            .ok_or(ServiceError::NotFound("refund"))?;
         if applied.changed {
             self.outbox_signal.notify_one();
         }
@@ -386,7 +386,7 @@ impl Gateway {
         &self,
         refund_id: &str,
         job_id: &str,
-    ) -> Result<Refund, ApiError> {
+    ) -> Result<Refund, ServiceError> {
         let refund = self.load_refund(refund_id).await?;
         if refund.status != RefundStatus::Pending {
             return Ok(refund);
@@ -418,7 +418,7 @@ impl Gateway {
                     Answer::Done(r) | Answer::Replayed(r) | Answer::Unsettled(r) => Ok(r),
                     Answer::Stored { .. } => self.load_refund(refund_id).await,
                 },
-                Err(ApiError::ProviderRefused { .. } | ApiError::Validation(_)) => {
+                Err(ServiceError::ProviderRefused { .. } | ServiceError::Validation(_)) => {
                     self.load_refund(refund_id).await
                 }
                 Err(e) => Err(e),
@@ -427,19 +427,19 @@ impl Gateway {
         self.apply_refund_snapshot(refund, &snapshot, &audit).await
     }
 
-    pub async fn get_refund(&self, key: &ApiKey, id: &str) -> Result<Refund, ApiError> {
+    pub async fn get_refund(&self, key: &ApiKey, id: &str) -> Result<Refund, ServiceError> {
         self.store
             .get_refund(id)
             .await?
             .filter(|r| r.mode == key.mode)
-            .ok_or(ApiError::NotFound("refund"))
+            .ok_or(ServiceError::NotFound("refund"))
     }
 
     pub async fn list_refunds(
         &self,
         key: &ApiKey,
         payment_id: &str,
-    ) -> Result<Vec<Refund>, ApiError> {
+    ) -> Result<Vec<Refund>, ServiceError> {
         let p = self.payment_for(key, payment_id).await?;
         Ok(self.store.list_refunds(&p.id).await?)
     }

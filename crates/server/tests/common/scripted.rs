@@ -39,6 +39,8 @@ pub struct Scripted {
     /// unwinds with the call in flight, so nothing after the call runs.
     pub die_in_create: Mutex<bool>,
     pub die_in_refund: Mutex<bool>,
+    /// The next refund calls answer with these definite refusals `(code, retryable)`, in order.
+    pub refund_refusals: Mutex<std::collections::VecDeque<(String, bool)>>,
 }
 
 pub fn sign_body(body: &[u8]) -> String {
@@ -139,6 +141,13 @@ impl PaymentChannel for Scripted {
             .push(format!("refund:{}", req.out_refund_no));
         let die = *self.die_in_refund.lock().unwrap();
         assert!(!die, "the process dies inside the refund call");
+        if let Some((code, retryable)) = self.refund_refusals.lock().unwrap().pop_front() {
+            return Err(ChannelError::Refused {
+                code,
+                message: "refused by the script".into(),
+                retryable,
+            });
+        }
         if *self.refund_unknown.lock().unwrap() {
             return Err(ChannelError::Unknown {
                 operation: "refund",
