@@ -1,6 +1,7 @@
 //! HTTP glue: authentication, idempotency, body limits, and one thin handler per route, each
 //! calling the service.
 
+mod auth;
 pub mod openapi;
 mod reconcile;
 pub mod views;
@@ -9,7 +10,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::{to_bytes, Body, Bytes};
+use axum::body::to_bytes;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,10 +18,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use paybridge_core::channel::InboundRequest;
 use paybridge_core::{Channel, PaymentStatus};
-use paybridge_store::{ApiKey, ApiScope, IdempotencyBegin, PaymentFilter};
+use paybridge_store::{ApiKey, IdempotencyBegin, PaymentFilter};
 use serde::Deserialize;
 use serde_json::Value;
 
+use self::auth::{Authed, LimitedBody, ReadKey, RefundKey, WriteKey};
 use self::views::{
     EventList, EventView, PaymentList, PaymentView, ProviderCallList, ProviderCallView, Redelivery,
     RefundList, RefundView, Timeline,
@@ -90,49 +92,6 @@ async fn healthz(State(s): State<AppState>) -> Response {
 
 // ---------------------------------------------------------------------------------------------
 // Authentication and idempotency.
-
-async fn authenticate(
-    s: &AppState,
-    headers: &HeaderMap,
-    scope: ApiScope,
-) -> Result<ApiKey, ApiError> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(ApiError::Unauthenticated)?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-        .ok_or(ApiError::Unauthenticated)?;
-    let key =
-        s.gw.store
-            .authenticate(token)
-            .await?
-            .ok_or(ApiError::InvalidApiKey)?;
-    if !key.allows(scope) {
-        return Err(ApiError::Forbidden(scope.as_str()));
-    }
-    Ok(key)
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge)
-}
-
-/// The caller's key (with `scope`) and the request body within the size limit.
-async fn authorized_body(
-    s: &AppState,
-    headers: &HeaderMap,
-    body: Body,
-    scope: ApiScope,
-) -> Result<(ApiKey, Bytes), ApiError> {
-    let key = authenticate(s, headers, scope).await?;
-    Ok((key, read_body(body, s.max_body_bytes).await?))
-}
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::validation(format!("body: {e}")))
@@ -286,9 +245,13 @@ fn answer_response(answer: Result<Answer<Value>, ApiError>, success: StatusCode)
 #[utoipa::path(post, path = "/v1/payments", operation_id = "createPayment",
     request_body = crate::service::CreatePaymentInput,
     responses((status = 201, body = PaymentView), (status = 202, body = PaymentView)))]
-async fn create_payment(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn create_payment(
+    State(s): State<AppState>,
+    Authed { key, .. }: WriteKey,
+    headers: HeaderMap,
+    LimitedBody(bytes): LimitedBody,
+) -> Response {
     let answer = async {
-        let (key, bytes) = authorized_body(&s, &headers, body, ApiScope::Write).await?;
         let idem = idempotency_key(&headers, "/v1/payments", &bytes)?;
         let input: CreatePaymentInput = parse_json(&bytes)?;
         let answer = s.gw.create_payment(&key, &idem, input).await?;
@@ -323,10 +286,9 @@ struct ListQuery {
     responses((status = 200, body = PaymentList)))]
 async fn list_payments(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Authed { key, .. }: ReadKey,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PaymentList>, ApiError> {
-    let key = authenticate(&s, &headers, ApiScope::Read).await?;
     let Query(q) = q.map_err(|e| ApiError::validation(e.body_text()))?;
     let channel = q
         .channel
@@ -366,10 +328,9 @@ async fn list_payments(
     params(("id" = String, Path)), responses((status = 200, body = PaymentView)))]
 async fn get_payment(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Authed { key, .. }: ReadKey,
     Path(id): Path<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
-    let key = authenticate(&s, &headers, ApiScope::Read).await?;
     Ok(Json(PaymentView::from(&s.gw.get_payment(&key, &id).await?)))
 }
 
@@ -380,14 +341,11 @@ async fn get_payment(
     params(("id" = String, Path)), responses((status = 200, body = PaymentView)))]
 async fn close_payment(
     State(s): State<AppState>,
+    Authed { key, .. }: WriteKey,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Body,
+    LimitedBody(bytes): LimitedBody,
 ) -> Response {
-    let (key, bytes) = match authorized_body(&s, &headers, body, ApiScope::Write).await {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
     let path = format!("/v1/payments/{id}/close");
     let gw = s.gw.clone();
     idempotent(
@@ -411,12 +369,12 @@ async fn close_payment(
     responses((status = 201, body = RefundView), (status = 202, body = RefundView)))]
 async fn create_refund(
     State(s): State<AppState>,
+    Authed { key, .. }: RefundKey,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Body,
+    LimitedBody(bytes): LimitedBody,
 ) -> Response {
     let answer = async {
-        let (key, bytes) = authorized_body(&s, &headers, body, ApiScope::Refund).await?;
         let idem = idempotency_key(&headers, &format!("/v1/payments/{id}/refunds"), &bytes)?;
         let input: CreateRefundInput = parse_json(&bytes)?;
         let answer = s.gw.create_refund(&key, &idem, &id, input).await?;
@@ -431,10 +389,9 @@ async fn create_refund(
     params(("id" = String, Path)), responses((status = 200, body = RefundList)))]
 async fn list_refunds(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Authed { key, .. }: ReadKey,
     Path(id): Path<String>,
 ) -> Result<Json<RefundList>, ApiError> {
-    let key = authenticate(&s, &headers, ApiScope::Read).await?;
     let refunds = s.gw.list_refunds(&key, &id).await?;
     Ok(Json(RefundList {
         data: refunds.iter().map(RefundView::from).collect(),
@@ -446,10 +403,9 @@ async fn list_refunds(
     params(("id" = String, Path)), responses((status = 200, body = RefundView)))]
 async fn get_refund(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Authed { key, .. }: ReadKey,
     Path(id): Path<String>,
 ) -> Result<Json<RefundView>, ApiError> {
-    let key = authenticate(&s, &headers, ApiScope::Read).await?;
     Ok(Json(RefundView::from(&s.gw.get_refund(&key, &id).await?)))
 }
 
@@ -460,10 +416,9 @@ async fn get_refund(
     params(("id" = String, Path)), responses((status = 200, body = ProviderCallList)))]
 async fn provider_calls(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Authed { key, .. }: ReadKey,
     Path(id): Path<String>,
 ) -> Result<Json<ProviderCallList>, ApiError> {
-    let key = authenticate(&s, &headers, ApiScope::Read).await?;
     let calls = s.gw.payment_provider_calls(&key, &id).await?;
     Ok(Json(ProviderCallList {
         data: calls.iter().map(ProviderCallView::from).collect(),
@@ -477,10 +432,9 @@ async fn provider_calls(
     params(("id" = String, Path)), responses((status = 200, body = Timeline)))]
 async fn timeline(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Authed { key, .. }: ReadKey,
     Path(id): Path<String>,
 ) -> Result<Json<Timeline>, ApiError> {
-    let key = authenticate(&s, &headers, ApiScope::Read).await?;
     Ok(Json(Timeline::from(
         &s.gw.payment_timeline(&key, &id).await?,
     )))
@@ -503,10 +457,9 @@ struct EventsQuery {
     responses((status = 200, body = EventList)))]
 async fn list_events(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Authed { key, .. }: ReadKey,
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<EventList>, ApiError> {
-    let key = authenticate(&s, &headers, ApiScope::Read).await?;
     let Query(q) = q.map_err(|e| ApiError::validation(e.body_text()))?;
     let page =
         s.gw.store
@@ -531,14 +484,11 @@ async fn list_events(
     params(("id" = String, Path)), responses((status = 200, body = Redelivery)))]
 async fn redeliver(
     State(s): State<AppState>,
+    Authed { key, .. }: WriteKey,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Body,
+    LimitedBody(bytes): LimitedBody,
 ) -> Response {
-    let (key, bytes) = match authorized_body(&s, &headers, body, ApiScope::Write).await {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
     let path = format!("/v1/events/{id}/redeliver");
     let gw = s.gw.clone();
     idempotent(

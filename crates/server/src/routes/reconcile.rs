@@ -1,18 +1,17 @@
 //! `POST /v1/reconciliations` (run an account's day now) and `GET /v1/reconciliations/{id}`
 //! (the run, its totals and its discrepancies).
 
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use paybridge_store::ApiScope;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::auth::{Authed, LimitedBody, ReadKey, WriteKey};
 use super::views::ReconciliationView;
-use super::{authenticate, idempotent, parse_json, read_body, AppState};
+use super::{idempotent, parse_json, AppState};
 use crate::error::ApiError;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -37,16 +36,13 @@ pub(super) fn routes() -> Router<AppState> {
 #[utoipa::path(post, path = "/v1/reconciliations", operation_id = "createReconciliation",
     request_body = CreateReconciliation,
     responses((status = 201, body = ReconciliationView)))]
-pub(super) async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn create(
+    State(s): State<AppState>,
     // Healing may change payments and refunds: the same scope as writing them.
-    let key = match authenticate(&s, &headers, ApiScope::Write).await {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
-    let bytes = match read_body(body, s.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
+    Authed { key, .. }: WriteKey,
+    headers: HeaderMap,
+    LimitedBody(bytes): LimitedBody,
+) -> Response {
     let gw = s.gw.clone();
     idempotent(
         &s,
@@ -71,10 +67,9 @@ pub(super) async fn create(State(s): State<AppState>, headers: HeaderMap, body: 
     params(("id" = String, Path)), responses((status = 200, body = ReconciliationView)))]
 pub(super) async fn show(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Authed { key, .. }: ReadKey,
     Path(id): Path<String>,
 ) -> Result<Json<ReconciliationView>, ApiError> {
-    let key = authenticate(&s, &headers, ApiScope::Read).await?;
     Ok(Json(ReconciliationView::from(
         &s.gw.get_reconciliation(&key, &id).await?,
     )))
