@@ -8,6 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// What a 503 answers in `Retry-After`: overload passes within a second or two.
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing or malformed Authorization header")]
@@ -43,6 +46,12 @@ pub enum ApiError {
     UnknownAccount(String),
     #[error("request body too large")]
     PayloadTooLarge,
+    #[error("the request body arrived too slowly")]
+    BodyTimeout,
+    #[error("the request did not complete in time; retry later")]
+    Timeout,
+    #[error("the gateway is at capacity; retry later")]
+    Overloaded,
     #[error("internal error")]
     Internal(String),
 }
@@ -65,6 +74,9 @@ impl ApiError {
             ApiError::ProviderUnknown => "provider_outcome_unknown",
             ApiError::UnknownAccount(_) => "unknown_account",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::BodyTimeout => "request_timeout",
+            ApiError::Timeout => "timeout",
+            ApiError::Overloaded => "overloaded",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -85,6 +97,8 @@ impl ApiError {
             ApiError::ProviderRefused { .. } => StatusCode::BAD_GATEWAY,
             ApiError::ProviderUnknown => StatusCode::ACCEPTED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Timeout | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -135,6 +149,14 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static(c),
+            );
+        }
+        // A 503 is a moment's overload, not a refusal: tell clients when to come back rather
+        // than letting them retry at once and deepen it.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
         }
         resp

@@ -1,46 +1,105 @@
 //! Running the gateway: the HTTP server and the background workers (webhook delivery and jobs).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+pub use crate::listener::{Limits, LimitsError};
 use crate::service::Gateway;
 
 /// Serves the API and notify endpoints on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gw: Arc<Gateway>,
-    max_body_bytes: usize,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, gw, max_body_bytes, axum::Router::new(), shutdown).await
+    serve_with(listener, gw, limits, axum::Router::new(), shutdown).await
 }
 
 /// [`serve`] with extra routes merged in (the demo page).
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     gw: Arc<Gateway>,
-    max_body_bytes: usize,
+    limits: Limits,
     extra: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = extra.merge(crate::routes::app(gw, max_body_bytes)).layer(
-        tower_http::catch_panic::CatchPanicLayer::custom(panic_response),
+    limits
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let exempt = gw.ip_allowlist.trusted_proxies.clone();
+    let app = with_request_limits(
+        extra.merge(crate::routes::app(gw, limits.max_body_bytes)),
+        &limits,
     );
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+    crate::listener::serve(listener, app, &limits, exempt, shutdown).await
+}
+
+/// The request-level limits around `router`, outermost first: a panic becomes a 500; beyond
+/// `max_in_flight` requests a new one is shed at once (503 `overloaded`, never queued); every
+/// other request is answered within `request_timeout` (503 `timeout`); a body that stalls for
+/// `body_timeout` fails its read (408 `request_timeout`, see `routes::read_body`).
+pub fn with_request_limits(router: axum::Router, limits: &Limits) -> axum::Router {
+    router.layer(
+        tower::ServiceBuilder::new()
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                panic_response,
+            ))
+            .layer(HandleErrorLayer::new(shed_response))
+            .layer(tower::load_shed::LoadShedLayer::new())
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                limits.max_in_flight,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                limits.request_timeout,
+                request_deadline,
+            ))
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                limits.body_timeout,
+            )),
     )
-    .with_graceful_shutdown(shutdown)
-    .await
+}
+
+async fn shed_response(err: tower::BoxError) -> Response {
+    if err.is::<tower::load_shed::error::Overloaded>() {
+        metrics::counter!("paybridge_requests_shed_total").increment(1);
+        ApiError::Overloaded.into_response()
+    } else {
+        ApiError::internal(err).into_response()
+    }
+}
+
+/// A reconciliation reads and matches a whole day's bill, which may take longer than any
+/// merchant call (a million rows ~40 s, BENCHMARKS.md); cutting it off would leave the run
+/// half done. The header, body and connection limits still bound what its client sends.
+fn runs_unbounded(req: &Request) -> bool {
+    req.method() == axum::http::Method::POST && req.uri().path() == "/v1/reconciliations"
+}
+
+async fn request_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    if runs_unbounded(&req) {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("paybridge_requests_timed_out_total").increment(1);
+            ApiError::Timeout.into_response()
+        }
+    }
 }
 
 /// A handler that panicked is a fault of ours: the caller gets the same bare `internal` problem
 /// as any other internal error (never the panic message), and the connection and the process
 /// keep serving.
-fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    crate::error::ApiError::internal("a request handler panicked").into_response()
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("a request handler panicked").into_response()
 }
 
 /// How often the channels are asked whether their keys are due for a refresh (each channel
