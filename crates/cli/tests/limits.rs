@@ -95,6 +95,29 @@ impl Served {
     }
 }
 
+impl Served {
+    /// Ctrl-C, as an operator would; returns the exit status once the process is gone.
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < GIVE_UP,
+                "the gateway did not stop on Ctrl-C"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -314,8 +337,8 @@ async fn one_address_cannot_exhaust_the_gateway() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn over_the_connection_cap_new_clients_get_503_with_retry_after() {
-    let gw = Served::start(
+async fn over_the_connection_cap_new_clients_get_503_and_ctrl_c_still_stops_it() {
+    let mut gw = Served::start(
         "limits-cap",
         "header_timeout_ms = 10000\nmax_connections = 8\nmax_connections_per_ip = 64\n",
     )
@@ -345,4 +368,17 @@ async fn over_the_connection_cap_new_clients_get_503_with_retry_after() {
         assert!(start.elapsed() < GIVE_UP, "capacity never came back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Graceful shutdown still works: a kept-alive connection between requests does not hold
+    // the process up, and new connections are no longer accepted.
+    let mut kept = connect_from("127.0.0.1", gw.addr).await;
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = kept.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let addr = gw.addr;
+    let status = tokio::task::block_in_place(|| gw.interrupt());
+    assert!(status.success(), "{status}");
+    assert!(TcpStream::connect(addr).await.is_err());
 }
