@@ -85,7 +85,7 @@ struct Target {
     label: String,
 }
 
-async fn local_target(database_url: Option<String>) -> Result<Target, String> {
+async fn local_target(database_url: Option<String>, concurrency: usize) -> Result<Target, String> {
     let now = SystemClock.now_ms();
     let config = SandboxConfig::generate(now / 1000).map_err(|e| e.to_string())?;
     let alipay_key =
@@ -150,9 +150,16 @@ async fn local_target(database_url: Option<String>) -> Result<Target, String> {
         )
         .map_err(|e| e.to_string())?,
     );
+    // Production limits, except that the load generator is one address opening a connection
+    // per concurrent request: the per-address cap would otherwise be what is measured.
+    let defaults = runtime::Limits::default();
+    let limits = runtime::Limits {
+        max_connections_per_ip: defaults.max_connections_per_ip.max(concurrency * 2),
+        ..defaults
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        let _ = runtime::serve(listener, gw, 64 * 1024, async {
+        let _ = runtime::serve(listener, gw, limits, async {
             let _ = rx.await;
         })
         .await;
@@ -201,7 +208,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn notify(args: NotifyArgs) -> Result<(), String> {
     let target = match &args.gateway {
         Some(_) => remote_target(&args)?,
-        None => local_target(args.database_url.clone()).await?,
+        None => local_target(args.database_url.clone(), args.concurrency).await?,
     };
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency.max(1))

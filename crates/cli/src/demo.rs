@@ -134,9 +134,15 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
         sandbox_toml.display()
     );
     println!("\n  Press Ctrl-C to stop.");
-    runtime::serve_with(listener, gw, 64 * 1024, demo::router(demo_state), async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    runtime::serve_with(
+        listener,
+        gw,
+        runtime::Limits::default(),
+        demo::router(demo_state),
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    )
     .await
     .map_err(|e| e.to_string())
 }

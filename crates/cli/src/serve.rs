@@ -187,7 +187,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             instance = %gw.instance,
             "paybridge gateway started"
         );
-        let served = runtime::serve(listener, gw, config.max_body_bytes, async {
+        let served = runtime::serve(listener, gw, config.limits.clone(), async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await;

@@ -14,7 +14,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,20 +27,12 @@ use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{scratch, write};
+use common::{free_port, scratch, spawn_serve, write};
 
 const PAYMENTS: usize = 40;
 /// Generous for a loaded two-core machine; the common case converges in seconds.
 const DEADLINE: Duration = Duration::from_secs(90);
 const LEASE_MS: u64 = 4000;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A `paybridge serve` child, SIGKILLed when dropped (also when the test fails), with its log
 /// printed if the test is failing.
@@ -54,16 +46,7 @@ struct Gw {
 impl Gw {
     fn spawn(dir: &Path, name: &str, config: &str) -> Gw {
         let log = dir.join(format!("{name}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_paybridge"))
-            .args(["serve", "--config", config])
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap();
+        let child = spawn_serve(config, &log);
         let listen = std::fs::read_to_string(config)
             .unwrap()
             .lines()

@@ -30,6 +30,8 @@ pub enum ConfigError {
     },
     #[error("{field}: {reason}")]
     Field { field: String, reason: String },
+    #[error("invalid limit: {0}")]
+    Limits(#[from] crate::listener::LimitsError),
 }
 
 fn field_err(field: &str, reason: impl Into<String>) -> ConfigError {
@@ -59,6 +61,8 @@ pub struct RawConfig {
     pub jobs: RawJobs,
     #[serde(default)]
     pub inbox: RawInbox,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -142,6 +146,42 @@ pub struct RawInbox {
     pub verified_retention_days: Option<u32>,
 }
 
+/// Connection and request limits; every field defaults to [`crate::listener::Limits::default`].
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub header_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub max_in_flight_requests: Option<usize>,
+}
+
+impl RawLimits {
+    fn load(&self, max_body_bytes: Option<usize>) -> Result<crate::listener::Limits, ConfigError> {
+        let d = crate::listener::Limits::default();
+        let ms = |v: Option<u64>, default: std::time::Duration| {
+            v.map(std::time::Duration::from_millis).unwrap_or(default)
+        };
+        let limits = crate::listener::Limits {
+            max_body_bytes: max_body_bytes.unwrap_or(d.max_body_bytes),
+            header_timeout: ms(self.header_timeout_ms, d.header_timeout),
+            idle_timeout: ms(self.idle_timeout_ms, d.idle_timeout),
+            request_timeout: ms(self.request_timeout_ms, d.request_timeout),
+            body_timeout: ms(self.body_timeout_ms, d.body_timeout),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            max_connections_per_ip: self
+                .max_connections_per_ip
+                .unwrap_or(d.max_connections_per_ip),
+            max_in_flight: self.max_in_flight_requests.unwrap_or(d.max_in_flight),
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAccount {
@@ -218,7 +258,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub public_base_url: String,
     pub data_dir: PathBuf,
-    pub max_body_bytes: usize,
+    /// Connection and request limits (`[limits]`, and `server.max_body_bytes`).
+    pub limits: crate::listener::Limits,
     pub database_url: Secret<String>,
     pub database_max_connections: u32,
     pub webhook_endpoints: Vec<WebhookEndpoint>,
@@ -618,7 +659,7 @@ impl Config {
             listen,
             public_base_url,
             data_dir,
-            max_body_bytes: raw.server.max_body_bytes.unwrap_or(64 * 1024),
+            limits: raw.limits.load(raw.server.max_body_bytes)?,
             database_url: Secret::new(database_url),
             database_max_connections: raw.database.max_connections.unwrap_or(10),
             webhook_endpoints,
@@ -1034,6 +1075,53 @@ mod tests {
         assert_eq!((c.job_lease_ms, c.poll_interval_ms), (4000, 200));
         let err = load("lease_ms = 0").unwrap_err();
         assert!(err.to_string().contains("jobs.lease_ms"), "{err}");
+    }
+
+    #[test]
+    fn limits_default_override_and_refuse_zero_by_name() {
+        let dir = std::env::temp_dir();
+        let load = |text: &str, overrides: Vec<(String, String)>| {
+            Config::from_toml(
+                &format!("[server]\ndata_dir = \"d\"\n{text}"),
+                overrides,
+                &Resolver {
+                    base_dir: &dir,
+                    env: &no_env,
+                },
+            )
+        };
+        let c = load("", Vec::new()).unwrap();
+        assert_eq!(c.limits, crate::listener::Limits::default());
+        let c = load(
+            "max_body_bytes = 1024\n[limits]\nheader_timeout_ms = 1500\nmax_connections_per_ip = 8\n",
+            vec![(
+                "PAYBRIDGE__LIMITS__MAX_IN_FLIGHT_REQUESTS".into(),
+                "7".into(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_body_bytes, 1024);
+        assert_eq!(
+            c.limits.header_timeout,
+            std::time::Duration::from_millis(1500)
+        );
+        assert_eq!(c.limits.max_connections_per_ip, 8);
+        assert_eq!(c.limits.max_in_flight, 7);
+        assert_eq!(c.limits.idle_timeout, std::time::Duration::from_secs(60));
+        for (text, field) in [
+            ("[limits]\nidle_timeout_ms = 0\n", "limits.idle_timeout_ms"),
+            ("[limits]\nmax_connections = 0\n", "limits.max_connections"),
+            ("max_body_bytes = 0\n", "server.max_body_bytes"),
+        ] {
+            match load(text, Vec::new()) {
+                Err(ConfigError::Limits(crate::listener::LimitsError::Zero { field: f })) => {
+                    assert_eq!(f, field)
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        let err = load("[limits]\nheader_timeout = 5\n", Vec::new()).unwrap_err();
+        assert!(matches!(err, ConfigError::Parse(_)), "{err}");
     }
 
     #[test]

@@ -10,6 +10,9 @@ use serde_json::json;
 
 use crate::service::ServiceError;
 
+/// What a 503 answers in `Retry-After`: overload passes within a second or two.
+pub const RETRY_AFTER_SECONDS: &str = "1";
+
 /// Every answer other than success the API gives: the edge's own refusals (authentication,
 /// scopes, headers, body size) and whatever a gateway operation failed with.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +27,12 @@ pub enum ApiError {
     IdempotencyKeyMissing,
     #[error("request body too large")]
     PayloadTooLarge,
+    #[error("the request body arrived too slowly")]
+    BodyTimeout,
+    #[error("the request did not complete in time; retry later")]
+    Timeout,
+    #[error("the gateway is at capacity; retry later")]
+    Overloaded,
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -54,6 +63,9 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::IdempotencyKeyMissing => "idempotency_key_missing",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::BodyTimeout => "request_timeout",
+            ApiError::Timeout => "timeout",
+            ApiError::Overloaded => "overloaded",
             ApiError::Service(e) => match e {
                 ServiceError::NotFound(_) => "not_found",
                 ServiceError::Validation(_) => "validation_failed",
@@ -78,6 +90,8 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::IdempotencyKeyMissing => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Timeout | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Service(e) => match e {
                 ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
                 ServiceError::Validation(_) | ServiceError::UnknownAccount(_) => {
@@ -155,6 +169,14 @@ impl IntoResponse for ApiError {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static(c),
+            );
+        }
+        // A 503 is a moment's overload, not a refusal: tell clients when to come back rather
+        // than letting them retry at once and deepen it.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(RETRY_AFTER_SECONDS),
             );
         }
         resp

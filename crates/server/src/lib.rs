@@ -9,6 +9,7 @@ pub mod channels;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod listener;
 pub mod routes;
 pub mod runtime;
 pub mod sandbox_accounts;

@@ -76,7 +76,7 @@ async fn a_panicking_handler_is_a_problem_500_and_the_server_keeps_serving() {
     tokio::spawn(paybridge_server::runtime::serve_with(
         listener,
         gw,
-        64 * 1024,
+        paybridge_server::runtime::Limits::default(),
         extra,
         async {
             let _ = rx.await;

@@ -172,8 +172,13 @@ async fn ip_allowlist_trusts_forwarded_for_only_from_proxies() {
     let gw = Arc::new(Gateway::new(store, accounts, base.clone(), endpoints, allow).unwrap());
     let g = gw.clone();
     tokio::spawn(async move {
-        let _ =
-            paybridge_server::runtime::serve(listener, g, 64 * 1024, std::future::pending()).await;
+        let _ = paybridge_server::runtime::serve(
+            listener,
+            g,
+            Default::default(),
+            std::future::pending(),
+        )
+        .await;
     });
     let send = |xff: &'static str| {
         let url = format!("{base}/notify/alipay/{ALIPAY}");

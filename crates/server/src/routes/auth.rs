@@ -5,7 +5,7 @@
 use std::marker::PhantomData;
 
 use async_trait::async_trait;
-use axum::body::{to_bytes, Bytes};
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
@@ -85,10 +85,9 @@ impl FromRequest<AppState> for LimitedBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, s: &AppState) -> Result<Self, ApiError> {
-        to_bytes(req.into_body(), s.max_body_bytes)
+        super::read_body(req.into_body(), s.max_body_bytes)
             .await
             .map(LimitedBody)
-            .map_err(|_| ApiError::PayloadTooLarge)
     }
 }
 

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::to_bytes;
+use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -92,6 +92,30 @@ async fn healthz(State(s): State<AppState>) -> Response {
 
 // ---------------------------------------------------------------------------------------------
 // Authentication and idempotency.
+
+pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    to_bytes(body, limit).await.map_err(|e| {
+        if stalled(&e) {
+            metrics::counter!("paybridge_request_bodies_timed_out_total").increment(1);
+            ApiError::BodyTimeout
+        } else {
+            ApiError::PayloadTooLarge
+        }
+    })
+}
+
+/// True when a body read failed because the client stopped sending (the body inactivity
+/// timeout in `runtime::with_request_limits`), not because the body was too large.
+fn stalled(e: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::validation(format!("body: {e}")))
@@ -529,8 +553,13 @@ async fn notify(s: AppState, kind: NotifyKind, account: String, req: Request) ->
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let (parts, body) = req.into_parts();
-    let Ok(bytes) = to_bytes(body, NOTIFY_BODY_LIMIT).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "too large").into_response();
+    let bytes = match to_bytes(body, NOTIFY_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(e) if stalled(&e) => {
+            metrics::counter!("paybridge_request_bodies_timed_out_total").increment(1);
+            return (StatusCode::REQUEST_TIMEOUT, "body timeout").into_response();
+        }
+        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "too large").into_response(),
     };
     let headers: Vec<(String, String)> = parts
         .headers

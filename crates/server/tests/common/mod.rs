@@ -148,7 +148,7 @@ pub async fn start_gateway(store: Store, accounts: Vec<Account>, hook_url: &str)
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let g = gw.clone();
     tokio::spawn(async move {
-        let _ = paybridge_server::runtime::serve(listener, g, 64 * 1024, async {
+        let _ = paybridge_server::runtime::serve(listener, g, Default::default(), async {
             let _ = rx.await;
         })
         .await;
