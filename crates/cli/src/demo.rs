@@ -113,7 +113,7 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
         webhook_secret: secret,
         received: Mutex::new(Vec::new()),
     });
-    runtime::spawn_workers(gw.clone(), Duration::from_millis(500));
+    let workers = runtime::spawn_workers(gw.clone(), Duration::from_millis(500));
     println!("paybridge demo is running.\n");
     println!("  Open {base}/demo to create an order, pay it in the sandbox and watch it settle.\n");
     println!("  Gateway API   {base}/v1   (OpenAPI: {base}/openapi.json)");
@@ -134,7 +134,7 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
         sandbox_toml.display()
     );
     println!("\n  Press Ctrl-C to stop.");
-    runtime::serve_with(
+    let served = runtime::serve_with(
         listener,
         gw,
         runtime::Limits::default(),
@@ -143,8 +143,9 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
             let _ = tokio::signal::ctrl_c().await;
         },
     )
-    .await
-    .map_err(|e| e.to_string())
+    .await;
+    workers.shutdown().await;
+    served.map_err(|e| e.to_string())
 }
 
 /// `sandbox.toml` holds every private key of the demo's providers: owner-only, also when an

@@ -177,9 +177,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if config.jobs_enabled {
-            runtime::spawn_workers(gw.clone(), Duration::from_millis(config.poll_interval_ms));
-        }
+        let workers = config.jobs_enabled.then(|| {
+            runtime::spawn_workers(gw.clone(), Duration::from_millis(config.poll_interval_ms))
+        });
         tracing::info!(
             listen = %config.listen,
             public_base_url = %config.public_base_url,
@@ -191,6 +191,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await;
+        // Requests drained; now let the workers finish what they hold.
+        if let Some(workers) = workers {
+            workers.shutdown().await;
+        }
         match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

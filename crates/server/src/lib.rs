@@ -15,6 +15,7 @@ pub mod runtime;
 pub mod sandbox_accounts;
 pub mod service;
 pub mod webhook;
+pub mod workers;
 
 pub use error::ApiError;
 pub use service::Gateway;

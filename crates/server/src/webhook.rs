@@ -111,74 +111,83 @@ impl crate::service::Gateway {
         now: i64,
         limit: u32,
     ) -> Result<usize, crate::service::ServiceError> {
-        use paybridge_store::{DeliveryAttempt, DeliveryOutcome};
         let due = self
             .store
             .claim_due_deliveries(now, limit, DELIVERY_LEASE_MS)
             .await?;
         let count = due.len();
         for item in due {
-            let endpoint = self
-                .endpoints
-                .iter()
-                .find(|e| e.id == item.delivery.endpoint);
-            let attempt_no = u32::try_from(item.delivery.attempts + 1).unwrap_or(u32::MAX);
-            let (status_code, error) = match endpoint {
-                None => (
-                    None,
-                    Some(format!(
-                        "endpoint {} is no longer configured",
-                        item.delivery.endpoint
-                    )),
-                ),
-                Some(ep) => {
-                    let body = crate::service::views::event(&item.event).to_string();
-                    let t = self.now_ms().div_euclid(1000);
-                    let signature = sign(ep.secret.expose().as_bytes(), t, body.as_bytes());
-                    let sent = self
-                        .http
-                        .post(&ep.url)
-                        .header("content-type", "application/json")
-                        .header(SIGNATURE_HEADER, signature)
-                        .header("Paybridge-Event-Id", &item.event.id)
-                        .body(body)
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
-                        Ok(r) => (
-                            Some(r.status().as_u16()),
-                            Some(format!("HTTP {}", r.status().as_u16())),
-                        ),
-                        Err(e) => (None, Some(e.to_string())),
-                    }
-                }
-            };
-            let now = self.now_ms();
-            let outcome = match (&error, endpoint) {
-                (None, _) => DeliveryOutcome::Delivered,
-                (Some(_), None) => DeliveryOutcome::GiveUp,
-                (Some(_), Some(_)) => match next_attempt_delay(attempt_no) {
-                    Some(delay) => DeliveryOutcome::RetryAt(now + delay * 1000),
-                    None => DeliveryOutcome::GiveUp,
-                },
-            };
-            if let Some(err) = &error {
-                tracing::info!(delivery = %item.delivery.id, attempt = attempt_no, error = %err, "webhook delivery failed");
-            }
-            self.store
-                .record_delivery_attempt(
-                    &item.delivery.id,
-                    &DeliveryAttempt {
-                        now,
-                        status_code,
-                        error,
-                        outcome,
-                    },
-                )
-                .await?;
+            self.deliver_one(item).await?;
         }
         Ok(count)
+    }
+
+    /// POSTs one claimed delivery's signed event and records the attempt (releasing the lease).
+    pub async fn deliver_one(
+        &self,
+        item: paybridge_store::DueDelivery,
+    ) -> Result<(), crate::service::ServiceError> {
+        use paybridge_store::{DeliveryAttempt, DeliveryOutcome};
+        let endpoint = self
+            .endpoints
+            .iter()
+            .find(|e| e.id == item.delivery.endpoint);
+        let attempt_no = u32::try_from(item.delivery.attempts + 1).unwrap_or(u32::MAX);
+        let (status_code, error) = match endpoint {
+            None => (
+                None,
+                Some(format!(
+                    "endpoint {} is no longer configured",
+                    item.delivery.endpoint
+                )),
+            ),
+            Some(ep) => {
+                let body = crate::service::views::event(&item.event).to_string();
+                let t = self.now_ms().div_euclid(1000);
+                let signature = sign(ep.secret.expose().as_bytes(), t, body.as_bytes());
+                let sent = self
+                    .http
+                    .post(&ep.url)
+                    .header("content-type", "application/json")
+                    .header(SIGNATURE_HEADER, signature)
+                    .header("Paybridge-Event-Id", &item.event.id)
+                    .body(body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
+                    Ok(r) => (
+                        Some(r.status().as_u16()),
+                        Some(format!("HTTP {}", r.status().as_u16())),
+                    ),
+                    Err(e) => (None, Some(e.to_string())),
+                }
+            }
+        };
+        let now = self.now_ms();
+        let outcome = match (&error, endpoint) {
+            (None, _) => DeliveryOutcome::Delivered,
+            (Some(_), None) => DeliveryOutcome::GiveUp,
+            (Some(_), Some(_)) => match next_attempt_delay(attempt_no) {
+                Some(delay) => DeliveryOutcome::RetryAt(now + delay * 1000),
+                None => DeliveryOutcome::GiveUp,
+            },
+        };
+        if let Some(err) = &error {
+            tracing::info!(delivery = %item.delivery.id, attempt = attempt_no, error = %err, "webhook delivery failed");
+        }
+        self.store
+            .record_delivery_attempt(
+                &item.delivery.id,
+                &DeliveryAttempt {
+                    now,
+                    status_code,
+                    error,
+                    outcome,
+                },
+            )
+            .await?;
+        Ok(())
     }
 }
 

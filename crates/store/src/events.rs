@@ -298,11 +298,33 @@ impl Store {
         limit: u32,
         lease_ms: i64,
     ) -> Result<Vec<DueDelivery>> {
+        self.claim_due_deliveries_skipping(now, limit, lease_ms, &[])
+            .await
+    }
+
+    /// [`Store::claim_due_deliveries`] leaving alone the deliveries to `skip_endpoints`
+    /// (those already at their concurrency limit), so a slow endpoint's backlog never takes
+    /// the slots of the others.
+    pub async fn claim_due_deliveries_skipping(
+        &self,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+        skip_endpoints: &[&str],
+    ) -> Result<Vec<DueDelivery>> {
+        let skip = if skip_endpoints.is_empty() {
+            String::new()
+        } else {
+            let marks: Vec<String> = (0..skip_endpoints.len())
+                .map(|i| format!("${}", i + 4))
+                .collect();
+            format!("AND endpoint NOT IN ({}) ", marks.join(", "))
+        };
         let rows: Vec<DeliveryRow> = with_pool!(self, |pool, d| {
             let sql = format!(
                 "WITH picked AS MATERIALIZED (SELECT id AS picked_id FROM webhook_deliveries \
                    WHERE status = 'pending' AND next_attempt_at <= $1 \
-                   AND (lease_until IS NULL OR lease_until <= $1) \
+                   AND (lease_until IS NULL OR lease_until <= $1) {skip}\
                    ORDER BY next_attempt_at, id LIMIT $3{}) \
                  UPDATE webhook_deliveries SET lease_until = $1 + $2, updated_at = $1 \
                  FROM picked WHERE webhook_deliveries.id = picked.picked_id \
@@ -310,12 +332,14 @@ impl Store {
                 d.skip_locked()
             );
             let mut tx = pool.begin_with(d.begin_sql()).await?;
-            let rows = sqlx::query_as(&sql)
+            let mut q = sqlx::query_as(&sql)
                 .bind(now)
                 .bind(lease_ms)
-                .bind(clamp_limit(limit))
-                .fetch_all(&mut *tx)
-                .await?;
+                .bind(clamp_limit(limit));
+            for e in skip_endpoints {
+                q = q.bind(*e);
+            }
+            let rows = q.fetch_all(&mut *tx).await?;
             tx.commit().await?;
             rows
         });
@@ -336,6 +360,24 @@ impl Store {
                 .cmp(&(b.delivery.next_attempt_at, &b.delivery.id))
         });
         Ok(out)
+    }
+
+    /// Gives back a claimed delivery untried (its endpoint had no free slot), so any worker
+    /// may take it at once.
+    pub async fn release_delivery(&self, delivery_id: &str) -> Result<()> {
+        let now = self.now_ms();
+        with_pool!(self, |pool, _d| {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET lease_until = NULL, updated_at = $1 \
+                 WHERE id = $2 AND status = 'pending'",
+            )
+            .bind(now)
+            .bind(delivery_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(())
     }
 
     /// Records one attempt on a pending delivery and releases its lease. Returns the updated

@@ -111,6 +111,14 @@ pub struct TimelineEntry {
     pub created_at: i64,
 }
 
+/// Which job kinds a claim takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindFilter<'a> {
+    All,
+    Only(&'a str),
+    Except(&'a str),
+}
+
 const JOB_COLS: &str = "id, kind, dedup_key, payment_id, refund_id, payload, state, run_at, \
     attempts, lease_owner, lease_until, last_error, created_at, updated_at";
 const LIVE: &str = "state IN ('scheduled', 'running')";
@@ -233,11 +241,30 @@ impl Store {
         limit: u32,
         lease_ms: i64,
     ) -> Result<Vec<Job>> {
+        self.claim_jobs_of(owner, now, limit, lease_ms, KindFilter::All)
+            .await
+    }
+
+    /// [`Store::claim_jobs`] of the kinds `filter` admits: each worker pool claims its own.
+    pub async fn claim_jobs_of(
+        &self,
+        owner: &str,
+        now: i64,
+        limit: u32,
+        lease_ms: i64,
+        filter: KindFilter<'_>,
+    ) -> Result<Vec<Job>> {
+        let (kind, equal) = match filter {
+            KindFilter::All => (None, true),
+            KindFilter::Only(k) => (Some(k), true),
+            KindFilter::Except(k) => (Some(k), false),
+        };
         let rows: Vec<JobRow> = with_pool!(self, |pool, d| {
             let sql = format!(
                 "WITH picked AS MATERIALIZED (SELECT id AS picked_id FROM jobs WHERE \
-                   (state = 'scheduled' AND run_at <= $2) OR \
-                   (state = 'running' AND lease_until <= $2) \
+                   ((state = 'scheduled' AND run_at <= $2) OR \
+                   (state = 'running' AND lease_until <= $2)) \
+                   AND ($5 IS NULL OR (kind = $5) = $6) \
                    ORDER BY run_at, id LIMIT $4{}) \
                  UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2 + $3, \
                  attempts = attempts + 1, updated_at = $2 \
@@ -251,6 +278,8 @@ impl Store {
                 .bind(now)
                 .bind(lease_ms)
                 .bind(crate::model::clamp_limit(limit))
+                .bind(kind)
+                .bind(equal)
                 .fetch_all(&mut *tx)
                 .await?;
             tx.commit().await?;

@@ -91,7 +91,7 @@ pub use events::{
 };
 pub use idempotency::IdempotencyBegin;
 pub use inbox::{InboxEntry, InboxRecord, NewNotification, Notification, NotificationOutcome};
-pub use jobs::{Job, JobState, NewJob, Scheduled, TimelineEntry};
+pub use jobs::{Job, JobState, KindFilter, NewJob, Scheduled, TimelineEntry};
 pub use model::{Applied, Audit, AuditEntry, NewEvent, Page};
 pub use payments::{NewPayment, Payment, PaymentFilter, PaymentPatch};
 pub use provider_calls::{NewProviderCall, ProviderCall};

@@ -120,30 +120,59 @@ impl Gateway {
             .await?;
         let count = jobs.len();
         for job in jobs {
-            let next = match self.run_job(&job).await {
-                Ok(next) => next,
-                Err(e) => Next::RetryIn(backoff(QUERY_BACKOFF, job.attempts), Some(e.to_string())),
-            };
-            let now = self.now_ms();
-            let result = match next {
-                Next::Done => self.store.complete_job(&job.id, &self.instance, now).await,
-                Next::RetryIn(ms, err) => {
-                    self.store
-                        .reschedule_job(&job.id, &self.instance, now + ms, err.as_deref(), now)
-                        .await
-                }
-                Next::GiveUp(err) => {
-                    tracing::warn!(job = %job.id, kind = %job.kind, %err, "job gave up");
-                    self.store
-                        .fail_job(&job.id, &self.instance, &err, now)
-                        .await
-                }
-            };
-            if let Err(e) = result {
-                tracing::error!(job = %job.id, error = %e, "cannot finish job");
-            }
+            self.run_claimed_job(job).await;
         }
         Ok(count)
+    }
+
+    /// Runs one job this instance has claimed and records how it ended. While it runs, its
+    /// lease is renewed (every third of the lease), so a long provider call or bill never
+    /// lets another instance take the same job; a renewal that finds the job taken means the
+    /// lease had lapsed (a stalled process) and only this run's bookkeeping is lost, since
+    /// every job is idempotent.
+    pub async fn run_claimed_job(&self, job: Job) {
+        let renew_every = std::time::Duration::from_millis(
+            u64::try_from(self.job_lease_ms / 3).unwrap_or(1).max(1),
+        );
+        let work = self.run_job(&job);
+        tokio::pin!(work);
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
+        let next = loop {
+            tokio::select! {
+                next = &mut work => break next,
+                _ = ticker.tick() => {
+                    let until = self.now_ms() + self.job_lease_ms;
+                    match self.store.extend_job_lease(&job.id, &self.instance, until).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(job = %job.id, "job lease lost while running"),
+                        Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot renew job lease"),
+                    }
+                }
+            }
+        };
+        let next = match next {
+            Ok(next) => next,
+            Err(e) => Next::RetryIn(backoff(QUERY_BACKOFF, job.attempts), Some(e.to_string())),
+        };
+        let now = self.now_ms();
+        let result = match next {
+            Next::Done => self.store.complete_job(&job.id, &self.instance, now).await,
+            Next::RetryIn(ms, err) => {
+                self.store
+                    .reschedule_job(&job.id, &self.instance, now + ms, err.as_deref(), now)
+                    .await
+            }
+            Next::GiveUp(err) => {
+                tracing::warn!(job = %job.id, kind = %job.kind, %err, "job gave up");
+                self.store
+                    .fail_job(&job.id, &self.instance, &err, now)
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(job = %job.id, error = %e, "cannot finish job");
+        }
     }
 
     async fn run_job(&self, job: &Job) -> Result<Next, ServiceError> {

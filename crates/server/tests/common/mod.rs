@@ -126,6 +126,16 @@ pub struct Instance {
 
 /// Binds a listener first so the gateway knows its own public URL (for notify URLs).
 pub async fn start_gateway(store: Store, accounts: Vec<Account>, hook_url: &str) -> Instance {
+    start_gateway_with(store, accounts, hook_url, |_| {}).await
+}
+
+/// [`start_gateway`] with settings changed before the gateway starts serving.
+pub async fn start_gateway_with(
+    store: Store,
+    accounts: Vec<Account>,
+    hook_url: &str,
+    configure: impl FnOnce(&mut Gateway),
+) -> Instance {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let base = format!("http://{addr}");
@@ -135,16 +145,16 @@ pub async fn start_gateway(store: Store, accounts: Vec<Account>, hook_url: &str)
         mode: None,
         secret: Secret::new(WEBHOOK_SECRET.to_string()),
     }];
-    let gw = Arc::new(
-        Gateway::new(
-            store,
-            accounts,
-            base.clone(),
-            endpoints,
-            IpAllowlist::default(),
-        )
-        .unwrap(),
-    );
+    let mut gw = Gateway::new(
+        store,
+        accounts,
+        base.clone(),
+        endpoints,
+        IpAllowlist::default(),
+    )
+    .unwrap();
+    configure(&mut gw);
+    let gw = Arc::new(gw);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let g = gw.clone();
     tokio::spawn(async move {

@@ -41,6 +41,11 @@ pub struct Scripted {
     pub die_in_refund: Mutex<bool>,
     /// The next refund calls answer with these definite refusals `(code, retryable)`, in order.
     pub refund_refusals: Mutex<std::collections::VecDeque<(String, bool)>>,
+    /// Each payment query takes this long (a slow provider).
+    pub query_delay: Mutex<Option<std::time::Duration>>,
+    /// Queries in flight per order, and the most ever in flight for one order.
+    pub querying: Mutex<HashMap<String, usize>>,
+    pub max_query_overlap: std::sync::atomic::AtomicUsize,
 }
 
 pub fn sign_body(body: &[u8]) -> String {
@@ -103,6 +108,24 @@ impl PaymentChannel for Scripted {
             .lock()
             .unwrap()
             .push(format!("query:{}", order.out_trade_no));
+        let delay = *self.query_delay.lock().unwrap();
+        if let Some(delay) = delay {
+            let overlap = {
+                let mut q = self.querying.lock().unwrap();
+                let n = q.entry(order.out_trade_no.clone()).or_insert(0);
+                *n += 1;
+                *n
+            };
+            self.max_query_overlap
+                .fetch_max(overlap, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(delay).await;
+            *self
+                .querying
+                .lock()
+                .unwrap()
+                .get_mut(&order.out_trade_no)
+                .unwrap() -= 1;
+        }
         let status = self
             .query
             .lock()
