@@ -52,8 +52,8 @@ const KEY_REFRESH_CHECK: Duration = Duration::from_secs(300);
 /// store's leases keep them from doing the same work at once.
 pub fn spawn_workers(gw: Arc<Gateway>, poll: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if let Err(e) = gw.ensure_retention_job().await {
-            tracing::error!(error = %e, "cannot schedule the retention job");
+        if let Err(e) = gw.ensure_recurring_jobs().await {
+            tracing::error!(error = %e, "cannot schedule the recurring jobs");
         }
         // Provider keys on their own task, so a slow certificate download never holds up jobs;
         // it ends with this one (the guard aborts it when this task is dropped or aborted).
