@@ -15,14 +15,15 @@ use paybridge_alipay::notify::NotifyRule;
 use paybridge_alipay::provider::{encode_form, sign_notify};
 use paybridge_alipay::time_fmt::format_beijing;
 use paybridge_core::{Fen, Mode};
-use paybridge_crypto::RsaPrivateKey;
+use paybridge_crypto::{RsaPrivateKey, Secret};
 use paybridge_sandbox::{Clock as _, Sandbox, SandboxConfig, SystemClock};
-use paybridge_server::config::IpAllowlist;
-use paybridge_server::sandbox_accounts::{sandbox_accounts, ALIPAY};
-use paybridge_server::{channels, runtime, Gateway};
+use paybridge_server::config::Config;
+use paybridge_server::{runtime, Gateway};
 use paybridge_store::{ApiScope, NewApiKey, Store, StoreOptions};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
+
+use crate::sandbox_accounts::{sandbox_accounts, ALIPAY};
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
@@ -58,20 +59,11 @@ pub struct NotifyArgs {
 pub fn run(cmd: BenchCommand) -> ExitCode {
     crate::serve::init_tracing("error");
     let BenchCommand::Notify(args) = cmd;
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match crate::serve::runtime_or_exit("bench") {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("paybridge bench: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    match rt.block_on(notify(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("paybridge bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::serve::exit_code("bench", rt.block_on(notify(args)))
 }
 
 /// What a bench run aims at.
@@ -111,20 +103,30 @@ async fn local_target(database_url: Option<String>, concurrency: usize) -> Resul
         "postgres"
     }
     .to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let base = format!("http://{addr}");
+    let mut config = Config::minimal(&base).map_err(|e| e.to_string())?;
+    config.listen = addr;
+    config.database_url = Secret::new(url);
+    config.database_max_connections = 16;
+    config.accounts = sandbox_accounts(&sandbox, Mode::Sandbox)?
+        .into_iter()
+        .map(|a| (a.id.clone(), a))
+        .collect();
+    // Not `serve`'s store opening: that narrows the data dir's permissions, and a database given
+    // here may sit in any directory.
     let store = Store::open_with(
-        &url,
+        config.database_url.expose(),
         StoreOptions {
-            max_connections: 16,
+            max_connections: config.database_max_connections,
             ..StoreOptions::default()
         },
     )
     .await
     .map_err(|e| format!("database: {e}"))?;
-    let accounts = sandbox_accounts(&sandbox, Mode::Sandbox)?
-        .iter()
-        .map(|a| channels::build_account(a, &store))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
     let (_, key) = store
         .create_api_key(&NewApiKey {
             mode: Mode::Sandbox,
@@ -133,29 +135,12 @@ async fn local_target(database_url: Option<String>, concurrency: usize) -> Resul
         })
         .await
         .map_err(|e| e.to_string())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let base = format!(
-        "http://{}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    );
-    let gw = Arc::new(
-        Gateway::new(
-            store,
-            accounts,
-            base.clone(),
-            Vec::new(),
-            IpAllowlist::default(),
-        )
-        .map_err(|e| e.to_string())?,
-    );
+    let gw = Arc::new(Gateway::from_config(&config, store).map_err(|e| e.to_string())?);
     // Production limits, except that the load generator is one address opening a connection
     // per concurrent request: the per-address cap would otherwise be what is measured.
-    let defaults = runtime::Limits::default();
     let limits = runtime::Limits {
-        max_connections_per_ip: defaults.max_connections_per_ip.max(concurrency * 2),
-        ..defaults
+        max_connections_per_ip: config.limits.max_connections_per_ip.max(concurrency * 2),
+        ..config.limits.clone()
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {

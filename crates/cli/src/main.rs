@@ -9,6 +9,7 @@ mod bench;
 mod demo;
 mod reconcile;
 mod sandbox;
+mod sandbox_accounts;
 mod serve;
 mod wechat;
 mod workbench;

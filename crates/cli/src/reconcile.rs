@@ -14,10 +14,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use paybridge_reconcile::{parse_bill_date, BillBytes, BillFile, Progress};
 use paybridge_server::config::Config;
-use paybridge_server::service::reconcile::bill_source;
-use paybridge_server::{channels, Gateway};
+use paybridge_server::Gateway;
 
-use crate::serve::{init_tracing, open_store, runtime_or_exit};
+use crate::serve::{compose_exit_code, init_tracing, open_store, runtime_or_exit};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum BillFormat {
@@ -116,25 +115,13 @@ pub fn run(args: ReconcileArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let gw = match channels::build_accounts(&config, &store)
-            .map_err(|e| e.to_string())
-            .and_then(|accounts| {
-                Gateway::new(
-                    store.clone(),
-                    accounts,
-                    config.public_base_url.clone(),
-                    config.webhook_endpoints.clone(),
-                    config.ip_allowlist.clone(),
-                )
-                .map_err(|e| e.to_string())
-            }) {
+        let gw = match Gateway::from_config(&config, store) {
             Ok(g) => Arc::new(g),
             Err(e) => {
                 eprintln!("paybridge reconcile: {e}");
-                return ExitCode::from(2);
+                return compose_exit_code(&e);
             }
         };
-        gw.set_late_payment_policy(config.late_payment);
         let progress = Bar(bar(args.quiet));
         let result = match &args.bill {
             Some(path) => {
@@ -150,16 +137,7 @@ pub fn run(args: ReconcileArgs) -> ExitCode {
                 gw.reconcile_bill(&args.account, date, bill, &progress)
                     .await
             }
-            None => match bill_source(&account, &store) {
-                Ok(source) => match gw.register_bill_source(&args.account, source) {
-                    Ok(()) => gw.reconcile_day(&args.account, date, &progress).await,
-                    Err(e) => Err(e),
-                },
-                Err(e) => {
-                    eprintln!("paybridge reconcile: {e}");
-                    return ExitCode::from(2);
-                }
-            },
+            None => gw.reconcile_day(&args.account, date, &progress).await,
         };
         progress.0.finish_and_clear();
         let report = match result {

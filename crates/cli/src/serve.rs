@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use paybridge_core::Mode;
 use paybridge_server::config::Config;
-use paybridge_server::{channels, runtime, Gateway};
+use paybridge_server::{runtime, ComposeError, Gateway};
 use paybridge_store::{ApiScope, NewApiKey, Store, StoreOptions};
 
 #[derive(clap::Args)]
@@ -60,6 +60,17 @@ pub(crate) fn runtime_or_exit(who: &str) -> Result<tokio::runtime::Runtime, Exit
         eprintln!("paybridge {who}: cannot start the runtime: {e}");
         ExitCode::FAILURE
     })
+}
+
+/// Ends a command that reports its failure as a message.
+pub(crate) fn exit_code(who: &str, result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("paybridge {who}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 pub(crate) async fn open_store(config: &Config) -> Result<Store, String> {
@@ -118,6 +129,18 @@ pub(crate) fn prepare_private_sqlite(data_dir: &Path, db: &Path) -> Result<(), S
     Ok(())
 }
 
+/// A gateway the configuration cannot compose is a configuration error (2), unless the
+/// process itself could not set up what it needs.
+pub(crate) fn compose_exit_code(e: &ComposeError) -> ExitCode {
+    match e {
+        ComposeError::HttpClient(_) => ExitCode::FAILURE,
+        ComposeError::Account(_)
+        | ComposeError::BillSource { .. }
+        | ComposeError::MissingAccount(_)
+        | ComposeError::DuplicateAccount(_) => ExitCode::from(2),
+    }
+}
+
 pub fn run(args: ServeArgs) -> ExitCode {
     init_tracing("info");
     let config = match Config::load(&args.config) {
@@ -139,37 +162,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let accounts = match channels::build_accounts(&config, &store) {
-            Ok(a) => a,
+        let gw = match Gateway::from_config(&config, store) {
+            Ok(g) => Arc::new(g),
             Err(e) => {
                 eprintln!("paybridge serve: {e}");
-                return ExitCode::from(2);
+                return compose_exit_code(&e);
             }
         };
-        let gw = match Gateway::new(
-            store,
-            accounts,
-            config.public_base_url.clone(),
-            config.webhook_endpoints.clone(),
-            config.ip_allowlist.clone(),
-        ) {
-            Ok(mut g) => {
-                g.job_lease_ms = config.job_lease_ms;
-                g.inbox = paybridge_server::service::inbox::InboxGuard::new(config.inbox.clone());
-                Arc::new(g)
-            }
-            Err(e) => {
-                eprintln!("paybridge serve: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        if let Err(e) = gw
-            .enable_reconciliation_from_config(&config, config.late_payment)
-            .await
-        {
-            eprintln!("paybridge serve: reconciliation: {e}");
-            return ExitCode::FAILURE;
-        }
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -183,7 +182,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         tracing::info!(
             listen = %config.listen,
             public_base_url = %config.public_base_url,
-            accounts = gw.accounts.len(),
+            accounts = gw.accounts().len(),
             instance = %gw.instance,
             "paybridge gateway started"
         );

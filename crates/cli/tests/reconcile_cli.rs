@@ -13,7 +13,7 @@ use paybridge_sandbox::{DropFault, Faults, Sandbox, SandboxConfig};
 use paybridge_server::config::Config;
 use paybridge_server::service::reconcile::beijing_date;
 use paybridge_server::service::CreatePaymentInput;
-use paybridge_server::{channels, Gateway};
+use paybridge_server::Gateway;
 use paybridge_store::{ApiScope, NewApiKey, Store};
 
 use common::{scratch, write};
@@ -57,17 +57,7 @@ async fn reconcile_command_heals_a_payment_whose_notification_was_lost() {
         paybridge_server::service::reconcile::LatePaymentPolicy::Refund
     );
     let store = Store::open(loaded.database_url.expose()).await.unwrap();
-    let accounts = channels::build_accounts(&loaded, &store).unwrap();
-    let gw = Arc::new(
-        Gateway::new(
-            store.clone(),
-            accounts,
-            loaded.public_base_url.clone(),
-            vec![],
-            loaded.ip_allowlist.clone(),
-        )
-        .unwrap(),
-    );
+    let gw = Arc::new(Gateway::from_config(&loaded, store.clone()).unwrap());
     let (key, _) = store
         .create_api_key(&NewApiKey {
             mode: Mode::Sandbox,

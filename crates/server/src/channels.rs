@@ -315,33 +315,3 @@ fn wechat(
         channels,
     })
 }
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod identity_tests {
-    use paybridge_core::Mode;
-    use paybridge_sandbox::{Sandbox, SandboxConfig};
-
-    use super::*;
-    use crate::sandbox_accounts::sandbox_accounts;
-
-    #[tokio::test]
-    async fn a_live_account_sharing_a_sandbox_identity_and_key_is_refused() {
-        let sb = Sandbox::start(SandboxConfig::generate(1_790_000_000).unwrap())
-            .await
-            .unwrap();
-        let sandbox = sandbox_accounts(&sb, Mode::Sandbox).unwrap();
-        // The sandbox's own accounts share a mch id but not a key (v2 and v3): fine.
-        refuse_shared_identities(&sandbox.iter().collect::<Vec<_>>()).unwrap();
-        for copied in &sandbox {
-            let mut live = copied.clone();
-            live.id = format!("live-{}", copied.id);
-            live.mode = Mode::Live;
-            let mut all: Vec<&AccountConfig> = sandbox.iter().collect();
-            all.push(&live);
-            let e = refuse_shared_identities(&all).unwrap_err();
-            assert_eq!(e.account, live.id);
-            assert!(e.reason.contains(&copied.id), "{e}");
-        }
-    }
-}

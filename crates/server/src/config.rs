@@ -63,6 +63,8 @@ pub struct RawConfig {
     pub inbox: RawInbox,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub idempotency: RawIdempotency,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -182,6 +184,14 @@ impl RawLimits {
     }
 }
 
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdempotency {
+    /// How long an `Idempotency-Key` is answered with its first result before the retention
+    /// job purges it and the key may be used afresh (default 24).
+    pub retention_hours: Option<u32>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAccount {
@@ -271,6 +281,7 @@ pub struct Config {
     pub job_lease_ms: i64,
     pub late_payment: crate::service::reconcile::LatePaymentPolicy,
     pub inbox: crate::service::inbox::InboxPolicy,
+    pub idempotency_retention_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -680,7 +691,31 @@ impl Config {
                 Some(p) => p.parse().map_err(|e| field_err("jobs.late_payment", e))?,
             },
             inbox: inbox_policy(&raw.inbox)?,
+            idempotency_retention_ms: match raw.idempotency.retention_hours {
+                None => crate::service::DEFAULT_IDEMPOTENCY_RETENTION_MS,
+                Some(0) => {
+                    return Err(field_err(
+                        "idempotency.retention_hours",
+                        "must be at least 1",
+                    ))
+                }
+                Some(h) => i64::from(h) * 3_600_000,
+            },
         })
+    }
+
+    /// Every default, as an empty file gives them, with this public base URL: the starting
+    /// point of the demo, the bench and the tests, which then set what they need.
+    pub fn minimal(public_base_url: &str) -> Result<Config, ConfigError> {
+        let mut raw = RawConfig::default();
+        raw.server.public_base_url = Some(public_base_url.to_string());
+        Config::from_raw(
+            raw,
+            &Resolver {
+                base_dir: Path::new("."),
+                env: &|_: &str| None,
+            },
+        )
     }
 }
 
@@ -1056,6 +1091,40 @@ mod tests {
         assert!(c.accounts.is_empty());
         assert_eq!(c.job_lease_ms, crate::service::jobs::JOB_LEASE_MS);
         assert_eq!(c.poll_interval_ms, 1000);
+        assert_eq!(c.idempotency_retention_ms, 24 * 3_600_000);
+    }
+
+    #[test]
+    fn idempotency_retention_is_configurable_in_hours() {
+        let dir = std::env::temp_dir();
+        let load = |section: &str, env: Vec<(String, String)>| {
+            Config::from_toml(
+                &format!("[server]\ndata_dir = \"d\"\n{section}\n"),
+                env,
+                &Resolver {
+                    base_dir: &dir,
+                    env: &no_env,
+                },
+            )
+        };
+        let c = load("[idempotency]\nretention_hours = 48", Vec::new()).unwrap();
+        assert_eq!(c.idempotency_retention_ms, 48 * 3_600_000);
+        let c = load(
+            "",
+            vec![("PAYBRIDGE__IDEMPOTENCY__RETENTION_HOURS".into(), "2".into())],
+        )
+        .unwrap();
+        assert_eq!(c.idempotency_retention_ms, 2 * 3_600_000);
+        let err = load("[idempotency]\nretention_hours = 0", Vec::new()).unwrap_err();
+        assert!(
+            err.to_string().contains("idempotency.retention_hours"),
+            "{err}"
+        );
+        let err = load("[idempotency]\nretention_days = 1", Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("retention_days"), "{err}");
+        let m = Config::minimal("http://127.0.0.1:9/").unwrap();
+        assert_eq!(m.public_base_url, "http://127.0.0.1:9");
+        assert_eq!(m.idempotency_retention_ms, 24 * 3_600_000);
     }
 
     #[test]

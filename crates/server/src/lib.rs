@@ -6,16 +6,16 @@
 #![recursion_limit = "512"]
 
 pub mod channels;
+pub mod compose;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod listener;
 pub mod routes;
 pub mod runtime;
-pub mod sandbox_accounts;
 pub mod service;
 pub mod webhook;
 pub mod workers;
 
+pub use compose::ComposeError;
 pub use error::ApiError;
 pub use service::Gateway;

@@ -126,8 +126,8 @@ async fn job_pool(
     let slots = Arc::new(Semaphore::new(slots.max(1)));
     let mut running = JoinSet::new();
     if matches!(filter, KindFilter::Except(_)) {
-        if let Err(e) = gw.ensure_retention_job().await {
-            tracing::error!(error = %e, "cannot schedule the retention job");
+        if let Err(e) = gw.ensure_recurring_jobs().await {
+            tracing::error!(error = %e, "cannot schedule the recurring jobs");
         }
     }
     loop {

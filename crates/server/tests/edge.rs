@@ -6,13 +6,12 @@ mod common;
 
 use std::sync::Arc;
 
+use common::sandbox_accounts::{sandbox_accounts, ALIPAY};
 use common::*;
 use paybridge_core::Mode;
 use paybridge_sandbox::{Sandbox, SandboxConfig};
-use paybridge_server::channels::build_account;
-use paybridge_server::config::IpAllowlist;
-use paybridge_server::sandbox_accounts::{sandbox_accounts, ALIPAY};
-use paybridge_server::service::reconcile::{beijing_date, bill_source};
+use paybridge_server::config::Config;
+use paybridge_server::service::reconcile::beijing_date;
 use paybridge_server::Gateway;
 use paybridge_store::{Store, StoreOptions};
 use serde_json::json;
@@ -50,16 +49,8 @@ async fn a_panicking_handler_is_a_problem_500_and_the_server_keeps_serving() {
     let store = Store::open_with(&db.url, StoreOptions::default())
         .await
         .unwrap();
-    let gw = Arc::new(
-        Gateway::new(
-            store,
-            Vec::new(),
-            "http://127.0.0.1".into(),
-            Vec::new(),
-            IpAllowlist::default(),
-        )
-        .unwrap(),
-    );
+    let config = Config::minimal("http://127.0.0.1").unwrap();
+    let gw = Arc::new(Gateway::from_config(&config, store).unwrap());
     let extra = axum::Router::new().route(
         "/boom",
         axum::routing::get(|| async {
@@ -121,14 +112,8 @@ async fn reconciliation_refuses_days_that_cannot_have_a_bill() {
         .into_iter()
         .filter(|a| a.id == ALIPAY)
         .collect();
-    let built = configs
-        .iter()
-        .map(|a| build_account(a, &store).unwrap())
-        .collect();
     let (hook, _) = start_receiver().await;
-    let inst = start_gateway(store.clone(), built, &hook).await;
-    let source = bill_source(&configs[0], &store).unwrap();
-    inst.gw.enable_reconciliation(ALIPAY, source).await.unwrap();
+    let inst = start_configured(store.clone(), configs, &hook).await;
     for (i, date) in ["9999-12-31", "0000-01-01", "1999-01-01"]
         .iter()
         .enumerate()

@@ -345,10 +345,10 @@ fn refund_calls(env: &Env) -> Vec<String> {
 /// Finding 9a: the late-payment refund is a job, and a failed provider call is retried.
 #[tokio::test]
 async fn f9_late_payment_refund_is_a_retried_job() {
-    for env in envs("mp_f9").await {
+    for env in envs_with("mp_f9", |c| c.late_payment = LatePaymentPolicy::Refund).await {
         let (base, k) = (&env.inst.base, &env.keys.sandbox_all);
         let gw = &env.inst.gw;
-        gw.set_late_payment_policy(LatePaymentPolicy::Refund);
+        assert_eq!(gw.late_payment_policy(), LatePaymentPolicy::Refund);
         let p = create(&env, "ord-f9", 800).await;
         let id = p["id"].as_str().unwrap();
         let (s, _, _) = post(
@@ -391,10 +391,9 @@ async fn f9_late_payment_refund_is_a_retried_job() {
 /// busy) is tried again as a new refund; a final refusal is said once and not retried.
 #[tokio::test]
 async fn f9_late_payment_refund_retries_a_retryable_refusal() {
-    for env in envs("mp_f9c").await {
+    for env in envs_with("mp_f9c", |c| c.late_payment = LatePaymentPolicy::Refund).await {
         let (base, k) = (&env.inst.base, &env.keys.sandbox_all);
         let gw = &env.inst.gw;
-        gw.set_late_payment_policy(LatePaymentPolicy::Refund);
         for (no, retryable) in [("ord-f9c", true), ("ord-f9d", false)] {
             let p = create(&env, no, 700).await;
             let id = p["id"].as_str().unwrap().to_string();
@@ -447,12 +446,15 @@ async fn f9_late_payment_refund_retries_a_retryable_refusal() {
     }
 }
 
-/// Finding 9b: the retention job purges idempotency keys past the retention.
+/// Finding 9b: the retention job purges idempotency keys past the retention, as configured
+/// (`[idempotency] retention_hours`; two hours here, 24 by default).
 #[tokio::test]
 async fn f9_retention_purges_old_idempotency_keys() {
-    for env in envs("mp_f9r").await {
+    const HOUR: i64 = 3_600_000;
+    for env in envs_with("mp_f9r", |c| c.idempotency_retention_ms = 2 * HOUR).await {
         let (base, k) = (&env.inst.base, &env.keys.sandbox_all);
         let gw = &env.inst.gw;
+        assert_eq!(gw.idempotency_retention_ms(), 2 * HOUR);
         let (s, _) = post_raw(base, "/v1/payments", k, "k-f9r", &order("ord-f9r", 100))
             .await
             .unwrap();
@@ -462,12 +464,17 @@ async fn f9_retention_purges_old_idempotency_keys() {
             .await
             .unwrap();
         assert_eq!(s, 422, "{b}");
-        gw.ensure_retention_job().await.unwrap();
-        env._db
-            .clock
-            .advance(gw.idempotency_retention_ms + 7 * 3_600_000);
+        gw.ensure_recurring_jobs().await.unwrap();
+        // ...while the retention lasts, though the retention job runs...
+        env._db.clock.advance(HOUR + 1);
         gw.run_jobs_once(gw.now_ms(), 50).await.unwrap();
-        // ...until the retention has passed and the job purged it.
+        let (s, b) = post_raw(base, "/v1/payments", k, "k-f9r", &order("ord-f9r2", 100))
+            .await
+            .unwrap();
+        assert_eq!(s, 422, "{b}");
+        // ...until it has passed and the job (hourly) purged it.
+        env._db.clock.advance(2 * HOUR);
+        gw.run_jobs_once(gw.now_ms(), 50).await.unwrap();
         let (s, b) = post_raw(base, "/v1/payments", k, "k-f9r", &order("ord-f9r2", 100))
             .await
             .unwrap();

@@ -5,16 +5,11 @@
 
 mod common;
 
-use std::sync::Arc;
-
+use common::sandbox_accounts::{sandbox_accounts, ALIPAY, WECHAT_V2, WECHAT_V3};
 use common::*;
 use paybridge_core::Mode;
-use paybridge_crypto::Secret;
 use paybridge_sandbox::{Sandbox, SandboxConfig};
-use paybridge_server::channels::build_account;
-use paybridge_server::config::{IpAllowlist, WebhookEndpoint};
-use paybridge_server::sandbox_accounts::{sandbox_accounts, ALIPAY, WECHAT_V2, WECHAT_V3};
-use paybridge_server::Gateway;
+use paybridge_server::config::IpAllowlist;
 use paybridge_store::{Store, StoreOptions};
 
 const BODIES: &[&[u8]] = &[
@@ -40,13 +35,8 @@ async fn malformed_input_everywhere_changes_nothing_and_never_panics() {
         .await
         .unwrap();
     let keys = make_keys(&store).await;
-    let accounts = sandbox_accounts(&sb, Mode::Sandbox)
-        .unwrap()
-        .iter()
-        .map(|a| build_account(a, &store).unwrap())
-        .collect();
     let (hook, _) = start_receiver().await;
-    let inst = start_gateway(store, accounts, &hook).await;
+    let inst = start_configured(store, sandbox_accounts(&sb, Mode::Sandbox).unwrap(), &hook).await;
     let paths = [
         format!("/notify/alipay/{ALIPAY}"),
         format!("/notify/wechat/v2/{WECHAT_V2}/pay"),
@@ -156,30 +146,15 @@ async fn ip_allowlist_trusts_forwarded_for_only_from_proxies() {
     let sb = Sandbox::start(SandboxConfig::generate(1_790_000_000).unwrap())
         .await
         .unwrap();
-    let accounts = sandbox_accounts(&sb, Mode::Sandbox)
+    let mut config = test_config("http://127.0.0.1:9/");
+    config.ip_allowlist = allow;
+    config.accounts = sandbox_accounts(&sb, Mode::Sandbox)
         .unwrap()
-        .iter()
-        .map(|a| build_account(a, &store).unwrap())
+        .into_iter()
+        .map(|a| (a.id.clone(), a))
         .collect();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let endpoints = vec![WebhookEndpoint {
-        id: "main".into(),
-        url: "http://127.0.0.1:9/".into(),
-        mode: None,
-        secret: Secret::new(WEBHOOK_SECRET.into()),
-    }];
-    let gw = Arc::new(Gateway::new(store, accounts, base.clone(), endpoints, allow).unwrap());
-    let g = gw.clone();
-    tokio::spawn(async move {
-        let _ = paybridge_server::runtime::serve(
-            listener,
-            g,
-            Default::default(),
-            std::future::pending(),
-        )
-        .await;
-    });
+    let inst = start_from_config(store, config, None).await;
+    let (base, gw) = (inst.base.clone(), &inst.gw);
     let send = |xff: &'static str| {
         let url = format!("{base}/notify/alipay/{ALIPAY}");
         async move {
@@ -267,7 +242,7 @@ async fn ip_allowlist_trusts_forwarded_for_only_from_proxies() {
             .await
             .unwrap();
     }
-    let policy = paybridge_server::service::inbox::InboxPolicy::default();
+    let policy = gw.inbox_policy();
     let refused: Vec<_> = gw
         .store
         .list_recent_notifications(Some(ALIPAY), 1000)

@@ -9,13 +9,12 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use common::sandbox_accounts::{sandbox_accounts, ALIPAY};
 use common::*;
 use paybridge_core::Mode;
 use paybridge_sandbox::{
     Clock as _, ManualClock, Sandbox, SandboxConfig, StartOptions, SystemClock,
 };
-use paybridge_server::channels::build_account;
-use paybridge_server::sandbox_accounts::{sandbox_accounts, ALIPAY};
 use paybridge_store::{Store, StoreOptions};
 use serde_json::json;
 use tracing::field::{Field, Visit};
@@ -96,13 +95,8 @@ async fn create_notification_and_refund_are_few_transactions() {
         .await
         .unwrap();
     let keys = make_keys(&store).await;
-    let accounts = sandbox_accounts(&sb, Mode::Sandbox)
-        .unwrap()
-        .iter()
-        .map(|a| build_account(a, &store).unwrap())
-        .collect();
     let (hook, _hooks) = start_receiver().await;
-    let inst = start_gateway(store, accounts, &hook).await;
+    let inst = start_configured(store, sandbox_accounts(&sb, Mode::Sandbox).unwrap(), &hook).await;
     // Warm up: the API key lookup cache and every prepared statement of the path, so the
     // counts below are those of steady state.
     for no in ["RT-WARM-1", "RT-1"] {

@@ -7,13 +7,10 @@
 
 mod common;
 
+use common::sandbox_accounts::{sandbox_accounts, ALIPAY, ALIPAY_CERT, WECHAT_V2, WECHAT_V3};
 use common::*;
 use paybridge_core::Mode;
 use paybridge_sandbox::{ManualClock, Sandbox, SandboxConfig, StartOptions, SystemClock};
-use paybridge_server::channels::build_account;
-use paybridge_server::sandbox_accounts::{
-    sandbox_accounts, ALIPAY, ALIPAY_CERT, WECHAT_V2, WECHAT_V3,
-};
 use paybridge_store::{Store, StoreOptions};
 use serde_json::{json, Value};
 
@@ -45,13 +42,9 @@ async fn worlds(test: &str) -> Vec<World> {
             .await
             .unwrap();
         let keys = make_keys(&store).await;
-        let accounts = sandbox_accounts(&sb, Mode::Sandbox)
-            .unwrap()
-            .iter()
-            .map(|a| build_account(a, &store).unwrap())
-            .collect();
         let (hook, hooks) = start_receiver().await;
-        let inst = start_gateway(store, accounts, &hook).await;
+        let inst =
+            start_configured(store, sandbox_accounts(&sb, Mode::Sandbox).unwrap(), &hook).await;
         out.push(World {
             _db: d,
             sb,
@@ -449,7 +442,7 @@ async fn field_smuggling_through_merchant_text_pays_nothing() {
                      &trade_status=TRADE_SUCCESS&zz=w"
                 )
             } else {
-                let mch = w.inst.gw.accounts[account].merchant_id.clone().unwrap();
+                let mch = w.inst.gw.accounts()[account].merchant_id.clone().unwrap();
                 format!(
                     "bank_type=OTHERS&cash_fee=88800&fee_type=CNY&mch_id={mch}\
                      &out_trade_no={victim_no}&result_code=SUCCESS&return_code=SUCCESS\
@@ -494,7 +487,7 @@ async fn field_smuggling_through_merchant_text_pays_nothing() {
             // re-split and posted over HTTP.
             let victim = w.create(account, channel, "qr", &victim_no, 88800).await;
             let victim_id = victim["id"].as_str().unwrap().to_string();
-            let acc = w.inst.gw.accounts[account].clone();
+            let acc = w.inst.gw.accounts()[account].clone();
             let ch = acc.channels[&acc.primary].clone();
             let (subject, attach) = if alipay {
                 (smuggled.clone(), None)

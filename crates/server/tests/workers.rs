@@ -98,7 +98,13 @@ async fn a_hanging_webhook_endpoint_does_not_hold_up_a_due_expiry() {
                 .build()
                 .unwrap();
         };
-        let inst = start_gateway_with(store, accounts(provider.clone()), &hook.url, patient).await;
+        let inst = start_from_config_with(
+            store,
+            test_config(&hook.url),
+            Some(accounts(provider.clone())),
+            patient,
+        )
+        .await;
         let env = Env {
             _db: d,
             inst,
@@ -171,21 +177,13 @@ async fn two_instances_never_run_one_job_at_once_even_past_the_lease() {
     let (store_a, store_b) = (open().await.unwrap(), open().await.unwrap());
     let keys = make_keys(&store_a).await;
     let provider = Arc::new(Scripted::default());
-    let lease = |g: &mut paybridge_server::Gateway| g.job_lease_ms = 1_000;
-    let a = start_gateway_with(
-        store_a,
-        accounts(provider.clone()),
-        "http://127.0.0.1:9/",
-        lease,
-    )
-    .await;
-    let b = start_gateway_with(
-        store_b,
-        accounts(provider.clone()),
-        "http://127.0.0.1:9/",
-        lease,
-    )
-    .await;
+    let config = || {
+        let mut c = test_config("http://127.0.0.1:9/");
+        c.job_lease_ms = 1_000;
+        c
+    };
+    let a = start_from_config(store_a, config(), Some(accounts(provider.clone()))).await;
+    let b = start_from_config(store_b, config(), Some(accounts(provider.clone()))).await;
     let env = Env {
         _db: d,
         inst: a,

@@ -106,10 +106,13 @@ impl Gateway {
         Ok(())
     }
 
-    /// Schedules the periodic retention job unless one is live (every instance may ask).
-    pub async fn ensure_retention_job(&self) -> Result<(), ServiceError> {
+    /// Schedules the periodic jobs unless they are live (every instance that runs workers
+    /// asks at start): retention, and the daily reconciliation of each account with a bill
+    /// source.
+    pub async fn ensure_recurring_jobs(&self) -> Result<(), ServiceError> {
         self.schedule(JobKind::Retention, "idempotency", None, self.now_ms())
-            .await
+            .await?;
+        self.ensure_daily_reconciliations().await
     }
 
     /// Claims and runs the jobs due at `now`; returns how many ran.

@@ -93,62 +93,59 @@ impl Account {
 pub const DEFAULT_IDEMPOTENCY_RETENTION_MS: i64 = 24 * 3_600_000;
 
 /// Everything the service needs, shared by every request and worker.
+///
+/// Built only by the composition root ([`Gateway::from_config`] in `crate::compose`): the
+/// settings that come from the configuration are private, so nothing changes them afterwards
+/// and no entry point (serve, demo, bench, reconcile, tests) forgets one.
 pub struct Gateway {
     pub store: Store,
-    pub accounts: BTreeMap<String, Arc<Account>>,
-    pub public_base_url: String,
-    pub endpoints: Vec<WebhookEndpoint>,
-    pub ip_allowlist: IpAllowlist,
+    pub(crate) accounts: BTreeMap<String, Arc<Account>>,
+    pub(crate) public_base_url: String,
+    pub(crate) endpoints: Vec<WebhookEndpoint>,
+    pub(crate) ip_allowlist: IpAllowlist,
     /// Identifies this process as a job/delivery lease owner.
     pub instance: String,
-    /// How long a claimed job stays this instance's ([`jobs::JOB_LEASE_MS`] unless configured).
-    pub job_lease_ms: i64,
-    /// How long idempotency keys are kept (24 h unless configured).
-    pub idempotency_retention_ms: i64,
+    /// How long a claimed job stays this instance's.
+    pub(crate) job_lease_ms: i64,
+    /// How long idempotency keys are kept.
+    pub(crate) idempotency_retention_ms: i64,
     /// What the notification inbox keeps, and the limiters enforcing it.
-    pub inbox: inbox::InboxGuard,
+    pub(crate) inbox: inbox::InboxGuard,
     pub http: reqwest::Client,
     /// Woken after a change that created webhook deliveries, so delivery needs no polling delay.
     pub outbox_signal: tokio::sync::Notify,
     /// Bill sources and the late payment policy (see [`reconcile`]).
-    pub reconcile: reconcile::ReconcileState,
+    pub(crate) reconcile: reconcile::ReconcileState,
 }
 
 impl Gateway {
-    pub fn new(
-        store: Store,
-        accounts: Vec<Account>,
-        public_base_url: String,
-        endpoints: Vec<WebhookEndpoint>,
-        ip_allowlist: IpAllowlist,
-    ) -> Result<Gateway, ServiceError> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .user_agent(concat!("paybridge-webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(ServiceError::internal)?;
-        Ok(Gateway {
-            store,
-            accounts: accounts
-                .into_iter()
-                .map(|a| (a.id.clone(), Arc::new(a)))
-                .collect(),
-            public_base_url: public_base_url.trim_end_matches('/').to_string(),
-            endpoints,
-            ip_allowlist,
-            instance: format!("gw-{}", uuid::Uuid::now_v7().simple()),
-            job_lease_ms: jobs::JOB_LEASE_MS,
-            idempotency_retention_ms: DEFAULT_IDEMPOTENCY_RETENTION_MS,
-            inbox: inbox::InboxGuard::new(inbox::InboxPolicy::default()),
-            http,
-            outbox_signal: tokio::sync::Notify::new(),
-            reconcile: reconcile::ReconcileState::default(),
-        })
-    }
-
     pub fn now_ms(&self) -> i64 {
         self.store.now_ms()
+    }
+
+    /// The configured accounts by id.
+    pub fn accounts(&self) -> &BTreeMap<String, Arc<Account>> {
+        &self.accounts
+    }
+
+    pub fn public_base_url(&self) -> &str {
+        &self.public_base_url
+    }
+
+    pub fn ip_allowlist(&self) -> &IpAllowlist {
+        &self.ip_allowlist
+    }
+
+    pub fn job_lease_ms(&self) -> i64 {
+        self.job_lease_ms
+    }
+
+    pub fn idempotency_retention_ms(&self) -> i64 {
+        self.idempotency_retention_ms
+    }
+
+    pub fn inbox_policy(&self) -> &inbox::InboxPolicy {
+        &self.inbox.policy
     }
 
     pub fn account(&self, id: &str) -> Result<&Arc<Account>, ServiceError> {

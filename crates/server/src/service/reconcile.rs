@@ -8,7 +8,7 @@
 //! refunded in full automatically.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use paybridge_core::{PaymentStatus, RefundStatus};
@@ -27,7 +27,7 @@ use super::idempotency::{Answer, KEY_LOCK_MS};
 use super::jobs::JobKind;
 use super::Gateway;
 use crate::channels;
-use crate::config::{AccountConfig, Config, ProviderConfig};
+use crate::config::{AccountConfig, ProviderConfig};
 
 /// What happens to money that arrives after its order was closed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,11 +52,11 @@ impl std::str::FromStr for LatePaymentPolicy {
     }
 }
 
-/// The gateway's reconciliation settings: bill sources per account and the late policy.
-#[derive(Default)]
+/// The gateway's reconciliation settings: bill sources per account and the late policy, both
+/// fixed when the gateway is composed.
 pub struct ReconcileState {
-    sources: RwLock<BTreeMap<String, Arc<dyn BillSource>>>,
-    late_payment: RwLock<LatePaymentPolicy>,
+    pub(crate) sources: BTreeMap<String, Arc<dyn BillSource>>,
+    pub(crate) late_payment: LatePaymentPolicy,
 }
 
 const HOUR_MS: i64 = 3_600_000;
@@ -154,80 +154,33 @@ pub struct Reconciliation {
 }
 
 impl Gateway {
-    /// Gives `account` a bill source and schedules its daily reconciliation.
-    pub async fn enable_reconciliation(
-        &self,
-        account: &str,
-        source: Arc<dyn BillSource>,
-    ) -> Result<(), ServiceError> {
-        self.register_bill_source(account, source)?;
-        self.store
-            .schedule_job(&NewJob {
-                kind: JobKind::Reconcile.as_str().to_string(),
-                key: account.to_string(),
-                payment_id: None,
-                refund_id: None,
-                payload: json!({ "account": account }),
-                run_at: next_daily_run(self.now_ms()),
-            })
-            .await?;
-        Ok(())
-    }
-
-    /// Gives `account` a bill source without scheduling anything (one-off runs, the CLI).
-    pub fn register_bill_source(
-        &self,
-        account: &str,
-        source: Arc<dyn BillSource>,
-    ) -> Result<(), ServiceError> {
-        self.account(account)?;
-        if let Ok(mut map) = self.reconcile.sources.write() {
-            map.insert(account.to_string(), source);
+    /// Schedules the daily reconciliation of every account with a bill source, unless one is
+    /// live (every instance that runs workers asks at start).
+    pub(crate) async fn ensure_daily_reconciliations(&self) -> Result<(), ServiceError> {
+        for account in self.reconcile.sources.keys() {
+            self.store
+                .schedule_job(&NewJob {
+                    kind: JobKind::Reconcile.as_str().to_string(),
+                    key: account.clone(),
+                    payment_id: None,
+                    refund_id: None,
+                    payload: json!({ "account": account }),
+                    run_at: next_daily_run(self.now_ms()),
+                })
+                .await?;
         }
         Ok(())
-    }
-
-    /// Enables reconciliation for every configured account (see [`bill_source`]) and applies
-    /// the configured late payment policy.
-    pub async fn enable_reconciliation_from_config(
-        &self,
-        config: &Config,
-        late_payment: LatePaymentPolicy,
-    ) -> Result<usize, ServiceError> {
-        self.set_late_payment_policy(late_payment);
-        let mut n = 0;
-        for a in config.accounts.values() {
-            let source = bill_source(a, &self.store).map_err(ServiceError::internal)?;
-            self.enable_reconciliation(&a.id, source).await?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    pub fn set_late_payment_policy(&self, policy: LatePaymentPolicy) {
-        if let Ok(mut p) = self.reconcile.late_payment.write() {
-            *p = policy;
-        }
     }
 
     pub fn late_payment_policy(&self) -> LatePaymentPolicy {
-        self.reconcile
-            .late_payment
-            .read()
-            .map(|p| *p)
-            .unwrap_or_default()
+        self.reconcile.late_payment
     }
 
     fn bill_source(&self, account: &str) -> Result<Arc<dyn BillSource>, ServiceError> {
         self.account(account)?;
-        self.reconcile
-            .sources
-            .read()
-            .ok()
-            .and_then(|m| m.get(account).cloned())
-            .ok_or_else(|| {
-                ServiceError::Validation(format!("account {account} has no bill source configured"))
-            })
+        self.reconcile.sources.get(account).cloned().ok_or_else(|| {
+            ServiceError::Validation(format!("account {account} has no bill source configured"))
+        })
     }
 
     /// Downloads and reconciles one account's bill of `date`; healable discrepancies are

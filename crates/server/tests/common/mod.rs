@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use paybridge_core::Mode;
 use paybridge_crypto::Secret;
-use paybridge_server::config::{IpAllowlist, WebhookEndpoint};
+use paybridge_server::config::{AccountConfig, Config, WebhookEndpoint};
 use paybridge_server::service::Account;
 use paybridge_server::Gateway;
 use paybridge_store::{ApiScope, NewApiKey, Store};
@@ -18,6 +18,8 @@ use serde_json::Value;
 #[path = "../../../store/tests/common/mod.rs"]
 pub mod db;
 pub mod openapi;
+#[path = "../../../cli/src/sandbox_accounts.rs"]
+pub mod sandbox_accounts;
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_0123456789abcdef";
 
@@ -124,41 +126,72 @@ pub struct Instance {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-/// Binds a listener first so the gateway knows its own public URL (for notify URLs).
-pub async fn start_gateway(store: Store, accounts: Vec<Account>, hook_url: &str) -> Instance {
-    start_gateway_with(store, accounts, hook_url, |_| {}).await
-}
-
-/// [`start_gateway`] with settings changed before the gateway starts serving.
-pub async fn start_gateway_with(
-    store: Store,
-    accounts: Vec<Account>,
-    hook_url: &str,
-    configure: impl FnOnce(&mut Gateway),
-) -> Instance {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let base = format!("http://{addr}");
-    let endpoints = vec![WebhookEndpoint {
+/// The tests' configuration: every default, webhooks to `hook_url` signed with
+/// [`WEBHOOK_SECRET`]; the public URL is set once the gateway's listener is bound.
+pub fn test_config(hook_url: &str) -> Config {
+    let mut config = Config::minimal("http://127.0.0.1:1").unwrap();
+    config.webhook_endpoints = vec![WebhookEndpoint {
         id: "main".into(),
         url: hook_url.to_string(),
         mode: None,
         secret: Secret::new(WEBHOOK_SECRET.to_string()),
     }];
-    let mut gw = Gateway::new(
-        store,
-        accounts,
-        base.clone(),
-        endpoints,
-        IpAllowlist::default(),
-    )
-    .unwrap();
+    config
+}
+
+/// A gateway with given channels (scripted providers) over the test configuration.
+pub async fn start_gateway(store: Store, accounts: Vec<Account>, hook_url: &str) -> Instance {
+    start_from_config(store, test_config(hook_url), Some(accounts)).await
+}
+
+/// A gateway whose channels and bill sources are built from `accounts` (the sandbox's), as
+/// `serve` builds them from its file.
+pub async fn start_configured(
+    store: Store,
+    accounts: Vec<AccountConfig>,
+    hook_url: &str,
+) -> Instance {
+    let mut config = test_config(hook_url);
+    config.accounts = accounts.into_iter().map(|a| (a.id.clone(), a)).collect();
+    start_from_config(store, config, None).await
+}
+
+/// Binds a listener first so the gateway knows its own public URL (for notify URLs), then
+/// composes the gateway of `config` through the one composition root; `accounts` replaces the
+/// channels `config.accounts` would build.
+pub async fn start_from_config(
+    store: Store,
+    config: Config,
+    accounts: Option<Vec<Account>>,
+) -> Instance {
+    start_from_config_with(store, config, accounts, |_| {}).await
+}
+
+/// [`start_from_config`], with what the configuration does not hold (the HTTP client) changed
+/// before the gateway starts serving.
+pub async fn start_from_config_with(
+    store: Store,
+    mut config: Config,
+    accounts: Option<Vec<Account>>,
+    configure: impl FnOnce(&mut Gateway),
+) -> Instance {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    config.listen = addr;
+    config.public_base_url = base.clone();
+    let gw = match accounts {
+        Some(accounts) => Gateway::from_config_with_accounts(&config, store, accounts),
+        None => Gateway::from_config(&config, store),
+    };
+    let mut gw = gw.unwrap();
     configure(&mut gw);
     let gw = Arc::new(gw);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let g = gw.clone();
+    let limits = config.limits.clone();
     tokio::spawn(async move {
-        let _ = paybridge_server::runtime::serve(listener, g, Default::default(), async {
+        let _ = paybridge_server::runtime::serve(listener, g, limits, async {
             let _ = rx.await;
         })
         .await;

@@ -285,20 +285,32 @@ pub struct Env {
 }
 
 pub async fn envs(test: &str) -> Vec<Env> {
+    envs_with(test, |_| {}).await
+}
+
+/// [`envs`] with settings of the test's own (late payment policy, retention, ...) applied to
+/// the configuration the gateway is composed from.
+pub async fn envs_with(test: &str, settings: impl Fn(&mut Config)) -> Vec<Env> {
     let mut out = Vec::new();
     for d in db::dbs(test).await {
-        out.push(env_on(d).await);
+        out.push(env_with(d, &settings).await);
     }
     out
 }
 
 /// A gateway with the scripted provider over `d`.
 pub async fn env_on(d: db::Db) -> Env {
+    env_with(d, |_| {}).await
+}
+
+async fn env_with(d: db::Db, settings: impl Fn(&mut Config)) -> Env {
     let store = d.open().await;
     let keys = make_keys(&store).await;
     let (hook, hooks) = start_receiver().await;
     let provider = Arc::new(Scripted::default());
-    let inst = start_gateway(store, accounts(provider.clone()), &hook).await;
+    let mut config = test_config(&hook);
+    settings(&mut config);
+    let inst = start_from_config(store, config, Some(accounts(provider.clone()))).await;
     Env {
         _db: d,
         inst,

@@ -1,11 +1,13 @@
-//! Gateway accounts wired to a running sandbox: what `paybridge demo` and the end-to-end tests
-//! use. Every key comes from the sandbox's generated configuration, so nothing needs setting up.
+//! Gateway accounts wired to a running sandbox: what `paybridge demo` and `paybridge bench` run
+//! on, and the server's end-to-end tests too (they include this file, so the gateway crate
+//! never links the sandbox outside its tests). Every key comes from the sandbox's generated
+//! configuration, so nothing needs setting up.
 
 use paybridge_core::{Channel, Mode};
 use paybridge_crypto::Secret;
 use paybridge_sandbox::Sandbox;
 
-use crate::config::{
+use paybridge_server::config::{
     AccountConfig, AlipayConfig, AlipayKeys, ProviderConfig, WechatConfig, WechatV2Config,
     WechatV3Config,
 };

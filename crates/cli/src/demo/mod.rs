@@ -1,5 +1,9 @@
 //! `paybridge demo`: the gateway, the sandbox, SQLite, generated keys, a demo API key and a
-//! webhook receiver, all in one process with nothing to configure.
+//! webhook receiver, all in one process with nothing to configure. The gateway is composed from
+//! a [`Config`] like `serve`'s: the defaults, plus the sandbox's accounts, the demo receiver and
+//! the data dir.
+
+mod page;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,11 +13,12 @@ use std::time::Duration;
 use paybridge_core::Mode;
 use paybridge_crypto::{random_string, Secret};
 use paybridge_sandbox::{Clock as _, Sandbox, SandboxConfig, SystemClock};
-use paybridge_server::config::{IpAllowlist, WebhookEndpoint};
-use paybridge_server::demo::{self, Demo};
-use paybridge_server::sandbox_accounts::sandbox_accounts;
-use paybridge_server::{channels, runtime, Gateway};
-use paybridge_store::{ApiScope, NewApiKey, Store};
+use paybridge_server::config::{Config, WebhookEndpoint};
+use paybridge_server::{runtime, Gateway};
+use paybridge_store::{ApiScope, NewApiKey};
+
+use self::page::Demo;
+use crate::sandbox_accounts::sandbox_accounts;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -27,20 +32,11 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs) -> ExitCode {
     crate::serve::init_tracing("warn,paybridge_server=info");
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match crate::serve::runtime_or_exit("demo") {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("paybridge demo: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    match rt.block_on(demo_main(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("paybridge demo: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::serve::exit_code("demo", rt.block_on(demo_main(args)))
 }
 
 async fn demo_main(args: DemoArgs) -> Result<(), String> {
@@ -63,14 +59,6 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?,
     );
-    let store = Store::open(&format!("sqlite://{}", db.display()))
-        .await
-        .map_err(|e| format!("database: {e}"))?;
-    let accounts = sandbox_accounts(&sandbox, Mode::Sandbox)?
-        .iter()
-        .map(|a| channels::build_account(a, &store))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
     let listener = match tokio::net::TcpListener::bind(&args.listen).await {
         Ok(l) => l,
         Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -82,12 +70,22 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen: {e}"))?;
     let base = format!("http://{addr}");
     let secret = format!("whsec_{}", random_string(32));
-    let endpoints = vec![WebhookEndpoint {
+    let mut config = Config::minimal(&base).map_err(|e| e.to_string())?;
+    config.listen = addr;
+    config.data_dir = data_dir.clone();
+    config.database_url = Secret::new(format!("sqlite://{}", db.display()));
+    config.poll_interval_ms = 500;
+    config.webhook_endpoints = vec![WebhookEndpoint {
         id: "demo".into(),
-        url: format!("{base}{}", demo::WEBHOOK_PATH),
+        url: format!("{base}{}", page::WEBHOOK_PATH),
         mode: Some(Mode::Sandbox),
         secret: Secret::new(secret.clone()),
     }];
+    config.accounts = sandbox_accounts(&sandbox, Mode::Sandbox)?
+        .into_iter()
+        .map(|a| (a.id.clone(), a))
+        .collect();
+    let store = crate::serve::open_store(&config).await?;
     let (_, api_key) = store
         .create_api_key(&NewApiKey {
             mode: Mode::Sandbox,
@@ -96,16 +94,7 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
         })
         .await
         .map_err(|e| e.to_string())?;
-    let gw = Arc::new(
-        Gateway::new(
-            store,
-            accounts,
-            base.clone(),
-            endpoints,
-            IpAllowlist::default(),
-        )
-        .map_err(|e| e.to_string())?,
-    );
+    let gw = Arc::new(Gateway::from_config(&config, store).map_err(|e| e.to_string())?);
     let demo_state = Arc::new(Demo {
         gw: gw.clone(),
         sandbox: sandbox.clone(),
@@ -113,7 +102,8 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
         webhook_secret: secret,
         received: Mutex::new(Vec::new()),
     });
-    let workers = runtime::spawn_workers(gw.clone(), Duration::from_millis(500));
+    let workers =
+        runtime::spawn_workers(gw.clone(), Duration::from_millis(config.poll_interval_ms));
     println!("paybridge demo is running.\n");
     println!("  Open {base}/demo to create an order, pay it in the sandbox and watch it settle.\n");
     println!("  Gateway API   {base}/v1   (OpenAPI: {base}/openapi.json)");
@@ -137,8 +127,8 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
     let served = runtime::serve_with(
         listener,
         gw,
-        runtime::Limits::default(),
-        demo::router(demo_state),
+        config.limits.clone(),
+        page::router(demo_state),
         async {
             let _ = tokio::signal::ctrl_c().await;
         },

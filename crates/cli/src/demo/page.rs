@@ -11,10 +11,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use paybridge_sandbox::Sandbox;
+use paybridge_server::{webhook, Gateway};
 use serde_json::{json, Value};
-
-use crate::service::Gateway;
-use crate::webhook;
 
 pub const WEBHOOK_PATH: &str = "/demo/webhook";
 
@@ -94,7 +92,7 @@ async fn buyer(State(d): State<Arc<Demo>>, Path(id): Path<String>) -> Response {
 
 async fn page(State(d): State<Arc<Demo>>) -> Html<String> {
     let accounts: Vec<Value> =
-        d.gw.accounts
+        d.gw.accounts()
             .values()
             .map(|a| json!({"id": a.id, "channel": a.channel}))
             .collect();
