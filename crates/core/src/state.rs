@@ -1,7 +1,7 @@
 //! The one payment state machine and the one refund state machine.
 //!
-//! The store applies transitions as conditional updates (`WHERE status IN (allowed_from)`), so
-//! these tables are the single source of which moves are legal.
+//! The store checks every planned move against these tables on the row as locked by its unit of
+//! work, so they are the single source of which moves are legal.
 
 use std::fmt;
 use std::str::FromStr;

@@ -64,7 +64,7 @@ async fn main() {
 }
 
 /// Fixture only: N settled payments in one multi-row INSERT per thousand. Going through
-/// `Store::insert_payment` and two transitions per row would take the better part of an hour
+/// `Store::begin_payment` and two units of work per row would take the better part of an hour
 /// for a million rows and measure the seeding, not reconciliation.
 async fn seed(url: &str, rows: u64) {
     let store = Store::open(url).await.unwrap();

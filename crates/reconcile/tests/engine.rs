@@ -8,11 +8,15 @@
 mod common;
 
 use async_trait::async_trait;
-use common::{audit, dbs, new_payment, T0};
+use common::{
+    dbs, mark, observe, observe_refund, provider_says, provider_says_refund, seed_payment,
+    seed_refund, T0,
+};
+use paybridge_core::channel::{ProviderPaymentStatus, ProviderRefundStatus};
 use paybridge_core::{Fen, PaymentStatus, RefundStatus};
 use paybridge_reconcile::{parse_bill_date, BillBytes, BillFile, Engine, Healer, ReconcileError};
 use paybridge_sandbox::bills::{alipay_bill_zip, wechat_trade_bill, BillEntry};
-use paybridge_store::{NewRefund, PaymentPatch, RefundPatch, Store};
+use paybridge_store::Store;
 
 const ACCOUNT: &str = "acct";
 /// T0 is 2027-01-15 16:00 in Beijing.
@@ -29,16 +33,12 @@ impl Healer for ProviderSays {
     async fn heal_payment(&self, payment_id: &str) -> Result<PaymentStatus, String> {
         let p = self.store.get_payment(payment_id).await.unwrap().unwrap();
         if self.paid.contains(&p.out_trade_no.as_str()) {
-            let patch = PaymentPatch {
-                paid_at: Some(self.store.now_ms()),
-                paid_amount: Some(p.amount),
-                late_payment: Some(p.status == PaymentStatus::Closed).filter(|l| *l),
-                ..PaymentPatch::default()
-            };
-            self.store
-                .transition_payment(&p.id, None, PaymentStatus::Paid, &patch, |_| None, &audit())
-                .await
-                .unwrap();
+            observe(
+                &self.store,
+                &p.id,
+                provider_says(ProviderPaymentStatus::Paid),
+            )
+            .await;
         }
         Ok(self
             .store
@@ -50,80 +50,35 @@ impl Healer for ProviderSays {
     }
 
     async fn heal_refund(&self, refund_id: &str) -> Result<RefundStatus, String> {
-        let patch = RefundPatch {
-            succeeded_at: Some(self.store.now_ms()),
-            ..RefundPatch::default()
-        };
-        self.store
-            .transition_refund(
-                refund_id,
-                None,
-                RefundStatus::Succeeded,
-                &patch,
-                |_| None,
-                &audit(),
-            )
-            .await
-            .unwrap();
-        Ok(self
-            .store
-            .get_refund(refund_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status)
+        Ok(observe_refund(
+            &self.store,
+            refund_id,
+            provider_says_refund(ProviderRefundStatus::Succeeded),
+        )
+        .await
+        .refund
+        .status)
     }
 }
 
+/// A payment on the local books, moved through `to` by the observations that mean it.
 async fn payment(store: &Store, no: &str, fen: i64, to: &[PaymentStatus]) -> String {
-    let p = store
-        .insert_payment(new_payment(ACCOUNT, no, fen), &audit())
-        .await
-        .unwrap();
+    let p = seed_payment(store, ACCOUNT, no, fen).await;
     for status in to {
-        let patch = PaymentPatch {
-            paid_at: (*status == PaymentStatus::Paid).then_some(T0),
-            paid_amount: (*status == PaymentStatus::Paid).then_some(Fen(fen)),
-            ..PaymentPatch::default()
-        };
-        store
-            .transition_payment(&p.id, None, *status, &patch, |_| None, &audit())
-            .await
-            .unwrap();
+        mark(store, &p.id, *status).await;
     }
     p.id
 }
 
 async fn refund(store: &Store, payment_id: &str, no: &str, fen: i64, succeed: bool) -> String {
-    let r = store
-        .create_refund(
-            NewRefund {
-                payment_id: payment_id.into(),
-                out_refund_no: no.into(),
-                amount: Fen(fen),
-                reason: None,
-            },
-            |_| None,
-            &audit(),
-        )
-        .await
-        .unwrap();
+    let r = seed_refund(store, payment_id, no, fen).await;
     if succeed {
-        let patch = RefundPatch {
-            succeeded_at: Some(T0 + 1000),
-            ..RefundPatch::default()
-        };
-        store
-            .transition_refund(
-                &r.id,
-                None,
-                RefundStatus::Succeeded,
-                &patch,
-                |_| None,
-                &audit(),
-            )
-            .await
-            .unwrap();
+        observe_refund(
+            store,
+            &r.id,
+            provider_says_refund(ProviderRefundStatus::Succeeded),
+        )
+        .await;
     }
     r.id
 }
@@ -234,8 +189,10 @@ async fn every_discrepancy_is_recorded_and_safe_ones_heal() {
     for (label, file) in bills(dir.path()) {
         for db in dbs("reconcile_engine").await {
             let store = db.open().await;
-            db.clock.set(T0 + 3_600_000);
+            // The books are settled at T0 and the run comes an hour later: what heals during
+            // the run carries the run's time, after the window the run counts.
             local_books(&store).await;
+            db.clock.set(T0 + 3_600_000);
             let healer = ProviderSays {
                 store: store.clone(),
                 paid: vec!["pending", "late"],

@@ -21,7 +21,7 @@ use paybridge_sandbox::{
     StartOptions, SystemClock,
 };
 use paybridge_server::service::reconcile::{beijing_date, LatePaymentPolicy};
-use paybridge_store::{Audit, PaymentPatch, Store, StoreOptions};
+use paybridge_store::{PaymentPatch, Store, StoreOptions};
 use serde_json::{json, Value};
 
 struct World {
@@ -391,18 +391,16 @@ async fn a_late_payment_after_close_is_found_and_handled_by_the_policy() {
             // The order was closed here while the provider's close never landed (a crash
             // between the two): the buyer can still pay at the provider.
             let store = &w.inst.gw.store;
-            let closed = store
-                .transition_payment(
-                    id,
-                    None,
-                    paybridge_core::PaymentStatus::Closed,
-                    &PaymentPatch::default(),
-                    |_| None,
-                    &Audit::new("test", "closed locally"),
-                )
-                .await
-                .unwrap();
-            assert!(closed.is_applied());
+            let closed = db::observe_with(
+                store,
+                id,
+                paybridge_core::decide::PaymentObservation::Closed,
+                &PaymentPatch::default(),
+                &[],
+            )
+            .await
+            .unwrap();
+            assert_eq!(closed.payment.status.as_str(), "closed");
             w.pay("LATE0001").await;
             assert_eq!(w.status(ALIPAY, "LATE0001").await.status.as_str(), "closed");
 

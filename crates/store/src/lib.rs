@@ -7,54 +7,75 @@
 //!
 //! Conventions: times are unix milliseconds (`i64`), money is [`paybridge_core::Fen`], ids are
 //! prefixed UUIDv7 strings (`pay_…`, `re_…`, `evt_…`), JSON columns are `serde_json::Value`.
-//! State changes go through [`Store::transition_payment`] / [`Store::transition_refund`], which
-//! apply a conditional update, its outbox event and its audit row in one transaction.
+//! State changes are units of work ([`Store::begin_payment`], [`Store::apply_payment`],
+//! [`Store::begin_refund`], [`Store::apply_refund`]): one transaction each, which locks the
+//! payment row (then its refund rows), lets the caller decide from the row as locked (with
+//! `paybridge_core::decide`) and executes the plan: the conditional update, its audit rows, the
+//! outbox event with its webhook deliveries, jobs and the idempotency key's recovery point.
 //!
 //! # Example
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), paybridge_store::StoreError> {
+//! use paybridge_core::channel::ProviderPaymentStatus;
+//! use paybridge_core::decide::{decide_payment, PaymentObservation};
 //! use paybridge_core::{Channel, Fen, Mode, PaymentStatus, Scene};
-//! use paybridge_store::{Applied, Audit, NewEvent, NewPayment, PaymentPatch, Store};
+//! use paybridge_store::{
+//!     Audit, BeginPayment, EventSpec, KeyClaim, NewPayment, Payment, PaymentPlan, Store,
+//! };
 //!
 //! let dir = tempfile::tempdir().map_err(|e| paybridge_store::StoreError::Invalid(e.to_string()))?;
 //! let store = Store::open(&format!("sqlite://{}", dir.path().join("pb.db").display())).await?;
-//! let payment = store
-//!     .insert_payment(
-//!         NewPayment {
-//!             mode: Mode::Sandbox,
-//!             account: "alipay_main".into(),
-//!             channel: Channel::Alipay,
-//!             scene: Scene::Qr,
-//!             out_trade_no: "order-1".into(),
-//!             amount: Fen(1999),
-//!             currency: "CNY".into(),
-//!             subject: "T-shirt".into(),
-//!             description: None,
-//!             expires_at: None,
-//!             metadata: serde_json::json!({}),
-//!         },
-//!         &Audit::new("api:key_1", "create"),
-//!     )
-//!     .await?;
-//! let paid = store
-//!     .transition_payment(
-//!         &payment.id,
-//!         None,
-//!         PaymentStatus::Paid,
-//!         &PaymentPatch { paid_amount: Some(Fen(1999)), ..PaymentPatch::default() },
-//!         |p| Some(NewEvent::new("payment.paid", serde_json::json!({ "id": p.id }))),
-//!         &Audit::new("notify:ntf_1", "alipay TRADE_SUCCESS"),
-//!     )
-//!     .await?;
-//! assert!(matches!(paid, Applied::Yes(ref p) if p.status == PaymentStatus::Paid));
+//! // T1 of a create: the request's key and the payment, before the provider hears of it.
+//! let claim = KeyClaim { scope: "key_1", key: "idem-1", request_hash: "h1", lock_ms: 30_000 };
+//! let new = NewPayment {
+//!     mode: Mode::Sandbox,
+//!     account: "alipay_main".into(),
+//!     channel: Channel::Alipay,
+//!     scene: Scene::Qr,
+//!     out_trade_no: "order-1".into(),
+//!     amount: Fen(1999),
+//!     currency: "CNY".into(),
+//!     subject: "T-shirt".into(),
+//!     description: None,
+//!     expires_at: None,
+//!     metadata: serde_json::json!({}),
+//! };
+//! let audit = Audit::new("api:key_1", "create");
+//! let BeginPayment::Started(payment) = store.begin_payment(&claim, new, &audit, |_| vec![]).await?
+//! else {
+//!     unreachable!("a new key creates the payment")
+//! };
+//!
+//! // A verified notification says paid: core decides on the locked row, the store executes.
+//! let notice = PaymentObservation::Provider {
+//!     status: ProviderPaymentStatus::Paid,
+//!     amount: Some(Fen(1999)),
+//! };
+//! let plan = |p: &Payment| {
+//!     let d = decide_payment(p.status, p.amount, notice);
+//!     let mut plan = PaymentPlan::new(Audit::new("notify:ntf_1", "alipay TRADE_SUCCESS"));
+//!     plan.to = d.to;
+//!     plan.via = d.via;
+//!     plan.event = d.event.map(|e| EventSpec {
+//!         kind: e.as_str().into(),
+//!         endpoints: vec!["https://merchant.example/hooks".into()],
+//!     });
+//!     if d.changes() {
+//!         plan.patch.paid_amount = Some(p.amount);
+//!     }
+//!     plan
+//! };
+//! fn render(p: &Payment) -> serde_json::Value {
+//!     serde_json::json!({ "id": p.id, "status": p.status.as_str() })
+//! }
+//! let paid = store.apply_payment(&payment.id, None, render, plan).await?;
+//! assert!(matches!(&paid, Some(a) if a.changed && a.payment.status == PaymentStatus::Paid));
 //! // The same notification again: nothing changes, no second event.
-//! let again = store
-//!     .transition_payment(&payment.id, None, PaymentStatus::Paid, &PaymentPatch::default(),
-//!         |_| None, &Audit::new("notify:ntf_2", "duplicate"))
-//!     .await?;
-//! assert_eq!(again, Applied::No);
+//! let again = store.apply_payment(&payment.id, None, render, plan).await?;
+//! assert!(matches!(&again, Some(a) if !a.changed && a.payment.version == 2));
+//! assert_eq!(store.list_payment_events(&payment.id).await?.len(), 1);
 //! # Ok(())
 //! # }
 //! ```
@@ -92,13 +113,13 @@ pub use events::{
 pub use idempotency::IdempotencyBegin;
 pub use inbox::{InboxEntry, InboxRecord, NewNotification, Notification, NotificationOutcome};
 pub use jobs::{Job, JobState, KindFilter, NewJob, Scheduled, TimelineEntry};
-pub use model::{Applied, Audit, AuditEntry, NewEvent, Page};
+pub use model::{Audit, AuditEntry, Page};
 pub use payments::{NewPayment, Payment, PaymentFilter, PaymentPatch};
 pub use provider_calls::{NewProviderCall, ProviderCall};
 pub use reconcile::{
     DiscrepancyRecord, LocalDayTotals, NewDiscrepancy, ReconRefund, ReconciliationRun,
 };
-pub use refunds::{NewRefund, Refund, RefundChange, RefundPatch};
+pub use refunds::{NewRefund, Refund, RefundPatch};
 pub use work::{
     BeginPayment, BeginRefund, EventSpec, KeyClaim, KeyFinish, KeyLock, KeyState, PaymentApplied,
     PaymentPlan, RefundApplied, RefundPlan,

@@ -7,31 +7,6 @@ use serde_json::Value;
 
 use crate::error::{Result, StoreError};
 
-/// The result of a conditional state change.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Applied<T> {
-    /// This call applied the change; the new row.
-    Yes(T),
-    /// Nothing changed: the row was not in a state the transition may leave from (someone else
-    /// already applied it, or it is illegal), or the expected version did not match.
-    No,
-}
-
-impl<T> Applied<T> {
-    /// Whether this call made the change.
-    pub fn is_applied(&self) -> bool {
-        matches!(self, Applied::Yes(_))
-    }
-
-    /// The new row when this call made the change.
-    pub fn applied(self) -> Option<T> {
-        match self {
-            Applied::Yes(v) => Some(v),
-            Applied::No => None,
-        }
-    }
-}
-
 /// Who changed a state and why; written to the audit log by the transition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audit {
@@ -97,7 +72,7 @@ impl From<AuditRow> for AuditEntry {
 /// An event for the outbox, written in the transaction of the change it reports. Mode, account
 /// and the payment/refund ids are taken from the changed row.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewEvent {
+pub(crate) struct NewEvent {
     /// `payment.paid`, `payment.closed`, `refund.succeeded`...
     pub kind: String,
     /// The `data` the merchant receives.

@@ -1,15 +1,14 @@
-//! Payments: insert, lookups, filtered keyset listing, and the one transition primitive.
+//! Payments: the stored shape, lookups and filtered keyset listing. Payments are created and
+//! moved only by the units of work in `work.rs` ([`Store::begin_payment`],
+//! [`Store::apply_payment`]).
 
 use paybridge_core::{Channel, Fen, Mode, PaymentStatus, Scene};
 use serde_json::Value;
 use sqlx::types::Json;
 
-use crate::db::{in_list, with_pool};
-use crate::error::{conflict_or, Result, StoreError};
-use crate::model::{
-    clamp_limit, decode_cursor, encode_cursor, insert_audit, insert_event, parse, parse_opt,
-    Applied, Audit, NewEvent, Page,
-};
+use crate::db::with_pool;
+use crate::error::{Result, StoreError};
+use crate::model::{clamp_limit, decode_cursor, encode_cursor, parse, parse_opt, Page};
 use crate::Store;
 
 /// A payment as stored.
@@ -30,7 +29,8 @@ pub struct Payment {
     pub status: PaymentStatus,
     /// The status before the last transition.
     pub previous_status: Option<PaymentStatus>,
-    /// Incremented by every transition; usable as an optimistic-lock token.
+    /// Incremented by every change (once per state step, once for a patch alone); usable as an
+    /// optimistic-lock token.
     pub version: i64,
     pub provider_trade_no: Option<String>,
     /// What the client needs to pay (redirect URL, form, QR code, SDK parameters).
@@ -186,62 +186,6 @@ pub(crate) fn payment_select(where_clause: &str) -> String {
 }
 
 impl Store {
-    /// Inserts a payment in `created` (version 0) and audits its creation.
-    ///
-    /// A second payment with the same `(account, out_trade_no)` fails with
-    /// [`StoreError::Conflict`] (`what = "out_trade_no"`).
-    pub async fn insert_payment(&self, new: NewPayment, audit: &Audit) -> Result<Payment> {
-        if new.amount.0 <= 0 {
-            return Err(StoreError::Invalid(format!(
-                "payment amount must be positive, got {} fen",
-                new.amount.0
-            )));
-        }
-        let id = crate::new_id("pay");
-        let now = self.now_ms();
-        let sql = format!(
-            "INSERT INTO payments (id, mode, account, channel, scene, out_trade_no, amount, \
-             currency, subject, description, status, version, expires_at, refunded_amount, \
-             late_payment, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-             $8, $9, $10, $11, 0, $12, 0, $13, $14, $15, $15) RETURNING {PAYMENT_COLS}"
-        );
-        let row: PaymentRow = with_pool!(self, |pool, d| {
-            let mut tx = pool.begin_with(d.begin_sql()).await?;
-            let row = sqlx::query_as::<_, PaymentRow>(&sql)
-                .bind(&id)
-                .bind(new.mode.as_str())
-                .bind(&new.account)
-                .bind(new.channel.as_str())
-                .bind(new.scene.as_str())
-                .bind(&new.out_trade_no)
-                .bind(new.amount.0)
-                .bind(&new.currency)
-                .bind(&new.subject)
-                .bind(&new.description)
-                .bind(PaymentStatus::Created.as_str())
-                .bind(new.expires_at)
-                .bind(false)
-                .bind(Json(&new.metadata))
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| conflict_or(e, "out_trade_no", &new.out_trade_no))?;
-            insert_audit!(
-                tx,
-                "payment",
-                &id,
-                None::<String>,
-                PaymentStatus::Created.as_str(),
-                0_i64,
-                audit,
-                now
-            );
-            tx.commit().await?;
-            row
-        });
-        row.try_into()
-    }
-
     /// The payment with this id, if any.
     pub async fn get_payment(&self, id: &str) -> Result<Option<Payment>> {
         let sql = payment_select("id = $1");
@@ -367,79 +311,5 @@ impl Store {
                 .await?
         });
         row.map(Payment::try_from).transpose()
-    }
-
-    /// THE payment state change. In one transaction:
-    /// `UPDATE payments SET status = to, version = version + 1, <patch> WHERE id = ? AND status IN
-    /// (PaymentStatus::allowed_from(to)) [AND version = expected_version]`; when a row changed,
-    /// the event built by `event` from the new row goes to the outbox (with its deliveries) and
-    /// an audit row is written.
-    ///
-    /// Returns [`Applied::No`] when nothing changed: the payment is not in a state `to` may be
-    /// entered from (already applied by a concurrent caller, or illegal), the version did not
-    /// match, or the id is unknown. Concurrent callers racing for the same transition apply it
-    /// exactly once, on both dialects and across instances.
-    pub async fn transition_payment<F>(
-        &self,
-        id: &str,
-        expected_version: Option<i64>,
-        to: PaymentStatus,
-        patch: &PaymentPatch,
-        event: F,
-        audit: &Audit,
-    ) -> Result<Applied<Payment>>
-    where
-        F: FnOnce(&Payment) -> Option<NewEvent> + Send,
-    {
-        let from = PaymentStatus::allowed_from(to);
-        if from.is_empty() {
-            return Ok(Applied::No);
-        }
-        let now = self.now_ms();
-        let sql = format!(
-            "UPDATE payments SET {PATCH_SET}, previous_status = status, status = $11, \
-             version = version + 1, updated_at = $8 \
-             WHERE id = $9 AND ($10 IS NULL OR version = $10) AND status IN ({}) \
-             RETURNING {PAYMENT_COLS}",
-            in_list(from.iter().map(|s| s.as_str()))
-        );
-        with_pool!(self, |pool, d| {
-            let mut tx = pool.begin_with(d.begin_sql()).await?;
-            let row: Option<PaymentRow> = bind_patch!(sqlx::query_as(&sql), patch)
-                .bind(now)
-                .bind(id)
-                .bind(expected_version)
-                .bind(to.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(row) = row else {
-                tx.rollback().await?;
-                return Ok(Applied::No);
-            };
-            let payment = Payment::try_from(row)?;
-            insert_audit!(
-                tx,
-                "payment",
-                &payment.id,
-                payment.previous_status.map(|s| s.as_str()),
-                payment.status.as_str(),
-                payment.version,
-                audit,
-                now
-            );
-            if let Some(ev) = event(&payment) {
-                insert_event!(
-                    tx,
-                    ev,
-                    payment.mode.as_str(),
-                    &payment.account,
-                    Some(payment.id.as_str()),
-                    None::<&str>,
-                    now
-                );
-            }
-            tx.commit().await?;
-            Ok(Applied::Yes(payment))
-        })
     }
 }

@@ -6,11 +6,12 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use common::{audit, dbs, new_payment, Db, T0};
-use paybridge_core::{Channel, Fen, Mode, PaymentStatus};
+use common::{audit, dbs, observe_with, provider_says, seed_payment, Db, T0};
+use paybridge_core::channel::ProviderPaymentStatus;
+use paybridge_core::{Channel, Mode, PaymentStatus};
 use paybridge_store::{
     ApiScope, DeliveryAttempt, DeliveryOutcome, DeliveryStatus, IdempotencyBegin, InboxEntry,
-    JobState, NewApiKey, NewEvent, NewJob, NewNotification, NewProviderCall, NotificationOutcome,
+    JobState, NewApiKey, NewJob, NewNotification, NewProviderCall, NotificationOutcome,
     PaymentPatch, PaymentPlan, Scheduled, Store, StoreError,
 };
 use serde_json::json;
@@ -18,27 +19,17 @@ use serde_json::json;
 const HOOK: &str = "https://merchant.example/hooks";
 
 async fn paid(store: &Store, account: &str, out_trade_no: &str, endpoints: &[&str]) -> String {
-    let p = store
-        .insert_payment(new_payment(account, out_trade_no, 100), &audit())
-        .await
-        .unwrap();
-    let endpoints: Vec<String> = endpoints.iter().map(|s| s.to_string()).collect();
-    store
-        .transition_payment(
-            &p.id,
-            None,
-            PaymentStatus::Paid,
-            &PaymentPatch {
-                paid_amount: Some(Fen(100)),
-                ..PaymentPatch::default()
-            },
-            move |p| Some(NewEvent::new("payment.paid", json!({"id": p.id})).deliver_to(endpoints)),
-            &audit(),
-        )
-        .await
-        .unwrap()
-        .applied()
-        .unwrap();
+    let p = seed_payment(store, account, out_trade_no, 100).await;
+    let paid = observe_with(
+        store,
+        &p.id,
+        provider_says(ProviderPaymentStatus::Paid),
+        &PaymentPatch::default(),
+        endpoints,
+    )
+    .await
+    .unwrap();
+    assert!(paid.changed);
     p.id
 }
 
@@ -293,10 +284,7 @@ async fn check_inbox(db: &Db) {
     assert!(!store.notification_seen("alipay_main", "zzz").await.unwrap());
 
     // A verified one is recorded by the unit of work that applies it.
-    let pay = store
-        .insert_payment(new_payment("alipay_main", "inbox-1", 100), &audit())
-        .await
-        .unwrap();
+    let pay = seed_payment(&store, "alipay_main", "inbox-1", 100).await;
     let apply = |to: Option<PaymentStatus>, mismatch: Option<&str>| {
         let store = store.clone();
         let pay_id = pay.id.clone();

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{audit, dbs, new_payment, T0};
+use common::{dbs, mark, seed_payment, T0};
 use paybridge_core::{Fen, PaymentStatus};
-use paybridge_store::{NewDiscrepancy, NewJob, PaymentPatch, StoreError};
+use paybridge_store::{NewDiscrepancy, NewJob, StoreError};
 
 fn discrepancy(kind: &str, no: &str) -> NewDiscrepancy {
     NewDiscrepancy {
@@ -31,20 +31,11 @@ async fn runs_batches_lookups_and_the_unmatched_sweep() {
         let store = db.open().await;
         let mut ids = Vec::new();
         for i in 0..25 {
-            let p = store
-                .insert_payment(new_payment("acct", &format!("N{i:03}"), 100 + i), &audit())
-                .await
-                .unwrap();
-            for to in [PaymentStatus::Pending, PaymentStatus::Paid] {
-                let patch = PaymentPatch {
-                    paid_at: Some(T0 + i),
-                    ..PaymentPatch::default()
-                };
-                store
-                    .transition_payment(&p.id, None, to, &patch, |_| None, &audit())
-                    .await
-                    .unwrap();
-            }
+            // One payment a millisecond: paid at T0 + i.
+            db.clock.set(T0 + i);
+            let p = seed_payment(&store, "acct", &format!("N{i:03}"), 100 + i).await;
+            mark(&store, &p.id, PaymentStatus::Pending).await;
+            mark(&store, &p.id, PaymentStatus::Paid).await;
             ids.push(p.id);
         }
         let nos: Vec<String> = (0..30).map(|i| format!("N{i:03}")).collect();
