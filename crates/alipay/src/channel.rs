@@ -17,7 +17,7 @@ use crate::convert::{
     channel_error, not_found_snapshot, notification, pay_snapshot, query_snapshot,
     refund_query_snapshot, refund_snapshot,
 };
-use crate::notify::{NotifyForm, TradeNotify, REPLY_FAILURE, REPLY_SUCCESS};
+use crate::notify::{content_type_charset, NotifyForm, TradeNotify, REPLY_FAILURE, REPLY_SUCCESS};
 use crate::request::CallOptions;
 use crate::time_fmt::format_beijing;
 use crate::AlipayError;
@@ -236,12 +236,7 @@ impl PaymentChannel for AlipayChannel {
         _now_unix: i64,
     ) -> Result<VerifiedNotification, ChannelError> {
         let bad = |r: String| ChannelError::BadNotification(r);
-        let header_charset = req.header("content-type").and_then(|ct| {
-            ct.split(';')
-                .filter_map(|p| p.trim().split_once('='))
-                .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
-                .map(|(_, v)| v.trim().trim_matches('"'))
-        });
+        let header_charset = req.header("content-type").and_then(content_type_charset);
         let form = NotifyForm::parse_with_fallback(&req.body, header_charset)
             .map_err(|e| bad(e.to_string()))?;
         if let Some(field) = form.ambiguous_field() {

@@ -90,6 +90,16 @@ async fn healthz(State(s): State<AppState>) -> Response {
 // ---------------------------------------------------------------------------------------------
 // Authentication and idempotency.
 
+/// The API key of an `Authorization: Bearer <key>` value; `None` for another scheme, an empty
+/// key or one longer than any key we issue (so a huge header is never hashed and looked up).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+}
+
 async fn authenticate(
     s: &AppState,
     headers: &HeaderMap,
@@ -99,12 +109,7 @@ async fn authenticate(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or(ApiError::Unauthenticated)?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
-        .ok_or(ApiError::Unauthenticated)?;
+    let token = bearer_token(value).ok_or(ApiError::Unauthenticated)?;
     let key =
         s.gw.store
             .authenticate(token)
