@@ -228,7 +228,7 @@ mod tests {
         w.finish().unwrap().into_inner()
     }
 
-    /// Found by the `bill_alipay` fuzz target: declared counts whose sum overflows u64
+    /// Seen while writing the `bill_alipay` fuzz target: declared counts whose sum overflows u64
     /// panicked (debug) or wrapped around to the row count (release).
     #[test]
     fn declared_counts_past_u64_are_a_mismatch() {
