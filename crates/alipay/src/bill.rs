@@ -150,6 +150,9 @@ pub struct BillReader<R: Read> {
     in_table: bool,
     metadata: Vec<String>,
     summary: Option<BillSummary>,
+    /// Set by a read error: the input cannot be read past it, and a reader that kept failing
+    /// would never end a `for` loop that skips bad rows.
+    failed: bool,
 }
 
 impl<R: Read> BillReader<R> {
@@ -162,6 +165,7 @@ impl<R: Read> BillReader<R> {
             in_table: false,
             metadata: Vec::new(),
             summary: None,
+            failed: false,
         }
     }
 
@@ -257,13 +261,19 @@ impl<R: Read> Iterator for BillReader<R> {
     type Item = Result<BillRecord, AlipayError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
         loop {
             self.buf.clear();
             // GBK trail bytes are >= 0x40, so a 0x0A byte always ends a line.
             match self.input.read_until(b'\n', &mut self.buf) {
                 Ok(0) => return None,
                 Ok(_) => {}
-                Err(e) => return Some(Err(self.err(e))),
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(self.err(e)));
+                }
             }
             self.line_no += 1;
             let Some(line) = encoding_rs::GBK
@@ -549,6 +559,24 @@ mod tests {
             .map(|r| r.unwrap().order_amount.as_i64())
             .sum();
         assert_eq!(total, 5000 * 1234);
+    }
+
+    /// Found by the `bill_alipay` fuzz target: a ZIP entry whose data fails to read (bad
+    /// deflate stream, CRC mismatch) fails on every read, and a loop skipping bad rows spun.
+    #[test]
+    fn a_read_error_ends_the_rows() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "bad stream",
+                ))
+            }
+        }
+        let results: Vec<_> = BillReader::new(Broken).take(3).collect();
+        assert_eq!(results.len(), 1);
+        assert!(matches!(&results[0], Err(AlipayError::Bill(m)) if m.contains("bad stream")));
     }
 
     #[test]

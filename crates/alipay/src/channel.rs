@@ -17,7 +17,7 @@ use crate::convert::{
     channel_error, not_found_snapshot, notification, pay_snapshot, query_snapshot,
     refund_query_snapshot, refund_snapshot,
 };
-use crate::notify::{NotifyForm, TradeNotify, REPLY_FAILURE, REPLY_SUCCESS};
+use crate::notify::{content_type_charset, NotifyForm, TradeNotify, REPLY_FAILURE, REPLY_SUCCESS};
 use crate::request::CallOptions;
 use crate::time_fmt::format_beijing;
 use crate::AlipayError;
@@ -80,12 +80,7 @@ impl AlipayChannel {
 
 /// The charset a notification's `Content-Type` names, if any.
 fn notify_charset(req: &InboundRequest) -> Option<&str> {
-    req.header("content-type").and_then(|ct| {
-        ct.split(';')
-            .filter_map(|p| p.trim().split_once('='))
-            .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
-            .map(|(_, v)| v.trim().trim_matches('"'))
-    })
+    req.header("content-type").and_then(content_type_charset)
 }
 
 #[async_trait]

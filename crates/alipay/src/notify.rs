@@ -80,6 +80,16 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The `charset` parameter of a `Content-Type` value (`application/x-www-form-urlencoded;
+/// charset=GBK`), quotes removed: the fallback when the form names no charset itself.
+pub fn content_type_charset(content_type: &str) -> Option<&str> {
+    content_type
+        .split(';')
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.trim().trim_matches('"'))
+}
+
 impl NotifyForm {
     /// Decodes a form body. The text encoding is the body's own `charset` field (UTF-8 when
     /// absent); bytes invalid in that encoding are an error, never replaced.

@@ -100,7 +100,8 @@ fn alipay_lines<R: Read + Seek>(
         rows += 1;
     }
     if let Some(s) = reader.summary() {
-        if s.trade_count + s.refund_count != rows {
+        // The counts are the bill's own text: a sum past u64 is a mismatch, not a wrap.
+        if s.trade_count.checked_add(s.refund_count) != Some(rows) {
             return Err(ReconcileError::Bill(format!(
                 "the bill declares {} trades and {} refunds but holds {rows} rows",
                 s.trade_count, s.refund_count
@@ -205,5 +206,36 @@ impl<T: Transport + Send + Sync + 'static> BillSource for WechatV3Bills<T> {
             Err(V3Error::Api { code, .. }) if code == "NO_STATEMENT_EXIST" => Ok(BillFile::Empty),
             Err(e) => Err(download_error(date, e)),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn alipay_zip(csv: &str) -> Vec<u8> {
+        let (gbk, _, _) = encoding_rs::GBK.encode(csv);
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.start_file(
+            "2088_20240101_业务明细.csv",
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+        w.write_all(&gbk).unwrap();
+        w.finish().unwrap().into_inner()
+    }
+
+    /// Seen while writing the `bill_alipay` fuzz target: declared counts whose sum overflows u64
+    /// panicked (debug) or wrapped around to the row count (release).
+    #[test]
+    fn declared_counts_past_u64_are_a_mismatch() {
+        let csv = "#交易合计：18446744073709551615笔，退款合计：1笔\r\n";
+        let err = BillFile::AlipayZip(BillBytes::Memory(alipay_zip(csv)))
+            .for_each_line(|_| Ok(()))
+            .unwrap_err();
+        assert!(err.to_string().contains("holds 0 rows"), "{err}");
     }
 }

@@ -43,17 +43,23 @@ pub type ReadKey = Authed<ReadScope>;
 pub type WriteKey = Authed<WriteScope>;
 pub type RefundKey = Authed<RefundScope>;
 
-/// The bearer token of an `Authorization` header: `Bearer <token>`, the scheme
-/// case-insensitive (RFC 9110 §11.1), the token non-empty and of a sane length.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+/// The API key of an `Authorization: Bearer <key>` value: the scheme case-insensitive
+/// (RFC 9110 §11.1), the key non-empty and no longer than any key we issue (so a huge header is
+/// never hashed and looked up).
+pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 256)
         .then_some(token)
+}
+
+fn header_token(headers: &HeaderMap) -> Option<&str> {
+    bearer_token(
+        headers
+            .get(axum::http::header::AUTHORIZATION)?
+            .to_str()
+            .ok()?,
+    )
 }
 
 #[async_trait]
@@ -61,7 +67,7 @@ impl<S: Scope> FromRequestParts<AppState> for Authed<S> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
-        let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthenticated)?;
+        let token = header_token(&parts.headers).ok_or(ApiError::Unauthenticated)?;
         let key =
             s.gw.store
                 .authenticate(token)
@@ -106,16 +112,16 @@ mod tests {
 
     #[test]
     fn bearer_tokens() {
-        assert_eq!(bearer_token(&auth("Bearer pb_1")), Some("pb_1"));
-        assert_eq!(bearer_token(&auth("bearer pb_1")), Some("pb_1"));
-        assert_eq!(bearer_token(&auth("BEARER  pb_1 ")), Some("pb_1"));
-        assert_eq!(bearer_token(&auth("Basic cGI6")), None);
-        assert_eq!(bearer_token(&auth("Bearer ")), None);
-        assert_eq!(bearer_token(&auth("Bearer")), None);
+        assert_eq!(header_token(&auth("Bearer pb_1")), Some("pb_1"));
+        assert_eq!(header_token(&auth("bearer pb_1")), Some("pb_1"));
+        assert_eq!(header_token(&auth("BEARER  pb_1 ")), Some("pb_1"));
+        assert_eq!(header_token(&auth("Basic cGI6")), None);
+        assert_eq!(header_token(&auth("Bearer ")), None);
+        assert_eq!(header_token(&auth("Bearer")), None);
         assert_eq!(
-            bearer_token(&auth(&format!("Bearer {}", "x".repeat(257)))),
+            header_token(&auth(&format!("Bearer {}", "x".repeat(257)))),
             None
         );
-        assert_eq!(bearer_token(&HeaderMap::new()), None);
+        assert_eq!(header_token(&HeaderMap::new()), None);
     }
 }

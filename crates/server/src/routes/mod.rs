@@ -2,6 +2,7 @@
 //! calling the service.
 
 mod auth;
+pub use auth::bearer_token;
 pub mod openapi;
 mod reconcile;
 pub mod views;

@@ -87,7 +87,7 @@ pub fn parse_xml_limited(input: &[u8], limit: usize) -> Result<XmlDoc, XmlError>
         match reader.read_event().map_err(malformed)? {
             Event::DocType(_) => return Err(XmlError::Doctype),
             Event::Start(start) => {
-                let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
+                let name = element_name(start.name().as_ref())?;
                 if root_closed {
                     return Err(XmlError::Malformed("content after the root element".into()));
                 }
@@ -101,7 +101,7 @@ pub fn parse_xml_limited(input: &[u8], limit: usize) -> Result<XmlDoc, XmlError>
                 }
             }
             Event::Empty(start) => {
-                let name = String::from_utf8_lossy(start.name().as_ref()).into_owned();
+                let name = element_name(start.name().as_ref())?;
                 match depth {
                     0 if !root_closed => {
                         doc.root = name;
@@ -159,6 +159,22 @@ pub fn parse_xml_limited(input: &[u8], limit: usize) -> Result<XmlDoc, XmlError>
         return Err(XmlError::Nested(name));
     }
     Ok(doc)
+}
+
+/// An element name as XML defines one (ASCII letters, digits, `_ : - .`, not starting with a
+/// digit, `-` or `.`; any non-ASCII character). The tokenizer splits names only at whitespace, so
+/// `<a\u{0}&/>` would otherwise be a field named `a\u{0}&/`, which no writer can emit again.
+fn element_name(raw: &[u8]) -> Result<String, XmlError> {
+    let name = std::str::from_utf8(raw).map_err(|_| XmlError::NotUtf8)?;
+    let ok_start = |c: char| c.is_ascii_alphabetic() || c == '_' || c == ':' || !c.is_ascii();
+    let ok_rest = |c: char| ok_start(c) || c.is_ascii_digit() || c == '-' || c == '.';
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if ok_start(c) && chars.all(ok_rest) => Ok(name.to_string()),
+        _ => Err(XmlError::Malformed(format!(
+            "invalid element name {name:?}"
+        ))),
+    }
 }
 
 fn push_field(doc: &mut XmlDoc, name: String, value: String) -> Result<(), XmlError> {
@@ -229,6 +245,24 @@ mod tests {
             Err(XmlError::Nested("b".into()))
         );
         assert!(parse_xml(b"<xml><a>1</a>").is_err());
+        // Found by the wechat_v2_xml fuzz target: control characters, `&` and a trailing `/` in
+        // a name were accepted, and the document could not be written back.
+        for bad in [
+            &b"<U\x07\x00m&\x00//>"[..],
+            b"<xml><a&b>1</a&b></xml>",
+            b"<xml><1a>1</1a></xml>",
+        ] {
+            assert!(
+                matches!(parse_xml(bad), Err(XmlError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse_xml("<xml><商品>咖啡</商品></xml>".as_bytes())
+                .unwrap()
+                .get("商品"),
+            Some("咖啡")
+        );
         assert!(parse_xml(b"<xml/><xml/>").is_err());
         assert_eq!(parse_xml(b""), Err(XmlError::Empty));
         assert!(matches!(
