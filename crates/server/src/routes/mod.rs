@@ -151,21 +151,12 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Value, ApiError>>,
 {
-    let Some(idem) = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-    else {
-        return ApiError::IdempotencyKeyMissing.into_response();
+    let idem = match idempotency_key(headers, path, body) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
     };
-    let mut material = Vec::with_capacity(path.len() + body.len() + 8);
-    material.extend_from_slice(b"POST ");
-    material.extend_from_slice(path.as_bytes());
-    material.push(b'\n');
-    material.extend_from_slice(body);
-    let hash = hex::encode(paybridge_crypto::sha256(&material));
-    let begin = s.gw.begin_plain_key(&key.id, idem, &hash).await;
+    let (idem, hash) = (idem.key.as_str(), idem.request_hash.as_str());
+    let begin = s.gw.begin_plain_key(&key.id, idem, hash).await;
     match begin {
         Err(e) => ApiError::from(e).into_response(),
         Ok(IdempotencyBegin::Mismatch) => {
