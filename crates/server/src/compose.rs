@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use paybridge_store::Store;
+use paybridge_store::{GroupCommit, Store};
 
 use crate::channels::{self, BuildError};
 use crate::config::Config;
@@ -70,6 +70,7 @@ impl Gateway {
             })?;
             sources.insert(a.id.clone(), source);
         }
+        let group = GroupCommit::new(store.clone(), config.notifications.policy(store.dialect()));
         Ok(Gateway {
             store,
             accounts: by_id,
@@ -80,6 +81,7 @@ impl Gateway {
             job_lease_ms: config.job_lease_ms,
             idempotency_retention_ms: config.idempotency_retention_ms,
             inbox: inbox::InboxGuard::new(config.inbox.clone()),
+            group,
             http,
             outbox_signal: tokio::sync::Notify::new(),
             reconcile: ReconcileState {

@@ -65,6 +65,8 @@ pub struct RawConfig {
     pub limits: RawLimits,
     #[serde(default)]
     pub idempotency: RawIdempotency,
+    #[serde(default)]
+    pub notifications: RawNotifications,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -192,6 +194,20 @@ pub struct RawIdempotency {
     pub retention_hours: Option<u32>,
 }
 
+/// How verified notifications are committed: in groups (see `paybridge_store::GroupCommit`);
+/// absent fields take the database's defaults (`GroupPolicy::for_dialect`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotifications {
+    /// Group-commit writers, each using one connection while it commits (1-64).
+    pub writers: Option<usize>,
+    /// Most notifications sharing one transaction (1-1000; 1 turns grouping off).
+    pub max_batch: Option<usize>,
+    /// How long a writer waits for more notifications before committing a partial batch
+    /// (0-100 ms; 0: commit what has queued, at once).
+    pub max_wait_ms: Option<u64>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAccount {
@@ -282,6 +298,33 @@ pub struct Config {
     pub late_payment: crate::service::reconcile::LatePaymentPolicy,
     pub inbox: crate::service::inbox::InboxPolicy,
     pub idempotency_retention_ms: i64,
+    /// `[notifications]`: group-commit settings given in the file (the rest default by database).
+    pub notifications: NotificationsConfig,
+}
+
+/// The group-commit settings a file may override; see [`RawNotifications`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationsConfig {
+    pub writers: Option<usize>,
+    pub max_batch: Option<usize>,
+    pub max_wait: Option<std::time::Duration>,
+}
+
+impl NotificationsConfig {
+    /// The policy for a store of `dialect`, with what the file set.
+    pub fn policy(&self, dialect: paybridge_store::Dialect) -> paybridge_store::GroupPolicy {
+        let mut p = paybridge_store::GroupPolicy::for_dialect(dialect);
+        if let Some(w) = self.writers {
+            p.writers = w;
+        }
+        if let Some(b) = self.max_batch {
+            p.max_batch = b;
+        }
+        if let Some(w) = self.max_wait {
+            p.max_wait = w;
+        }
+        p
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -701,6 +744,7 @@ impl Config {
                 }
                 Some(h) => i64::from(h) * 3_600_000,
             },
+            notifications: notifications_config(&raw.notifications)?,
         })
     }
 
@@ -717,6 +761,23 @@ impl Config {
             },
         )
     }
+}
+
+fn notifications_config(raw: &RawNotifications) -> Result<NotificationsConfig, ConfigError> {
+    let within = |field: &str, v: Option<u64>, lo: u64, hi: u64| match v {
+        Some(n) if n < lo || n > hi => Err(field_err(
+            &format!("notifications.{field}"),
+            format!("must be between {lo} and {hi}"),
+        )),
+        _ => Ok(v),
+    };
+    let as_u64 = |v: Option<usize>| v.map(|n| n as u64);
+    Ok(NotificationsConfig {
+        writers: within("writers", as_u64(raw.writers), 1, 64)?.map(|n| n as usize),
+        max_batch: within("max_batch", as_u64(raw.max_batch), 1, 1000)?.map(|n| n as usize),
+        max_wait: within("max_wait_ms", raw.max_wait_ms, 0, 100)?
+            .map(std::time::Duration::from_millis),
+    })
 }
 
 fn inbox_policy(raw: &RawInbox) -> Result<crate::service::inbox::InboxPolicy, ConfigError> {

@@ -34,6 +34,10 @@ pub enum StoreError {
     /// A consistency rule of the schema was violated inside a transaction; nothing was written.
     #[error("invariant violated: {0}")]
     Invariant(String),
+    /// The group commit's writer for this unit is gone (the runtime is shutting down, or a
+    /// batch task panicked): nothing is known to have been written.
+    #[error("the group commit writer stopped before answering")]
+    WriterGone,
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]

@@ -85,6 +85,7 @@ mod clock;
 mod db;
 mod error;
 mod events;
+mod group;
 mod idempotency;
 mod inbox;
 mod jobs;
@@ -110,6 +111,7 @@ pub use events::{
     DeliveryAttempt, DeliveryOutcome, DeliveryStatus, DueDelivery, Event, EventPage,
     WebhookDelivery,
 };
+pub use group::{GroupCommit, GroupPolicy, GroupStats, PaymentPlanFn, RefundPlanFn};
 pub use idempotency::IdempotencyBegin;
 pub use inbox::{InboxEntry, InboxRecord, NewNotification, Notification, NotificationOutcome};
 pub use jobs::{Job, JobState, KindFilter, NewJob, Scheduled, TimelineEntry};

@@ -16,6 +16,7 @@ use sqlx::types::Json;
 
 use crate::db::with_pool;
 use crate::error::{conflict_or, Result, StoreError};
+use crate::group::{GroupedUnit, UnitApplied};
 use crate::inbox::{record_inbox, InboxEntry, InboxRecord};
 use crate::model::{insert_audit, insert_event, Audit, NewEvent};
 use crate::payments::{bind_patch, payment_select, PaymentRow, PATCH_SET, PAYMENT_COLS};
@@ -390,6 +391,263 @@ fn refund_patch_changes(p: &RefundPatch, current: &Refund) -> bool {
         || differs(&p.succeeded_at, current.succeeded_at.as_ref())
 }
 
+/// The payment unit's statements inside the open transaction `$tx` (see
+/// [`Store::apply_payment`]); evaluates to `Result<Option<PaymentApplied>>`. Written once and
+/// expanded for the single unit and for the group commit ([`Store::apply_together`]), so both
+/// write exactly the same rows. It writes nothing before it has locked the row and checked the
+/// plan, but may fail after a write: the caller must then roll the transaction back.
+macro_rules! payment_unit {
+    ($tx:ident, $d:ident, $id:expr, $key:expr, $render:expr, $plan:expr, $now:expr) => {{
+        let id: &str = $id;
+        let key: Option<&KeyFinish<'_>> = $key;
+        let render: fn(&Payment) -> Value = $render;
+        let now: i64 = $now;
+        let done: Result<Option<PaymentApplied>> = async {
+            let lock_sql = format!("{}{}", payment_select("id = $1"), $d.for_update());
+            let row: Option<PaymentRow> = sqlx::query_as(&lock_sql)
+                .bind(id)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let current = Payment::try_from(row)?;
+            let plan: PaymentPlan = $plan(&current);
+            let to = plan.to.filter(|to| match plan.via {
+                Some(via) => current.status.can_transition(via) && via.can_transition(*to),
+                None => current.status.can_transition(*to),
+            });
+            if plan.to.is_some() && to.is_none() {
+                return Err(StoreError::Invariant(format!(
+                    "illegal payment transition {} -> {:?} planned for {id}",
+                    current.status, plan.to
+                )));
+            }
+            let mut payment = current.clone();
+            let changed = to.is_some();
+            if changed || patch_changes(&plan.patch, &current) {
+                let steps: i64 = match (to, plan.via) {
+                    (Some(_), Some(_)) => 2,
+                    _ => 1,
+                };
+                let update = format!(
+                    "UPDATE payments SET {PATCH_SET}, previous_status = CASE WHEN $12 IS NULL \
+                     THEN previous_status ELSE $11 END, status = COALESCE($12, status), \
+                     version = version + $13, updated_at = $8 \
+                     WHERE id = $9 AND version = $10 RETURNING {PAYMENT_COLS}"
+                );
+                let row: PaymentRow = bind_patch!(sqlx::query_as(&update), plan.patch)
+                    .bind(now)
+                    .bind(id)
+                    .bind(current.version)
+                    .bind(to.map(|_| plan.via.unwrap_or(current.status).as_str()))
+                    .bind(to.map(|s| s.as_str()))
+                    .bind(steps)
+                    .fetch_one(&mut *$tx)
+                    .await?;
+                payment = Payment::try_from(row)?;
+            }
+            if let Some(to) = to {
+                if let Some(via) = plan.via {
+                    insert_audit!(
+                        $tx,
+                        "payment",
+                        id,
+                        Some(current.status.as_str()),
+                        via.as_str(),
+                        current.version + 1,
+                        plan.audit,
+                        now
+                    );
+                }
+                insert_audit!(
+                    $tx,
+                    "payment",
+                    id,
+                    Some(plan.via.unwrap_or(current.status).as_str()),
+                    to.as_str(),
+                    payment.version,
+                    plan.audit,
+                    now
+                );
+                if let Some(spec) = &plan.event {
+                    let event = NewEvent::new(&spec.kind, render(&payment))
+                        .deliver_to(spec.endpoints.clone());
+                    insert_event!(
+                        $tx,
+                        event,
+                        payment.mode.as_str(),
+                        &payment.account,
+                        Some(id),
+                        None::<&str>,
+                        now
+                    );
+                }
+            }
+            plan_side_effects!($tx, plan, id, now);
+            let inbox = match &plan.inbox {
+                Some(entry) => Some(record_inbox!($tx, entry, changed, Some(id), now)),
+                None => None,
+            };
+            if let Some(finish) = key {
+                finish_key!($tx, finish, now);
+            }
+            Ok(Some(PaymentApplied {
+                payment,
+                changed,
+                inbox,
+            }))
+        }
+        .await;
+        done
+    }};
+}
+
+/// The refund unit's statements inside the open transaction `$tx` (see
+/// [`Store::apply_refund`]); evaluates to `Result<Option<RefundApplied>>`. As with
+/// [`payment_unit`], an error may follow a write: the caller rolls back.
+macro_rules! refund_unit {
+    ($tx:ident, $d:ident, $refund_id:expr, $key:expr, $render:expr, $plan:expr, $now:expr) => {{
+        let refund_id: &str = $refund_id;
+        let key: Option<&KeyFinish<'_>> = $key;
+        let render: fn(&Refund) -> Value = $render;
+        let now: i64 = $now;
+        let done: Result<Option<RefundApplied>> = async {
+            let lock_payment = format!(
+                "{}{}",
+                payment_select("id = (SELECT payment_id FROM refunds WHERE id = $1)"),
+                $d.for_update()
+            );
+            let payment: Option<PaymentRow> = sqlx::query_as(&lock_payment)
+                .bind(refund_id)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            let Some(payment) = payment else {
+                return Ok(None);
+            };
+            let mut payment = Payment::try_from(payment)?;
+            let lock_refund = format!("{}{}", refund_select("id = $1"), $d.for_update());
+            let current: RefundRow = sqlx::query_as(&lock_refund)
+                .bind(refund_id)
+                .fetch_one(&mut *$tx)
+                .await?;
+            let current = Refund::try_from(current)?;
+            let plan: RefundPlan = $plan(&payment, &current);
+            if let Some(to) = plan.to {
+                current.status.check_transition(to).map_err(|e| {
+                    StoreError::Invariant(format!("{e} planned for refund {refund_id}"))
+                })?;
+            }
+            let mut refund = current.clone();
+            let changed = plan.to.is_some();
+            if changed || refund_patch_changes(&plan.patch, &current) {
+                let update_refund = format!(
+                    "UPDATE refunds SET previous_status = CASE WHEN $1 IS NULL THEN \
+                     previous_status ELSE status END, status = COALESCE($1, status), \
+                     version = version + 1, provider_refund_no = COALESCE($2, provider_refund_no), \
+                     failure_reason = COALESCE($3, failure_reason), \
+                     succeeded_at = COALESCE($4, succeeded_at), updated_at = $5 \
+                     WHERE id = $6 AND version = $7 RETURNING {REFUND_COLS}"
+                );
+                let row: RefundRow = sqlx::query_as(&update_refund)
+                    .bind(plan.to.map(|s| s.as_str()))
+                    .bind(&plan.patch.provider_refund_no)
+                    .bind(&plan.patch.failure_reason)
+                    .bind(plan.patch.succeeded_at)
+                    .bind(now)
+                    .bind(refund_id)
+                    .bind(current.version)
+                    .fetch_one(&mut *$tx)
+                    .await?;
+                refund = Refund::try_from(row)?;
+            }
+            if let Some(to) = plan.to {
+                insert_audit!(
+                    $tx,
+                    "refund",
+                    refund_id,
+                    Some(current.status.as_str()),
+                    to.as_str(),
+                    refund.version,
+                    plan.audit,
+                    now
+                );
+                if to == RefundStatus::Succeeded {
+                    let paid = payment.paid_amount.unwrap_or(payment.amount);
+                    let next =
+                        settle_refund(payment.status, paid, payment.refunded_amount, refund.amount)
+                            .ok_or_else(|| {
+                                StoreError::Invariant(format!(
+                                    "refund {refund_id} succeeded but payment {} is {}",
+                                    payment.id, payment.status
+                                ))
+                            })?;
+                    let update_payment = format!(
+                        "UPDATE payments SET previous_status = status, status = $1, \
+                         refunded_amount = refunded_amount + $2, version = version + 1, \
+                         updated_at = $3 WHERE id = $4 AND version = $5 RETURNING {PAYMENT_COLS}"
+                    );
+                    let row: PaymentRow = sqlx::query_as(&update_payment)
+                        .bind(next.as_str())
+                        .bind(refund.amount.0)
+                        .bind(now)
+                        .bind(&payment.id)
+                        .bind(payment.version)
+                        .fetch_one(&mut *$tx)
+                        .await?;
+                    let before = payment.status;
+                    payment = Payment::try_from(row)?;
+                    insert_audit!(
+                        $tx,
+                        "payment",
+                        &payment.id,
+                        Some(before.as_str()),
+                        payment.status.as_str(),
+                        payment.version,
+                        plan.audit,
+                        now
+                    );
+                }
+                if let Some(spec) = &plan.event {
+                    let event = NewEvent::new(&spec.kind, render(&refund))
+                        .deliver_to(spec.endpoints.clone());
+                    insert_event!(
+                        $tx,
+                        event,
+                        refund.mode.as_str(),
+                        &refund.account,
+                        Some(refund.payment_id.as_str()),
+                        Some(refund_id),
+                        now
+                    );
+                }
+            }
+            plan_side_effects!($tx, plan, &payment.id, now);
+            let inbox = match &plan.inbox {
+                Some(entry) => Some(record_inbox!(
+                    $tx,
+                    entry,
+                    changed,
+                    Some(payment.id.as_str()),
+                    now
+                )),
+                None => None,
+            };
+            if let Some(finish) = key {
+                finish_key!($tx, finish, now);
+            }
+            Ok(Some(RefundApplied {
+                refund,
+                payment,
+                changed,
+                inbox,
+            }))
+        }
+        .await;
+        done
+    }};
+}
+
 impl Store {
     /// T1 of a create: the idempotency key (held by this request), the payment in `created`,
     /// its audit row and the jobs `jobs` returns for it (recovery and expiry), in one
@@ -481,104 +739,18 @@ impl Store {
         F: FnOnce(&Payment) -> PaymentPlan + Send,
     {
         let now = self.now_ms();
-        let lock_sql = payment_select("id = $1");
-        let update = format!(
-            "UPDATE payments SET {PATCH_SET}, previous_status = CASE WHEN $12 IS NULL THEN previous_status \
-             ELSE $11 END, status = COALESCE($12, status), version = version + $13, updated_at = $8 \
-             WHERE id = $9 AND version = $10 RETURNING {PAYMENT_COLS}"
-        );
         with_pool!(self, |pool, d| {
             let mut tx = pool.begin_with(d.begin_sql()).await?;
-            let row: Option<PaymentRow> = sqlx::query_as(&format!("{lock_sql}{}", d.for_update()))
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(row) = row else {
-                tx.rollback().await?;
-                return Ok(None);
-            };
-            let current = Payment::try_from(row)?;
-            let plan = plan(&current);
-            let to = plan.to.filter(|to| match plan.via {
-                Some(via) => current.status.can_transition(via) && via.can_transition(*to),
-                None => current.status.can_transition(*to),
-            });
-            if plan.to.is_some() && to.is_none() {
-                tx.rollback().await?;
-                return Err(StoreError::Invariant(format!(
-                    "illegal payment transition {} -> {:?} planned for {id}",
-                    current.status, plan.to
-                )));
-            }
-            let mut payment = current.clone();
-            let changed = to.is_some();
-            if changed || patch_changes(&plan.patch, &current) {
-                let steps: i64 = match (to, plan.via) {
-                    (Some(_), Some(_)) => 2,
-                    _ => 1,
-                };
-                let row: PaymentRow = bind_patch!(sqlx::query_as(&update), plan.patch)
-                    .bind(now)
-                    .bind(id)
-                    .bind(current.version)
-                    .bind(to.map(|_| plan.via.unwrap_or(current.status).as_str()))
-                    .bind(to.map(|s| s.as_str()))
-                    .bind(steps)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                payment = Payment::try_from(row)?;
-            }
-            if let Some(to) = to {
-                if let Some(via) = plan.via {
-                    insert_audit!(
-                        tx,
-                        "payment",
-                        id,
-                        Some(current.status.as_str()),
-                        via.as_str(),
-                        current.version + 1,
-                        plan.audit,
-                        now
-                    );
+            match payment_unit!(tx, d, id, key.as_ref(), render, plan, now) {
+                Ok(applied) => {
+                    tx.commit().await?;
+                    Ok(applied)
                 }
-                insert_audit!(
-                    tx,
-                    "payment",
-                    id,
-                    Some(plan.via.unwrap_or(current.status).as_str()),
-                    to.as_str(),
-                    payment.version,
-                    plan.audit,
-                    now
-                );
-                if let Some(spec) = &plan.event {
-                    let event = NewEvent::new(&spec.kind, render(&payment))
-                        .deliver_to(spec.endpoints.clone());
-                    insert_event!(
-                        tx,
-                        event,
-                        payment.mode.as_str(),
-                        &payment.account,
-                        Some(id),
-                        None::<&str>,
-                        now
-                    );
+                Err(e) => {
+                    tx.rollback().await?;
+                    Err(e)
                 }
             }
-            plan_side_effects!(tx, plan, id, now);
-            let inbox = match &plan.inbox {
-                Some(entry) => Some(record_inbox!(tx, entry, changed, Some(id), now)),
-                None => None,
-            };
-            if let Some(finish) = &key {
-                finish_key!(tx, finish, now);
-            }
-            tx.commit().await?;
-            Ok(Some(PaymentApplied {
-                payment,
-                changed,
-                inbox,
-            }))
         })
     }
 
@@ -726,139 +898,54 @@ impl Store {
         F: FnOnce(&Payment, &Refund) -> RefundPlan + Send,
     {
         let now = self.now_ms();
-        let update_refund = format!(
-            "UPDATE refunds SET previous_status = CASE WHEN $1 IS NULL THEN previous_status \
-             ELSE status END, status = COALESCE($1, status), version = version + 1, \
-             provider_refund_no = COALESCE($2, provider_refund_no), \
-             failure_reason = COALESCE($3, failure_reason), \
-             succeeded_at = COALESCE($4, succeeded_at), updated_at = $5 \
-             WHERE id = $6 AND version = $7 RETURNING {REFUND_COLS}"
-        );
-        let update_payment = format!(
-            "UPDATE payments SET previous_status = status, status = $1, \
-             refunded_amount = refunded_amount + $2, version = version + 1, updated_at = $3 \
-             WHERE id = $4 AND version = $5 RETURNING {PAYMENT_COLS}"
-        );
         with_pool!(self, |pool, d| {
             let mut tx = pool.begin_with(d.begin_sql()).await?;
-            let lock_payment = format!(
-                "{}{}",
-                payment_select("id = (SELECT payment_id FROM refunds WHERE id = $1)"),
-                d.for_update()
-            );
-            let payment: Option<PaymentRow> = sqlx::query_as(&lock_payment)
-                .bind(refund_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(payment) = payment else {
-                tx.rollback().await?;
-                return Ok(None);
-            };
-            let mut payment = Payment::try_from(payment)?;
-            let lock_refund = format!("{}{}", refund_select("id = $1"), d.for_update());
-            let current: RefundRow = sqlx::query_as(&lock_refund)
-                .bind(refund_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            let current = Refund::try_from(current)?;
-            let plan = plan(&payment, &current);
-            if let Some(to) = plan.to {
-                current.status.check_transition(to).map_err(|e| {
-                    StoreError::Invariant(format!("{e} planned for refund {refund_id}"))
-                })?;
-            }
-            let mut refund = current.clone();
-            let changed = plan.to.is_some();
-            if changed || refund_patch_changes(&plan.patch, &current) {
-                let row: RefundRow = sqlx::query_as(&update_refund)
-                    .bind(plan.to.map(|s| s.as_str()))
-                    .bind(&plan.patch.provider_refund_no)
-                    .bind(&plan.patch.failure_reason)
-                    .bind(plan.patch.succeeded_at)
-                    .bind(now)
-                    .bind(refund_id)
-                    .bind(current.version)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                refund = Refund::try_from(row)?;
-            }
-            if let Some(to) = plan.to {
-                insert_audit!(
-                    tx,
-                    "refund",
-                    refund_id,
-                    Some(current.status.as_str()),
-                    to.as_str(),
-                    refund.version,
-                    plan.audit,
-                    now
-                );
-                if to == RefundStatus::Succeeded {
-                    let paid = payment.paid_amount.unwrap_or(payment.amount);
-                    let next =
-                        settle_refund(payment.status, paid, payment.refunded_amount, refund.amount)
-                            .ok_or_else(|| {
-                                StoreError::Invariant(format!(
-                                    "refund {refund_id} succeeded but payment {} is {}",
-                                    payment.id, payment.status
-                                ))
-                            })?;
-                    let row: PaymentRow = sqlx::query_as(&update_payment)
-                        .bind(next.as_str())
-                        .bind(refund.amount.0)
-                        .bind(now)
-                        .bind(&payment.id)
-                        .bind(payment.version)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let before = payment.status;
-                    payment = Payment::try_from(row)?;
-                    insert_audit!(
-                        tx,
-                        "payment",
-                        &payment.id,
-                        Some(before.as_str()),
-                        payment.status.as_str(),
-                        payment.version,
-                        plan.audit,
-                        now
-                    );
+            match refund_unit!(tx, d, refund_id, key.as_ref(), render, plan, now) {
+                Ok(applied) => {
+                    tx.commit().await?;
+                    Ok(applied)
                 }
-                if let Some(spec) = &plan.event {
-                    let event = NewEvent::new(&spec.kind, render(&refund))
-                        .deliver_to(spec.endpoints.clone());
-                    insert_event!(
-                        tx,
-                        event,
-                        refund.mode.as_str(),
-                        &refund.account,
-                        Some(refund.payment_id.as_str()),
-                        Some(refund_id),
-                        now
-                    );
+                Err(e) => {
+                    tx.rollback().await?;
+                    Err(e)
                 }
             }
-            plan_side_effects!(tx, plan, &payment.id, now);
-            let inbox = match &plan.inbox {
-                Some(entry) => Some(record_inbox!(
-                    tx,
-                    entry,
-                    changed,
-                    Some(payment.id.as_str()),
-                    now
-                )),
-                None => None,
-            };
-            if let Some(finish) = &key {
-                finish_key!(tx, finish, now);
+        })
+    }
+
+    /// Several units of work in ONE transaction (the group commit of [`crate::group`]): all
+    /// commit, or none does and the first error is returned.
+    pub(crate) async fn apply_together(
+        &self,
+        units: &mut [GroupedUnit],
+    ) -> Result<Vec<UnitApplied>> {
+        with_pool!(self, |pool, d| {
+            let mut tx = pool.begin_with(d.begin_sql()).await?;
+            let mut done = Vec::with_capacity(units.len());
+            for unit in units.iter_mut() {
+                let now = self.now_ms();
+                let applied = match unit {
+                    GroupedUnit::Payment { id, render, plan } => {
+                        payment_unit!(tx, d, id.as_str(), None, *render, plan, now)
+                            .map(UnitApplied::Payment)
+                    }
+                    GroupedUnit::Refund {
+                        refund_id,
+                        render,
+                        plan,
+                    } => refund_unit!(tx, d, refund_id.as_str(), None, *render, plan, now)
+                        .map(UnitApplied::Refund),
+                };
+                match applied {
+                    Ok(a) => done.push(a),
+                    Err(e) => {
+                        tx.rollback().await?;
+                        return Err(e);
+                    }
+                }
             }
             tx.commit().await?;
-            Ok(Some(RefundApplied {
-                refund,
-                payment,
-                changed,
-                inbox,
-            }))
+            Ok(done)
         })
     }
 

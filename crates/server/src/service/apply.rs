@@ -2,6 +2,8 @@
 //! executed as one unit of work. Used by create answers, notifications, queries, closes and the
 //! jobs alike, so a transition is decided in exactly one place.
 
+use std::sync::Arc;
+
 use paybridge_core::channel::{ChannelError, OrderRef, PaymentSnapshot};
 use paybridge_core::decide::{decide_payment, PaymentDecision, PaymentObservation};
 use paybridge_core::PaymentStatus;
@@ -158,21 +160,28 @@ impl Gateway {
     }
 
     /// Applies a verified notification's snapshot and records the notification (outcome and
-    /// dedup row) in the same unit of work.
+    /// dedup row) in the same unit of work, committed together with the other notifications
+    /// its group-commit writer holds.
     pub(super) async fn apply_notified_payment(
-        &self,
+        self: &Arc<Self>,
         payment: &Payment,
         snap: &PaymentSnapshot,
         audit: &Audit,
         entry: InboxEntry,
     ) -> Result<InboxRecord, ServiceError> {
-        self.snapshot_unit(&payment.id, snap, audit, None, Some(entry))
-            .await?
-            .0
-            .inbox
-            .ok_or_else(|| {
-                ServiceError::internal("the unit of work did not record the notification")
+        let (gw, snap, audit) = (Arc::clone(self), snap.clone(), audit.clone());
+        let applied = self
+            .group
+            .apply_payment(&payment.id, views::payment, move |cur| {
+                gw.provider_word_plan(cur, &snap, &audit, None, Some(entry.clone()))
+                    .0
             })
+            .await?
+            .ok_or(ServiceError::NotFound("payment"))?;
+        self.after_change(&applied.payment, applied.changed);
+        applied.inbox.ok_or_else(|| {
+            ServiceError::internal("the unit of work did not record the notification")
+        })
     }
 
     /// Asks the provider about a payment.
@@ -230,9 +239,7 @@ impl Gateway {
         audit: &Audit,
         note: Option<(String, Value)>,
     ) -> Result<(Payment, Applied), ServiceError> {
-        let (applied, mismatch) = self
-            .snapshot_unit(&payment.id, snap, audit, note, None)
-            .await?;
+        let (applied, mismatch) = self.snapshot_unit(&payment.id, snap, audit, note).await?;
         let outcome = match (mismatch, applied.changed) {
             (Some(m), _) => Applied::Mismatch(m),
             (None, true) => Applied::Changed,
@@ -241,40 +248,55 @@ impl Gateway {
         Ok((applied.payment, outcome))
     }
 
-    /// One unit of work over a provider's word on a payment, with a timeline note and the
-    /// notification that carried it (if any) recorded in the same transaction. Also returns
-    /// the decision's mismatch, if the word contradicts the order.
+    /// One unit of work over a provider's word on a payment (a query, a create answer), with a
+    /// timeline note first. Also returns the decision's mismatch, if the word contradicts the
+    /// order.
     async fn snapshot_unit(
         &self,
         payment_id: &str,
         snap: &PaymentSnapshot,
         audit: &Audit,
         note: Option<(String, Value)>,
-        entry: Option<InboxEntry>,
     ) -> Result<(PaymentApplied, Option<String>), ServiceError> {
-        let obs = PaymentObservation::Provider {
-            status: snap.status,
-            amount: snap.amount,
-        };
         let mut mismatch = None;
         let applied = self
             .store
             .apply_payment(payment_id, None, views::payment, |cur| {
-                mismatch = decide_payment(cur.status, cur.amount, obs).mismatch;
-                let mut plan = self.snapshot_plan(cur, snap, audit, None);
-                if let Some(note) = note {
-                    plan.timeline.insert(0, note);
-                }
-                plan.inbox = entry.map(|mut e| {
-                    e.mismatch = mismatch.clone();
-                    e
-                });
+                let (plan, m) = self.provider_word_plan(cur, snap, audit, note, None);
+                mismatch = m;
                 plan
             })
             .await?
             .ok_or(ServiceError::NotFound("payment"))?;
         self.after_change(&applied.payment, applied.changed);
         Ok((applied, mismatch))
+    }
+
+    /// The plan for a provider's word on `cur` as locked (its decision, a timeline note first)
+    /// with the notification that carried it, marked with the decision's mismatch; also the
+    /// mismatch. The one place for the single unit and the grouped one.
+    fn provider_word_plan(
+        &self,
+        cur: &Payment,
+        snap: &PaymentSnapshot,
+        audit: &Audit,
+        note: Option<(String, Value)>,
+        entry: Option<InboxEntry>,
+    ) -> (PaymentPlan, Option<String>) {
+        let obs = PaymentObservation::Provider {
+            status: snap.status,
+            amount: snap.amount,
+        };
+        let mismatch = decide_payment(cur.status, cur.amount, obs).mismatch;
+        let mut plan = self.snapshot_plan(cur, snap, audit, None);
+        if let Some(note) = note {
+            plan.timeline.insert(0, note);
+        }
+        plan.inbox = entry.map(|mut e| {
+            e.mismatch = mismatch.clone();
+            e
+        });
+        (plan, mismatch)
     }
 
     /// Applies a local observation (closed, refused) as one unit of work.

@@ -111,6 +111,8 @@ pub struct Gateway {
     pub(crate) idempotency_retention_ms: i64,
     /// What the notification inbox keeps, and the limiters enforcing it.
     pub(crate) inbox: inbox::InboxGuard,
+    /// Commits verified notifications in groups (`[notifications]`).
+    pub(crate) group: paybridge_store::GroupCommit,
     pub http: reqwest::Client,
     /// Woken after a change that created webhook deliveries, so delivery needs no polling delay.
     pub outbox_signal: tokio::sync::Notify,

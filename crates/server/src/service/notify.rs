@@ -2,6 +2,7 @@
 //! once together with their inbox row, answered with the provider's exact reply.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use paybridge_core::channel::{
     ChannelEvent, HttpReply, InboundRequest, NotifyOutcome, VerifiedNotification,
@@ -86,7 +87,7 @@ impl Gateway {
     /// answered "accepted" only after that commit. What changes nothing is kept bounded (see
     /// [`super::inbox`]).
     pub async fn handle_notification(
-        &self,
+        self: &Arc<Self>,
         kind: NotifyKind,
         account_id: &str,
         req: InboundRequest,
@@ -189,7 +190,7 @@ impl Gateway {
     }
 
     async fn process(
-        &self,
+        self: &Arc<Self>,
         account: &super::Account,
         channel: &dyn paybridge_core::channel::PaymentChannel,
         mut raw: NewNotification,

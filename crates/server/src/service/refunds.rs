@@ -1,6 +1,8 @@
 //! Refunds as units of work: T1 reserves the amount under the payment's lock and schedules the
 //! recovery query before the provider hears of the refund; T2 applies its answer.
 
+use std::sync::Arc;
+
 use paybridge_core::channel::{CreateRefund, RefundRef, RefundSnapshot};
 use paybridge_core::decide::{decide_refund, RefundObservation};
 use paybridge_core::{Fen, RefundStatus};
@@ -279,52 +281,53 @@ impl Gateway {
         snap: &RefundSnapshot,
         audit: &Audit,
     ) -> Result<Refund, ServiceError> {
-        Ok(self
-            .refund_unit(refund_id, key, snap, audit, None)
-            .await?
-            .refund)
+        Ok(self.refund_unit(refund_id, key, snap, audit).await?.refund)
     }
 
-    /// Applies a verified refund notification and records it in the same unit of work.
+    /// Applies a verified refund notification and records it in the same unit of work,
+    /// committed together with the other notifications its group-commit writer holds.
     pub(super) async fn apply_notified_refund(
-        &self,
+        self: &Arc<Self>,
         refund: &Refund,
         snap: &RefundSnapshot,
         audit: &Audit,
         entry: InboxEntry,
     ) -> Result<InboxRecord, ServiceError> {
-        self.refund_unit(&refund.id, None, snap, audit, Some(entry))
+        let (gw, snap, audit) = (Arc::clone(self), snap.clone(), audit.clone());
+        let poll_at = self.now_ms() + REFUND_POLL_MS;
+        let applied = self
+            .group
+            .apply_refund(
+                &refund.payment_id,
+                &refund.id,
+                views::refund,
+                move |p, r| {
+                    gw.provider_refund_plan(p, r, &snap, &audit, poll_at, Some(entry.clone()))
+                },
+            )
             .await?
-            .inbox
-            .ok_or_else(|| {
-                ServiceError::internal("the unit of work did not record the notification")
-            })
+            .ok_or(ServiceError::NotFound("refund"))?;
+        if applied.changed {
+            self.outbox_signal.notify_one();
+        }
+        applied.inbox.ok_or_else(|| {
+            ServiceError::internal("the unit of work did not record the notification")
+        })
     }
 
-    /// One unit of work over a provider's word on a refund, with the notification that carried
-    /// it (if any) recorded in the same transaction.
+    /// One unit of work over a provider's word on a refund (a query, a refund answer).
     async fn refund_unit(
         &self,
         refund_id: &str,
         key: Option<KeyFinish<'_>>,
         snap: &RefundSnapshot,
         audit: &Audit,
-        entry: Option<InboxEntry>,
     ) -> Result<RefundApplied, ServiceError> {
-        let obs = RefundObservation::Provider {
-            status: snap.status,
-            amount: snap.amount,
-        };
         let poll_at = self.now_ms() + REFUND_POLL_MS;
         let applied = self
             .store
             .apply_refund(refund_id, key, views::refund, |p, r| {
-                let mut plan = self.refund_plan(p, r, obs, snap, audit, poll_at);
-                plan.inbox = entry.map(|mut e| {
-                    e.mismatch = decide_refund(r.status, r.amount, obs).mismatch;
-                    e
-                });
-                plan
+                self.provider_refund_plan(p, r, snap, audit, poll_at, None)
             })
             .await?
             .ok_or(ServiceError::NotFound("refund"))?;
@@ -332,6 +335,30 @@ impl Gateway {
             self.outbox_signal.notify_one();
         }
         Ok(applied)
+    }
+
+    /// The plan for a provider's word on refund `r` of `p` as locked, with the notification
+    /// that carried it marked with the decision's mismatch: the one place for the single unit
+    /// and the grouped one.
+    fn provider_refund_plan(
+        &self,
+        p: &Payment,
+        r: &Refund,
+        snap: &RefundSnapshot,
+        audit: &Audit,
+        poll_at: i64,
+        entry: Option<InboxEntry>,
+    ) -> RefundPlan {
+        let obs = RefundObservation::Provider {
+            status: snap.status,
+            amount: snap.amount,
+        };
+        let mut plan = self.refund_plan(p, r, obs, snap, audit, poll_at);
+        plan.inbox = entry.map(|mut e| {
+            e.mismatch = decide_refund(r.status, r.amount, obs).mismatch;
+            e
+        });
+        plan
     }
 
     fn refund_plan(
