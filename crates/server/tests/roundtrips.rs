@@ -149,10 +149,26 @@ async fn create_notification_and_refund_are_few_transactions() {
         println!("create: {create} statements, {create_commits} commits: {create_seen:#?}");
         println!("notification: {notify} statements, {notify_commits} commits: {notify_seen:#?}");
         println!("refund: {refund} statements, {refund_commits} commits: {refund_seen:#?}");
-        // The sandbox answers at once: T1 (key + payment + jobs) and T2 (the answer); the
-        // call log is one autocommitted insert between them.
+        // The sandbox answers at once: T1 (key + payment + jobs) and T2 (the answer, with the
+        // call's log row). Nothing is autocommitted between them: after T1's COMMIT the next
+        // statement is T2's row lock, and the call log is written inside T2.
         assert_eq!(create_commits, 2, "create: {create_seen:#?}");
         assert_eq!(refund_commits, 2, "refund: {refund_seen:#?}");
+        for (what, seen) in [("create", &create_seen), ("refund", &refund_seen)] {
+            let first_commit = seen.iter().position(|s| s.starts_with("COMMIT"));
+            let call_log = seen
+                .iter()
+                .position(|s| s.starts_with("INSERT INTO provider_calls"));
+            match (first_commit, call_log) {
+                (Some(c), Some(l)) => {
+                    assert!(
+                        seen[c + 1].starts_with("SELECT") && l > c + 1,
+                        "{what}: the call log is part of T2: {seen:#?}"
+                    );
+                }
+                _ => panic!("{what}: a commit and a call log expected: {seen:#?}"),
+            }
+        }
         // The decision, its effects, the dedup row and the inbox row: one transaction.
         assert_eq!(notify_commits, 1, "notification: {notify_seen:#?}");
         assert!(create <= 16 && refund <= 24 && notify <= 10);

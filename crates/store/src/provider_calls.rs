@@ -81,33 +81,44 @@ impl TryFrom<CallRow> for ProviderCall {
     }
 }
 
+/// Writes `$call` through `$exec` (a pool, or `&mut *tx` inside a unit of work); evaluates to
+/// its id.
+macro_rules! insert_provider_call {
+    ($exec:expr, $call:expr, $now:expr) => {{
+        let call: &$crate::NewProviderCall = $call;
+        let id = $crate::new_id("pcl");
+        sqlx::query(
+            "INSERT INTO provider_calls (id, payment_id, refund_id, channel, account, \
+             operation, request, response, http_status, latency_ms, outcome, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&id)
+        .bind(&call.payment_id)
+        .bind(&call.refund_id)
+        .bind(call.channel.as_str())
+        .bind(&call.account)
+        .bind(&call.operation)
+        .bind(&call.request)
+        .bind(&call.response)
+        .bind(call.http_status.map(i64::from))
+        .bind(call.latency_ms)
+        .bind(&call.outcome)
+        .bind($now)
+        .execute($exec)
+        .await?;
+        id
+    }};
+}
+pub(crate) use insert_provider_call;
+
 impl Store {
     /// Records an outbound provider call; returns its id (`pcl_…`).
     pub async fn record_provider_call(&self, call: &NewProviderCall) -> Result<String> {
-        let id = crate::new_id("pcl");
         let now = self.now_ms();
         with_pool!(self, |pool, d| {
-            sqlx::query(
-                "INSERT INTO provider_calls (id, payment_id, refund_id, channel, account, \
-                 operation, request, response, http_status, latency_ms, outcome, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&id)
-            .bind(&call.payment_id)
-            .bind(&call.refund_id)
-            .bind(call.channel.as_str())
-            .bind(&call.account)
-            .bind(&call.operation)
-            .bind(&call.request)
-            .bind(&call.response)
-            .bind(call.http_status.map(i64::from))
-            .bind(call.latency_ms)
-            .bind(&call.outcome)
-            .bind(now)
-            .execute(pool)
-            .await?;
-        });
-        Ok(id)
+            let id = insert_provider_call!(pool, call, now);
+            Ok(id)
+        })
     }
 
     /// The calls made for a payment (including its refunds), oldest first.

@@ -20,8 +20,12 @@ use crate::group::{GroupedUnit, UnitApplied};
 use crate::inbox::{record_inbox, InboxEntry, InboxRecord};
 use crate::model::{insert_audit, insert_event, Audit, NewEvent};
 use crate::payments::{bind_patch, payment_select, PaymentRow, PATCH_SET, PAYMENT_COLS};
+use crate::provider_calls::insert_provider_call;
 use crate::refunds::{refund_select, RefundRow, REFUND_COLS};
-use crate::{NewJob, NewPayment, NewRefund, Payment, PaymentPatch, Refund, RefundPatch, Store};
+use crate::{
+    NewJob, NewPayment, NewProviderCall, NewRefund, Payment, PaymentPatch, Refund, RefundPatch,
+    Store,
+};
 
 /// A request's claim on its `Idempotency-Key`, scoped to the API key that sent it.
 #[derive(Debug, Clone, Copy)]
@@ -93,6 +97,9 @@ pub struct PaymentPlan {
     /// The verified notification this unit applies, recorded with its outcome in the same
     /// transaction.
     pub inbox: Option<InboxEntry>,
+    /// Provider calls whose answer this unit applies, logged in the same transaction (a
+    /// create's or refund's T2 needs no commit of its own for its call log).
+    pub calls: Vec<NewProviderCall>,
 }
 
 impl PaymentPlan {
@@ -107,6 +114,7 @@ impl PaymentPlan {
             cancel_jobs: Vec::new(),
             timeline: Vec::new(),
             inbox: None,
+            calls: Vec::new(),
         }
     }
 }
@@ -122,6 +130,8 @@ pub struct RefundPlan {
     pub cancel_jobs: Vec<(String, String)>,
     pub timeline: Vec<(String, Value)>,
     pub inbox: Option<InboxEntry>,
+    /// As [`PaymentPlan::calls`].
+    pub calls: Vec<NewProviderCall>,
 }
 
 impl RefundPlan {
@@ -135,6 +145,7 @@ impl RefundPlan {
             cancel_jobs: Vec::new(),
             timeline: Vec::new(),
             inbox: None,
+            calls: Vec::new(),
         }
     }
 }
@@ -336,9 +347,12 @@ macro_rules! upsert_job {
     }};
 }
 
-/// Jobs, cancellations and timeline entries of a plan, inside `$tx`.
+/// Jobs, cancellations, timeline entries and provider calls of a plan, inside `$tx`.
 macro_rules! plan_side_effects {
     ($tx:expr, $plan:expr, $payment_id:expr, $now:expr) => {{
+        for call in &$plan.calls {
+            insert_provider_call!(&mut *$tx, call, $now);
+        }
         for job in &$plan.jobs {
             upsert_job!($tx, job, $now);
         }

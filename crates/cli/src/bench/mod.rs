@@ -115,7 +115,11 @@ struct LocalOptions {
 }
 
 impl Target {
-    async fn new(args: &TargetArgs, concurrency: usize, opts: LocalOptions) -> Result<Self, String> {
+    async fn new(
+        args: &TargetArgs,
+        concurrency: usize,
+        opts: LocalOptions,
+    ) -> Result<Self, String> {
         match &args.gateway {
             Some(_) => remote_target(args),
             None => local_target(args.database_url.clone(), concurrency, opts).await,
@@ -185,10 +189,7 @@ async fn local_target(
     // Production limits, except that the load generator is one address opening a connection
     // per concurrent request: the per-address cap would otherwise be what is measured.
     let limits = runtime::Limits {
-        max_connections_per_ip: gw_config
-            .limits
-            .max_connections_per_ip
-            .max(concurrency * 2),
+        max_connections_per_ip: gw_config.limits.max_connections_per_ip.max(concurrency * 2),
         ..gw_config.limits.clone()
     };
     let workers = opts
@@ -361,7 +362,9 @@ async fn create_pending(
         .collect();
     let (_, bad) = fire(client, shots, concurrency, created).await?;
     if bad > 0 {
-        return Err(format!("{bad} of {count} payments were not created pending"));
+        return Err(format!(
+            "{bad} of {count} payments were not created pending"
+        ));
     }
     Ok(orders)
 }

@@ -20,7 +20,9 @@ use paybridge_server::webhook::{verify, SIGNATURE_HEADER};
 use serde_json::{json, Value};
 
 use super::notify::paid_notification;
-use super::{create_pending, http_client, print, LocalOptions, Protocol, Target, TargetArgs, Timings};
+use super::{
+    create_pending, http_client, print, LocalOptions, Protocol, Target, TargetArgs, Timings,
+};
 
 #[derive(clap::Args)]
 pub struct WebhookArgs {
@@ -58,7 +60,14 @@ async fn receive(
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|h| {
-            verify(SECRET.as_bytes(), h, &body, SystemClock.now_ms() / 1000, 300).is_ok()
+            verify(
+                SECRET.as_bytes(),
+                h,
+                &body,
+                SystemClock.now_ms() / 1000,
+                300,
+            )
+            .is_ok()
         });
     let order = serde_json::from_slice::<Value>(&body)
         .ok()

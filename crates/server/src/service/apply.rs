@@ -205,6 +205,7 @@ impl Gateway {
             payment_id: Some(payment.id.clone()),
             refund_id: None,
             operation: "query_payment",
+            deferred: None,
         };
         with_context(ctx, channel.query_payment(&order)).await
     }

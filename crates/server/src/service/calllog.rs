@@ -9,12 +9,38 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use paybridge_http::{HttpRequest, HttpResponse, Transport, TransportError};
+use paybridge_store::NewProviderCall;
 
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
     pub payment_id: Option<String>,
     pub refund_id: Option<String>,
     pub operation: &'static str,
+    /// Set: the calls are kept here for the caller to log in the unit of work that applies
+    /// their answer, instead of in a transaction of their own.
+    pub deferred: Option<DeferredCalls>,
+}
+
+/// Calls made under a [`CallContext`] with `deferred` set.
+#[derive(Debug, Clone, Default)]
+pub struct DeferredCalls(Arc<std::sync::Mutex<Vec<ProviderCall>>>);
+
+impl DeferredCalls {
+    /// The calls kept so far, as rows for `channel`'s log (emptying the buffer).
+    pub fn take(&self, channel: paybridge_core::Channel) -> Vec<NewProviderCall> {
+        let calls = match self.0.lock() {
+            Ok(mut calls) => std::mem::take(&mut *calls),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        calls.into_iter().map(|c| c.into_row(channel)).collect()
+    }
+
+    fn push(&self, call: ProviderCall) {
+        match self.0.lock() {
+            Ok(mut calls) => calls.push(call),
+            Err(poisoned) => poisoned.into_inner().push(call),
+        }
+    }
 }
 
 tokio::task_local! {
@@ -39,6 +65,23 @@ pub struct ProviderCall {
     pub http_status: Option<u16>,
     pub latency_ms: i64,
     pub outcome: String,
+}
+
+impl ProviderCall {
+    pub fn into_row(self, channel: paybridge_core::Channel) -> NewProviderCall {
+        NewProviderCall {
+            payment_id: self.payment_id,
+            refund_id: self.refund_id,
+            channel,
+            account: self.account,
+            operation: self.operation,
+            request: self.request,
+            response: self.response,
+            http_status: self.http_status,
+            latency_ms: self.latency_ms,
+            outcome: self.outcome,
+        }
+    }
 }
 
 #[async_trait]
@@ -104,20 +147,22 @@ impl Transport for RecordingTransport {
         } else {
             ctx.operation
         };
-        self.sink
-            .record(ProviderCall {
-                payment_id: ctx.payment_id,
-                refund_id: ctx.refund_id,
-                account: self.account.clone(),
-                channel: self.channel.clone(),
-                operation: operation.to_string(),
-                request,
-                response,
-                http_status,
-                latency_ms,
-                outcome,
-            })
-            .await;
+        let call = ProviderCall {
+            payment_id: ctx.payment_id,
+            refund_id: ctx.refund_id,
+            account: self.account.clone(),
+            channel: self.channel.clone(),
+            operation: operation.to_string(),
+            request,
+            response,
+            http_status,
+            latency_ms,
+            outcome,
+        };
+        match &ctx.deferred {
+            Some(deferred) => deferred.push(call),
+            None => self.sink.record(call).await,
+        }
         result
     }
 }

@@ -64,6 +64,7 @@ impl Gateway {
             } else {
                 "close_payment"
             },
+            deferred: None,
         };
         let result = with_context(ctx, async {
             if barcode {
@@ -171,6 +172,7 @@ impl Gateway {
                     payment_id: Some(p.id.clone()),
                     refund_id: None,
                     operation: "close_payment",
+                    deferred: None,
                 };
                 let closed = with_context(ctx, channel.close_payment(&order)).await;
                 self.timeline(

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use paybridge_core::channel::PaymentChannel;
 use paybridge_core::{Channel, Mode};
-use paybridge_store::{NewProviderCall, Store};
+use paybridge_store::Store;
 
 use crate::config::{IpAllowlist, WebhookEndpoint};
 pub use error::ServiceError;
@@ -186,18 +186,7 @@ pub struct StoreCallSink {
 #[async_trait]
 impl calllog::CallSink for StoreCallSink {
     async fn record(&self, call: calllog::ProviderCall) {
-        let row = NewProviderCall {
-            payment_id: call.payment_id,
-            refund_id: call.refund_id,
-            channel: self.channel,
-            account: call.account,
-            operation: call.operation,
-            request: call.request,
-            response: call.response,
-            http_status: call.http_status,
-            latency_ms: call.latency_ms,
-            outcome: call.outcome,
-        };
+        let row = call.into_row(self.channel);
         if let Err(e) = self.store.record_provider_call(&row).await {
             tracing::warn!(error = %e, "could not record provider call");
         }

@@ -4,15 +4,15 @@ use paybridge_core::channel::{ChannelError, ClientAction, CreatePayment, Provide
 use paybridge_core::decide::{decide_payment, PaymentObservation};
 use paybridge_core::{Channel, Fen, PaymentStatus, Scene};
 use paybridge_store::{
-    ApiKey, Audit, BeginPayment, KeyFinish, KeyLock, KeyState, NewPayment, Page, Payment,
-    PaymentFilter, PaymentPlan, ProviderCall,
+    ApiKey, Audit, BeginPayment, KeyFinish, KeyLock, KeyState, NewPayment, NewProviderCall, Page,
+    Payment, PaymentFilter, PaymentPlan, ProviderCall,
 };
 use paybridge_store::{AuditEntry, Notification, TimelineEntry};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::apply::timeline_entry;
-use super::calllog::{with_context, CallContext};
+use super::calllog::{with_context, CallContext, DeferredCalls};
 use super::error::ServiceError;
 use super::idempotency::{Answer, IdempotencyKey, LockWait, KEY_LOCK_MS, RECOVER_AFTER_MS};
 use super::jobs::JobKind;
@@ -416,14 +416,18 @@ impl Gateway {
         let account = self.account(&payment.account)?.clone();
         let channel = account.api_for(payment.scene)?.clone();
         let request = self.provider_create(&payment, extras)?;
+        // The call's log row goes into T2 with its answer: one commit fewer per create.
+        let deferred = DeferredCalls::default();
         let ctx = CallContext {
             payment_id: Some(payment.id.clone()),
             refund_id: None,
             operation: "create_payment",
+            deferred: Some(deferred.clone()),
         };
         let result = self
             .holding_key(key, with_context(ctx, channel.create_payment(&request)))
             .await;
+        let calls = deferred.take(account.channel);
         let finish = key.map(|(scope, key)| KeyFinish {
             scope,
             key,
@@ -432,13 +436,17 @@ impl Gateway {
         let recover = (JobKind::Recover.as_str().to_string(), payment.id.clone());
         match result {
             Ok(action) => {
-                let applied = self
+                let unit = self
                     .store
                     .apply_payment(&payment.id, finish, views::payment, |cur| {
                         let mut plan = self.accepted_plan(cur, &action, audit);
                         plan.cancel_jobs.push(recover);
+                        plan.calls = calls.clone();
                         plan
                     })
+                    .await;
+                let applied = self
+                    .or_log_calls(unit, calls)
                     .await?
                     .ok_or(ServiceError::NotFound("payment"))?;
                 self.after_change(&applied.payment, applied.changed);
@@ -456,7 +464,7 @@ impl Gateway {
                     None => Value::Null,
                 };
                 let soon = self.now_ms() + 5_000;
-                let p = self
+                let unit = self
                     .store
                     .apply_payment(&payment.id, None, views::payment, |_| {
                         let mut plan = PaymentPlan::new(audit.clone());
@@ -464,8 +472,12 @@ impl Gateway {
                             .push(JobKind::Recover.job(&payment.id, None, payload, soon));
                         plan.timeline
                             .push(timeline_entry("create_unknown", &e.to_string()));
+                        plan.calls = calls.clone();
                         plan
                     })
+                    .await;
+                let p = self
+                    .or_log_calls(unit, calls)
                     .await?
                     .ok_or(ServiceError::NotFound("payment"))?;
                 if let Some((scope, key)) = key {
@@ -473,8 +485,28 @@ impl Gateway {
                 }
                 Ok(Answer::Unsettled(p.payment))
             }
-            Err(e) => self.create_refused(payment, key, e, audit).await,
+            Err(e) => self.create_refused(payment, key, e, audit, calls).await,
         }
+    }
+
+    /// The result of a unit of work that was to log `calls`; when it failed they are logged
+    /// on their own, so the operator still sees what the provider answered.
+    pub(super) async fn or_log_calls<T, E>(
+        &self,
+        unit: Result<T, E>,
+        calls: Vec<NewProviderCall>,
+    ) -> Result<T, ServiceError>
+    where
+        ServiceError: From<E>,
+    {
+        if unit.is_err() {
+            for call in &calls {
+                if let Err(e) = self.store.record_provider_call(call).await {
+                    tracing::warn!(error = %e, "could not record provider call");
+                }
+            }
+        }
+        Ok(unit?)
     }
 
     /// A definite refusal of a create. The provider may hold an order under this number
@@ -485,6 +517,7 @@ impl Gateway {
         key: Option<(&str, &str)>,
         error: ChannelError,
         audit: &Audit,
+        calls: Vec<NewProviderCall>,
     ) -> Result<Answer<Payment>, ServiceError> {
         let reason = error.to_string();
         let provider_may_know = matches!(error, ChannelError::Refused { .. });
@@ -506,13 +539,17 @@ impl Gateway {
                 audit.actor.clone(),
                 format!("create refused ({reason}); provider has it"),
             );
-            let applied = self
+            let unit = self
                 .store
                 .apply_payment(&payment.id, finish, views::payment, |cur| {
                     let mut plan = self.snapshot_plan(cur, &snap, &audit, None);
                     plan.cancel_jobs.push(recover);
+                    plan.calls = calls.clone();
                     plan
                 })
+                .await;
+            let applied = self
+                .or_log_calls(unit, calls)
                 .await?
                 .ok_or(ServiceError::NotFound("payment"))?;
             self.after_change(&applied.payment, applied.changed);
@@ -526,7 +563,7 @@ impl Gateway {
             answer: Some(answer),
         });
         let audit = Audit::new(audit.actor.clone(), reason.clone());
-        let applied = self
+        let unit = self
             .store
             .apply_payment(&payment.id, finish, views::payment, |cur| {
                 let d = decide_payment(cur.status, cur.amount, PaymentObservation::CreateRefused);
@@ -536,8 +573,12 @@ impl Gateway {
                     .push((JobKind::Expire.as_str().to_string(), cur.id.clone()));
                 plan.timeline
                     .push(timeline_entry("create_refused", &reason));
+                plan.calls = calls.clone();
                 plan
             })
+            .await;
+        let applied = self
+            .or_log_calls(unit, calls)
             .await?
             .ok_or(ServiceError::NotFound("payment"))?;
         self.after_change(&applied.payment, applied.changed);

@@ -7,14 +7,14 @@ use paybridge_core::channel::{CreateRefund, RefundRef, RefundSnapshot};
 use paybridge_core::decide::{decide_refund, RefundObservation};
 use paybridge_core::{Fen, RefundStatus};
 use paybridge_store::{
-    ApiKey, Audit, BeginRefund, EventSpec, InboxEntry, InboxRecord, KeyFinish, KeyState, NewRefund,
-    Payment, Refund, RefundApplied, RefundPlan,
+    ApiKey, Audit, BeginRefund, EventSpec, InboxEntry, InboxRecord, KeyFinish, KeyState,
+    NewProviderCall, NewRefund, Payment, Refund, RefundApplied, RefundPlan,
 };
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::apply::timeline_entry;
-use super::calllog::{with_context, CallContext};
+use super::calllog::{with_context, CallContext, DeferredCalls};
 use super::error::ServiceError;
 use super::idempotency::{Answer, IdempotencyKey, LockWait, RECOVER_AFTER_MS};
 use super::jobs::JobKind;
@@ -185,14 +185,18 @@ impl Gateway {
             reason: refund.reason.clone(),
             notify_url: Some(self.notify_url(&account, true)),
         };
+        // The call's log row goes into T2 with its answer: one commit fewer per refund.
+        let deferred = DeferredCalls::default();
         let ctx = CallContext {
             payment_id: Some(payment.id.clone()),
             refund_id: Some(refund.id.clone()),
             operation: "refund",
+            deferred: Some(deferred.clone()),
         };
         let result = self
             .holding_key(key, with_context(ctx, channel.refund(&request)))
             .await;
+        let calls = deferred.take(account.channel);
         match result {
             Ok(snapshot) => {
                 let finish = key.map(|(scope, key)| KeyFinish {
@@ -201,15 +205,16 @@ impl Gateway {
                     answer: None,
                 });
                 let audit = Audit::new(audit.actor.clone(), "refund answer");
-                let r = self
-                    .apply_refund_with(&refund.id, finish, &snapshot, &audit)
-                    .await?;
+                let unit = self
+                    .refund_unit(&refund.id, finish, &snapshot, &audit, calls.clone())
+                    .await;
+                let r = self.or_log_calls(unit.map(|a| a.refund), calls).await?;
                 Ok(Answer::Done(r))
             }
             Err(e) if is_unknown(&e) => {
                 tracing::warn!(refund = %refund.id, error = %e, "refund outcome unknown");
                 let soon = self.now_ms() + 5_000;
-                let applied = self
+                let unit = self
                     .store
                     .apply_refund(&refund.id, None, views::refund, |p, r| {
                         let mut plan = RefundPlan::new(audit.clone());
@@ -223,8 +228,12 @@ impl Gateway {
                             "refund_unknown",
                             &format!("refund {}: {e}", r.id),
                         ));
+                        plan.calls = calls.clone();
                         plan
                     })
+                    .await;
+                let applied = self
+                    .or_log_calls(unit, calls)
                     .await?
                     .ok_or(ServiceError::NotFound("refund"))?;
                 if let Some((scope, key)) = key {
@@ -241,7 +250,7 @@ impl Gateway {
                     answer: Some(answer),
                 });
                 let audit = Audit::new(audit.actor.clone(), reason.clone());
-                let applied = self
+                let unit = self
                     .store
                     .apply_refund(&refund.id, finish, views::refund, |_, r| {
                         let d = decide_refund(r.status, r.amount, RefundObservation::Refused);
@@ -251,8 +260,12 @@ impl Gateway {
                         plan.patch.failure_reason = Some(reason.clone());
                         plan.cancel_jobs
                             .push((JobKind::RefundQuery.as_str().to_string(), r.id.clone()));
+                        plan.calls = calls.clone();
                         plan
                     })
+                    .await;
+                let applied = self
+                    .or_log_calls(unit, calls)
                     .await?
                     .ok_or(ServiceError::NotFound("refund"))?;
                 if applied.changed {
@@ -281,7 +294,10 @@ impl Gateway {
         snap: &RefundSnapshot,
         audit: &Audit,
     ) -> Result<Refund, ServiceError> {
-        Ok(self.refund_unit(refund_id, key, snap, audit).await?.refund)
+        Ok(self
+            .refund_unit(refund_id, key, snap, audit, Vec::new())
+            .await?
+            .refund)
     }
 
     /// Applies a verified refund notification and records it in the same unit of work,
@@ -315,19 +331,23 @@ impl Gateway {
         })
     }
 
-    /// One unit of work over a provider's word on a refund (a query, a refund answer).
+    /// One unit of work over a provider's word on a refund (a query, a refund answer), with
+    /// the provider calls that brought it logged in the same transaction.
     async fn refund_unit(
         &self,
         refund_id: &str,
         key: Option<KeyFinish<'_>>,
         snap: &RefundSnapshot,
         audit: &Audit,
+        calls: Vec<NewProviderCall>,
     ) -> Result<RefundApplied, ServiceError> {
         let poll_at = self.now_ms() + REFUND_POLL_MS;
         let applied = self
             .store
             .apply_refund(refund_id, key, views::refund, |p, r| {
-                self.provider_refund_plan(p, r, snap, audit, poll_at, None)
+                let mut plan = self.provider_refund_plan(p, r, snap, audit, poll_at, None);
+                plan.calls = calls;
+                plan
             })
             .await?
             .ok_or(ServiceError::NotFound("refund"))?;
@@ -425,6 +445,7 @@ impl Gateway {
             payment_id: Some(payment.id.clone()),
             refund_id: Some(refund.id.clone()),
             operation: "query_refund",
+            deferred: None,
         };
         let r = RefundRef {
             out_trade_no: payment.out_trade_no.clone(),
