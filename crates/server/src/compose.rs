@@ -70,7 +70,10 @@ impl Gateway {
             })?;
             sources.insert(a.id.clone(), source);
         }
-        let group = GroupCommit::new(store.clone(), config.notifications.policy(store.dialect()));
+        let policy = config
+            .notifications
+            .policy(store.dialect(), config.database_max_connections);
+        let group = GroupCommit::new(store.clone(), policy);
         Ok(Gateway {
             store,
             accounts: by_id,

@@ -311,12 +311,19 @@ pub struct NotificationsConfig {
 }
 
 impl NotificationsConfig {
-    /// The policy for a store of `dialect`, with what the file set.
-    pub fn policy(&self, dialect: paybridge_store::Dialect) -> paybridge_store::GroupPolicy {
+    /// The policy for a store of `dialect` with a pool of `pool` connections, with what the
+    /// file set. Unless set, writers take at most half the pool: the API and the workers
+    /// need connections while notifications pour in.
+    pub fn policy(
+        &self,
+        dialect: paybridge_store::Dialect,
+        pool: u32,
+    ) -> paybridge_store::GroupPolicy {
         let mut p = paybridge_store::GroupPolicy::for_dialect(dialect);
-        if let Some(w) = self.writers {
-            p.writers = w;
-        }
+        p.writers = match self.writers {
+            Some(w) => w,
+            None => p.writers.min((pool as usize / 2).max(1)),
+        };
         if let Some(b) = self.max_batch {
             p.max_batch = b;
         }
@@ -1186,6 +1193,48 @@ mod tests {
         let m = Config::minimal("http://127.0.0.1:9/").unwrap();
         assert_eq!(m.public_base_url, "http://127.0.0.1:9");
         assert_eq!(m.idempotency_retention_ms, 24 * 3_600_000);
+    }
+
+    #[test]
+    fn notification_group_commit_is_configurable_within_bounds() {
+        use paybridge_store::Dialect;
+        let dir = std::env::temp_dir();
+        let load = |section: &str| {
+            Config::from_toml(
+                &format!("[server]\ndata_dir = \"d\"\n{section}\n"),
+                Vec::new(),
+                &Resolver {
+                    base_dir: &dir,
+                    env: &no_env,
+                },
+            )
+        };
+        let defaults = load("").unwrap().notifications;
+        let pg = defaults.policy(Dialect::Postgres, 10);
+        assert_eq!((pg.writers, pg.max_batch), (5, 50), "half the pool of 10");
+        assert_eq!(defaults.policy(Dialect::Postgres, 64).writers, 8);
+        assert_eq!(defaults.policy(Dialect::Sqlite, 64).writers, 1);
+        assert_eq!(defaults.policy(Dialect::Postgres, 1).writers, 1);
+        let c = load("[notifications]\nwriters = 3\nmax_batch = 1\nmax_wait_ms = 5")
+            .unwrap()
+            .notifications;
+        let p = c.policy(Dialect::Postgres, 10);
+        assert_eq!(
+            (p.writers, p.max_batch, p.max_wait),
+            (3, 1, std::time::Duration::from_millis(5))
+        );
+        for bad in [
+            "writers = 0",
+            "max_batch = 1001",
+            "max_wait_ms = 101",
+            "batch = 2",
+        ] {
+            let err = load(&format!("[notifications]\n{bad}")).unwrap_err();
+            assert!(
+                err.to_string().contains("notifications") || err.to_string().contains("batch"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]
