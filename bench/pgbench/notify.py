@@ -38,7 +38,7 @@ def main():
             "previous_status = status, status = 'paid', version = version + 1, updated_at = 1 "
             f"WHERE id = {pid} RETURNING {COLS};",
             "INSERT INTO audit_log (id, entity, entity_id, from_status, to_status, version, actor, reason, created_at) "
-            f"VALUES ('aud_' || md5(random()::text), 'payment', {pid}, 'pending', 'paid', 2, 'notify:ntf_x', 'provider notification', 1);",
+            f"VALUES ('aud_' || md5(random()::text), 'payment', {pid}, 'pending', 'paid', 2, 'notify ntf_x', 'provider notification', 1);",
             "INSERT INTO events (id, mode, account, type, payment_id, refund_id, payload, created_at) "
             f"VALUES ('evt_' || md5(random()::text), 'sandbox', 'alipay-sandbox', 'payment.paid', {pid}, NULL, "
             "'{\"id\": \"pay_x\", \"status\": \"paid\", \"amount\": 100, \"out_trade_no\": \"PG\"}', 1);",

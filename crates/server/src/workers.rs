@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use paybridge_store::KindFilter;
+use paybridge_store::{EndpointFilter, KindFilter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -174,15 +174,6 @@ impl EndpointSlots {
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_endpoint.max(1))))
             .clone()
     }
-
-    fn full(&self) -> Vec<String> {
-        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots
-            .iter()
-            .filter(|(_, s)| s.available_permits() == 0)
-            .map(|(e, _)| e.clone())
-            .collect()
-    }
 }
 
 async fn delivery_pool(gw: Arc<Gateway>, limits: WorkerLimits, cancel: CancellationToken) {
@@ -192,14 +183,35 @@ async fn delivery_pool(gw: Arc<Gateway>, limits: WorkerLimits, cancel: Cancellat
         slots: Mutex::new(HashMap::new()),
     };
     let mut running: JoinSet<()> = JoinSet::new();
+    let configured: Vec<String> = gw.endpoints.iter().map(|e| e.id.clone()).collect();
+    let configured_ids: Vec<&str> = configured.iter().map(String::as_str).collect();
     loop {
-        let free = u32::try_from(slots.available_permits()).unwrap_or(u32::MAX);
-        if free > 0 {
-            let full = endpoints.full();
-            let skip: Vec<&str> = full.iter().map(String::as_str).collect();
+        // Each endpoint claims what its own free slots can run, then the deliveries to
+        // endpoints no longer configured (given up at once): nothing claimed has to wait or
+        // be handed back, and a hanging endpoint's backlog is never claimed at all.
+        let lanes = configured_ids
+            .iter()
+            .map(|id| Some(*id))
+            .chain(std::iter::once(None));
+        for lane in lanes {
+            let free = slots.available_permits();
+            if free == 0 {
+                break;
+            }
+            let (want, filter) = match lane {
+                Some(id) => (
+                    endpoints.of(id).available_permits().min(free),
+                    EndpointFilter::Only(id),
+                ),
+                None => (free, EndpointFilter::NoneOf(&configured_ids)),
+            };
+            if want == 0 {
+                continue;
+            }
+            let want = u32::try_from(want).unwrap_or(u32::MAX);
             match gw
                 .store
-                .claim_due_deliveries_skipping(gw.now_ms(), free, DELIVERY_LEASE_MS, &skip)
+                .claim_due_deliveries_of(gw.now_ms(), want, DELIVERY_LEASE_MS, filter)
                 .await
             {
                 Ok(due) => {
@@ -212,7 +224,7 @@ async fn delivery_pool(gw: Arc<Gateway>, limits: WorkerLimits, cancel: Cancellat
                             Some(permits) => {
                                 running.spawn(deliver(gw.clone(), item, permits));
                             }
-                            // Its endpoint filled up within this batch: give it back untried.
+                            // Only for an unconfigured endpoint's backlog beyond its slots.
                             None => {
                                 if let Err(e) = gw.store.release_delivery(&item.delivery.id).await {
                                     tracing::warn!(error = %e, "cannot release a delivery");

@@ -85,6 +85,14 @@ pub struct WebhookDelivery {
     pub updated_at: i64,
 }
 
+/// Which endpoints' deliveries a claim takes.
+#[derive(Debug, Clone, Copy)]
+pub enum EndpointFilter<'a> {
+    Any,
+    Only(&'a str),
+    NoneOf(&'a [&'a str]),
+}
+
 /// A claimed delivery and the event it carries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DueDelivery {
@@ -298,33 +306,38 @@ impl Store {
         limit: u32,
         lease_ms: i64,
     ) -> Result<Vec<DueDelivery>> {
-        self.claim_due_deliveries_skipping(now, limit, lease_ms, &[])
+        self.claim_due_deliveries_of(now, limit, lease_ms, EndpointFilter::Any)
             .await
     }
 
-    /// [`Store::claim_due_deliveries`] leaving alone the deliveries to `skip_endpoints`
-    /// (those already at their concurrency limit), so a slow endpoint's backlog never takes
-    /// the slots of the others.
-    pub async fn claim_due_deliveries_skipping(
+    /// [`Store::claim_due_deliveries`] of some endpoints only: one endpoint (a worker claims
+    /// for each endpoint just what that endpoint's free slots can run, so a slow endpoint's
+    /// backlog never takes the slots of the others and nothing claimed waits), or every
+    /// endpoint but those listed (deliveries to endpoints no longer configured). The events
+    /// come with one query.
+    pub async fn claim_due_deliveries_of(
         &self,
         now: i64,
         limit: u32,
         lease_ms: i64,
-        skip_endpoints: &[&str],
+        endpoints: EndpointFilter<'_>,
     ) -> Result<Vec<DueDelivery>> {
-        let skip = if skip_endpoints.is_empty() {
-            String::new()
-        } else {
-            let marks: Vec<String> = (0..skip_endpoints.len())
-                .map(|i| format!("${}", i + 4))
-                .collect();
-            format!("AND endpoint NOT IN ({}) ", marks.join(", "))
+        let (filter, binds): (String, Vec<&str>) = match endpoints {
+            EndpointFilter::Any | EndpointFilter::NoneOf([]) => (String::new(), Vec::new()),
+            EndpointFilter::Only(one) => ("AND endpoint = $4 ".to_string(), vec![one]),
+            EndpointFilter::NoneOf(list) => {
+                let marks: Vec<String> = (0..list.len()).map(|i| format!("${}", i + 4)).collect();
+                (
+                    format!("AND endpoint NOT IN ({}) ", marks.join(", ")),
+                    list.to_vec(),
+                )
+            }
         };
         let rows: Vec<DeliveryRow> = with_pool!(self, |pool, d| {
             let sql = format!(
                 "WITH picked AS MATERIALIZED (SELECT id AS picked_id FROM webhook_deliveries \
                    WHERE status = 'pending' AND next_attempt_at <= $1 \
-                   AND (lease_until IS NULL OR lease_until <= $1) {skip}\
+                   AND (lease_until IS NULL OR lease_until <= $1) {filter}\
                    ORDER BY next_attempt_at, id LIMIT $3{}) \
                  UPDATE webhook_deliveries SET lease_until = $1 + $2, updated_at = $1 \
                  FROM picked WHERE webhook_deliveries.id = picked.picked_id \
@@ -336,19 +349,27 @@ impl Store {
                 .bind(now)
                 .bind(lease_ms)
                 .bind(clamp_limit(limit));
-            for e in skip_endpoints {
+            for e in &binds {
                 q = q.bind(*e);
             }
             let rows = q.fetch_all(&mut *tx).await?;
             tx.commit().await?;
             rows
         });
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let delivery = WebhookDelivery::try_from(row)?;
+        let deliveries = rows
+            .into_iter()
+            .map(WebhookDelivery::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        let events = self
+            .events_by_id(deliveries.iter().map(|d| d.event_id.as_str()))
+            .await?;
+        let mut out = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            // One event may have a delivery to each endpoint: cloned, not moved.
             let event =
-                self.get_event(&delivery.event_id)
-                    .await?
+                events
+                    .get(&delivery.event_id)
+                    .cloned()
                     .ok_or_else(|| StoreError::NotFound {
                         what: "event",
                         id: delivery.event_id.clone(),
@@ -360,6 +381,34 @@ impl Store {
                 .cmp(&(b.delivery.next_attempt_at, &b.delivery.id))
         });
         Ok(out)
+    }
+
+    /// The events with these ids, by id (one statement).
+    async fn events_by_id<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Result<std::collections::HashMap<String, Event>> {
+        let mut ids: Vec<&str> = ids.collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let marks: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events WHERE id IN ({})",
+            marks.join(", ")
+        );
+        let rows: Vec<EventRow> = with_pool!(self, |pool, d| {
+            let mut q = sqlx::query_as(&sql);
+            for id in &ids {
+                q = q.bind(*id);
+            }
+            q.fetch_all(pool).await?
+        });
+        rows.into_iter()
+            .map(|r| Event::try_from(r).map(|e| (e.id.clone(), e)))
+            .collect()
     }
 
     /// Gives back a claimed delivery untried (its endpoint had no free slot), so any worker

@@ -108,8 +108,8 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use db::Dialect;
 pub use error::{Result, StoreError};
 pub use events::{
-    DeliveryAttempt, DeliveryOutcome, DeliveryStatus, DueDelivery, Event, EventPage,
-    WebhookDelivery,
+    DeliveryAttempt, DeliveryOutcome, DeliveryStatus, DueDelivery, EndpointFilter, Event,
+    EventPage, WebhookDelivery,
 };
 pub use group::{GroupCommit, GroupPolicy, GroupStats, PaymentPlanFn, RefundPlanFn};
 pub use idempotency::IdempotencyBegin;

@@ -19,7 +19,7 @@ use paybridge_core::Mode;
 use paybridge_crypto::Secret;
 use paybridge_sandbox::config::Keys;
 use paybridge_sandbox::{Clock as _, Sandbox, SandboxConfig, SystemClock};
-use paybridge_server::config::{Config, WebhookEndpoint};
+use paybridge_server::config::{Config, NotificationsConfig, WebhookEndpoint};
 use paybridge_server::{runtime, Gateway};
 use paybridge_store::{ApiScope, NewApiKey, Store, StoreOptions};
 use serde_json::{json, Value};
@@ -52,6 +52,15 @@ pub struct TargetArgs {
     /// The sandbox.toml whose keys that gateway trusts (the demo writes one).
     #[arg(long)]
     sandbox_config: Option<PathBuf>,
+    /// In-process mode: `[notifications] writers` (group-commit writers).
+    #[arg(long)]
+    writers: Option<usize>,
+    /// In-process mode: `[notifications] max_batch`.
+    #[arg(long)]
+    max_batch: Option<usize>,
+    /// In-process mode: `[notifications] max_wait_ms`.
+    #[arg(long)]
+    max_wait_ms: Option<u64>,
 }
 
 /// The provider protocol a bench speaks.
@@ -122,13 +131,13 @@ impl Target {
     ) -> Result<Self, String> {
         match &args.gateway {
             Some(_) => remote_target(args),
-            None => local_target(args.database_url.clone(), concurrency, opts).await,
+            None => local_target(args, concurrency, opts).await,
         }
     }
 }
 
 async fn local_target(
-    database_url: Option<String>,
+    args: &TargetArgs,
     concurrency: usize,
     opts: LocalOptions,
 ) -> Result<Target, String> {
@@ -138,7 +147,7 @@ async fn local_target(
     let sandbox = Sandbox::start(config.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let url = match database_url {
+    let url = match args.database_url.clone() {
         Some(u) => u,
         None => {
             let dir = std::env::temp_dir().join(format!("paybridge-bench-{now}"));
@@ -162,6 +171,11 @@ async fn local_target(
     gw_config.database_url = Secret::new(url);
     gw_config.database_max_connections = 16;
     gw_config.webhook_endpoints = opts.endpoints;
+    gw_config.notifications = NotificationsConfig {
+        writers: args.writers,
+        max_batch: args.max_batch,
+        max_wait: args.max_wait_ms.map(Duration::from_millis),
+    };
     gw_config.accounts = sandbox_accounts(&sandbox, Mode::Sandbox)?
         .into_iter()
         .map(|a| (a.id.clone(), a))

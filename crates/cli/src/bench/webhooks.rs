@@ -132,6 +132,9 @@ pub async fn run(args: WebhookArgs) -> Result<(), String> {
         gateway: None,
         api_key: None,
         sandbox_config: None,
+        writers: None,
+        max_batch: None,
+        max_wait_ms: None,
     };
     let target = Target::new(&target_args, concurrency, opts).await?;
     let client = http_client(concurrency)?;
