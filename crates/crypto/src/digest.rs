@@ -14,6 +14,37 @@ pub fn sha1_hex(data: &[u8]) -> String {
     hex::encode(sha1::Sha1::digest(data))
 }
 
+/// SHA-1 over data that arrives in pieces (WeChat Pay's bill hash, checked while the bill
+/// streams in).
+#[derive(Clone, Default)]
+pub struct Sha1Stream(sha1::Sha1);
+
+impl Sha1Stream {
+    pub fn update(&mut self, data: &[u8]) {
+        sha1::Digest::update(&mut self.0, data);
+    }
+
+    /// Lowercase hex.
+    pub fn finish_hex(self) -> String {
+        hex::encode(sha1::Digest::finalize(self.0))
+    }
+}
+
+/// SHA-256 over data that arrives in pieces (a bill's digest, taken while it is parsed).
+#[derive(Clone, Default)]
+pub struct Sha256Stream(sha2::Sha256);
+
+impl Sha256Stream {
+    pub fn update(&mut self, data: &[u8]) {
+        sha2::Digest::update(&mut self.0, data);
+    }
+
+    /// Lowercase hex.
+    pub fn finish_hex(self) -> String {
+        hex::encode(sha2::Digest::finalize(self.0))
+    }
+}
+
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()
 }
@@ -58,6 +89,19 @@ pub fn random_string(len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_digests_equal_whole_ones() {
+        let data = b"a bill, in pieces of any size";
+        let mut one = Sha1Stream::default();
+        let mut two = Sha256Stream::default();
+        for piece in data.chunks(7) {
+            one.update(piece);
+            two.update(piece);
+        }
+        assert_eq!(one.finish_hex(), sha1_hex(data));
+        assert_eq!(two.finish_hex(), hex::encode(sha256(data)));
+    }
 
     #[test]
     fn known_digests() {

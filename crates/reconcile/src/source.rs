@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use paybridge_alipay::bill::BillReader as AlipayReader;
 use paybridge_alipay::client::AlipayClient;
 use paybridge_alipay::request::CallOptions;
+use paybridge_crypto::Sha256Stream;
 use paybridge_http::Transport;
 use paybridge_wechatpay::bill::{parse_bill_count, BillReader as WechatReader, TradeBillRecord};
 use paybridge_wechatpay::v2::client::V2Client;
@@ -41,22 +42,85 @@ fn open_file(path: &PathBuf) -> Result<std::fs::File, ReconcileError> {
     std::fs::File::open(path).map_err(|e| ReconcileError::Bill(format!("{}: {e}", path.display())))
 }
 
+/// What reading a whole bill found besides its rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillRead {
+    pub rows: u64,
+    /// SHA-256 (hex) of the bill's bytes: the ZIP for Alipay, the text for WeChat Pay; `None`
+    /// for [`BillFile::Empty`].
+    pub sha256: Option<String>,
+}
+
+/// Hashes what passes through it, so a streamed bill is digested in the same read as it is
+/// parsed.
+struct Hashing<'a, R> {
+    inner: R,
+    hash: &'a mut Sha256Stream,
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn digest_of(bytes: &[u8]) -> String {
+    let mut h = Sha256Stream::default();
+    h.update(bytes);
+    h.finish_hex()
+}
+
 impl BillFile {
     /// Streams every row as a [`BillLine`] to `f`, checking the bill's own row counts at the
-    /// end. Blocking (file and decompression I/O): run it on a blocking thread.
+    /// end, and digests the bill on the way. Blocking (file and decompression I/O): run it on a
+    /// blocking thread.
     pub fn for_each_line(
         self,
         mut f: impl FnMut(BillLine) -> Result<(), ReconcileError>,
-    ) -> Result<u64, ReconcileError> {
-        match self {
-            BillFile::AlipayZip(BillBytes::Memory(b)) => alipay_lines(Cursor::new(b), &mut f),
-            BillFile::AlipayZip(BillBytes::File(p)) => alipay_lines(open_file(&p)?, &mut f),
-            BillFile::WechatText(BillBytes::Memory(b)) => wechat_lines(Cursor::new(b), &mut f),
-            BillFile::WechatText(BillBytes::File(p)) => {
-                wechat_lines(BufReader::with_capacity(1 << 16, open_file(&p)?), &mut f)
+    ) -> Result<BillRead, ReconcileError> {
+        let (rows, sha256) = match self {
+            BillFile::AlipayZip(BillBytes::Memory(b)) => {
+                let digest = digest_of(&b);
+                (alipay_lines(Cursor::new(b), &mut f)?, digest)
             }
-            BillFile::Empty => Ok(0),
-        }
+            BillFile::AlipayZip(BillBytes::File(p)) => {
+                // A ZIP is read from its end (the central directory): digest it in a pass of
+                // its own (it is small, ~9 MB per million rows).
+                let mut hash = Sha256Stream::default();
+                let mut reader = Hashing {
+                    inner: open_file(&p)?,
+                    hash: &mut hash,
+                };
+                std::io::copy(&mut reader, &mut std::io::sink())
+                    .map_err(|e| ReconcileError::Bill(format!("{}: {e}", p.display())))?;
+                (alipay_lines(open_file(&p)?, &mut f)?, hash.finish_hex())
+            }
+            BillFile::WechatText(BillBytes::Memory(b)) => {
+                let digest = digest_of(&b);
+                (wechat_lines(Cursor::new(b), &mut f)?, digest)
+            }
+            BillFile::WechatText(BillBytes::File(p)) => {
+                let mut hash = Sha256Stream::default();
+                let reader = Hashing {
+                    inner: open_file(&p)?,
+                    hash: &mut hash,
+                };
+                let rows = wechat_lines(BufReader::with_capacity(1 << 16, reader), &mut f)?;
+                (rows, hash.finish_hex())
+            }
+            BillFile::Empty => {
+                return Ok(BillRead {
+                    rows: 0,
+                    sha256: None,
+                })
+            }
+        };
+        Ok(BillRead {
+            rows,
+            sha256: Some(sha256),
+        })
     }
 }
 
