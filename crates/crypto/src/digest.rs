@@ -1,4 +1,4 @@
-use aws_lc_rs::{hmac, rand};
+use aws_lc_rs::{digest, hmac, rand};
 use md5::Digest as _;
 
 pub fn md5(data: &[u8]) -> [u8; 16] {
@@ -15,33 +15,45 @@ pub fn sha1_hex(data: &[u8]) -> String {
 }
 
 /// SHA-1 over data that arrives in pieces (WeChat Pay's bill hash, checked while the bill
-/// streams in).
-#[derive(Clone, Default)]
-pub struct Sha1Stream(sha1::Sha1);
+/// streams in). aws-lc-rs: several times the `sha1` crate's speed on a 150 MB bill.
+#[derive(Clone)]
+pub struct Sha1Stream(digest::Context);
+
+impl Default for Sha1Stream {
+    fn default() -> Self {
+        Sha1Stream(digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY))
+    }
+}
 
 impl Sha1Stream {
     pub fn update(&mut self, data: &[u8]) {
-        sha1::Digest::update(&mut self.0, data);
+        self.0.update(data);
     }
 
     /// Lowercase hex.
     pub fn finish_hex(self) -> String {
-        hex::encode(sha1::Digest::finalize(self.0))
+        hex::encode(self.0.finish().as_ref())
     }
 }
 
 /// SHA-256 over data that arrives in pieces (a bill's digest, taken while it is parsed).
-#[derive(Clone, Default)]
-pub struct Sha256Stream(sha2::Sha256);
+#[derive(Clone)]
+pub struct Sha256Stream(digest::Context);
+
+impl Default for Sha256Stream {
+    fn default() -> Self {
+        Sha256Stream(digest::Context::new(&digest::SHA256))
+    }
+}
 
 impl Sha256Stream {
     pub fn update(&mut self, data: &[u8]) {
-        sha2::Digest::update(&mut self.0, data);
+        self.0.update(data);
     }
 
     /// Lowercase hex.
     pub fn finish_hex(self) -> String {
-        hex::encode(sha2::Digest::finalize(self.0))
+        hex::encode(self.0.finish().as_ref())
     }
 }
 

@@ -11,6 +11,7 @@
 //!
 //! A run whose discrepancies are recorded resumes at step 4 (a job taken over after a crash).
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -18,7 +19,7 @@ use paybridge_core::{PaymentStatus, RefundStatus};
 use paybridge_store::{BillRow, BillStage, DayWindow, ReconciliationRun, RunMatched, Store};
 use time::Date;
 
-use crate::line::{BillLine, LineKind};
+use crate::line::{BillLine, BillStatus, LineKind};
 use crate::matcher::{match_rules, DiscrepancyKind, Entity, Heal, Totals};
 use crate::source::{BillFile, BillRead, BillSource};
 use crate::ReconcileError;
@@ -100,7 +101,10 @@ fn bill_row(line: BillLine) -> BillRow {
         out_refund_no: line.out_refund_no,
         provider_trade_no: line.provider_trade_no,
         amount: line.amount,
-        status: line.status.as_str().to_string(),
+        status: match line.status {
+            BillStatus::Success => Cow::Borrowed(paybridge_store::BILL_SUCCESS),
+            BillStatus::Other(s) => Cow::Owned(s),
+        },
     }
 }
 
@@ -276,9 +280,11 @@ impl<'h> Engine<'h> {
         file: BillFile,
         progress: &dyn Progress,
     ) -> Result<Totals, ReconcileError> {
+        let rules = match_rules();
+        stage.match_while_loading(&rules, window)?;
         let (mut totals, read) = self.load(stage, run, file, progress).await?;
         stage.loaded().await?;
-        let counts = stage.find_discrepancies(&match_rules(), window).await?;
+        let counts = stage.find_discrepancies(&rules, window).await?;
         totals.matched = u64::try_from(counts.rows_matched).unwrap_or(0);
         let json = serde_json::to_value(&totals).unwrap_or_default();
         stage

@@ -21,5 +21,5 @@ pub use error::ReconcileError;
 pub use line::{BillLine, BillStatus, LineKind};
 pub use matcher::{match_rules, Discrepancy, DiscrepancyKind, Entity, Heal, Totals};
 pub use source::{
-    AlipayBills, BillBytes, BillFile, BillRead, BillSource, WechatV2Bills, WechatV3Bills,
+    AlipayBills, BillBytes, BillFile, BillRead, BillSource, SavedBill, WechatV2Bills, WechatV3Bills,
 };

@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Cursor, Read, Seek};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use paybridge_alipay::bill::BillReader as AlipayReader;
@@ -10,7 +11,7 @@ use paybridge_alipay::client::AlipayClient;
 use paybridge_alipay::request::CallOptions;
 use paybridge_crypto::Sha256Stream;
 use paybridge_http::Transport;
-use paybridge_wechatpay::bill::{parse_bill_count, BillReader as WechatReader, TradeBillRecord};
+use paybridge_wechatpay::bill::{parse_bill_count, BillReader as WechatReader, TradeBillLayout};
 use paybridge_wechatpay::v2::client::V2Client;
 use paybridge_wechatpay::v2::error::V2Error;
 use paybridge_wechatpay::v3::{V3Client, V3Error};
@@ -20,11 +21,13 @@ use crate::engine::dashed;
 use crate::line::BillLine;
 use crate::ReconcileError;
 
-/// Bill bytes: as downloaded, or a file (a saved download, a generated benchmark bill).
+/// Bill bytes: as downloaded, or a file (a saved download, a generated benchmark bill, or a
+/// download streamed to a temporary file, removed when the last clone is dropped).
 #[derive(Debug, Clone)]
 pub enum BillBytes {
     Memory(Vec<u8>),
     File(PathBuf),
+    Temp(Arc<tempfile::NamedTempFile>),
 }
 
 /// A bill in its provider's format.
@@ -84,6 +87,14 @@ impl BillFile {
             BillFile::AlipayZip(BillBytes::Memory(b)) => {
                 let digest = digest_of(&b);
                 (alipay_lines(Cursor::new(b), &mut f)?, digest)
+            }
+            BillFile::AlipayZip(BillBytes::Temp(t)) => {
+                return BillFile::AlipayZip(BillBytes::File(t.path().to_path_buf()))
+                    .for_each_line(f)
+            }
+            BillFile::WechatText(BillBytes::Temp(t)) => {
+                return BillFile::WechatText(BillBytes::File(t.path().to_path_buf()))
+                    .for_each_line(f)
             }
             BillFile::AlipayZip(BillBytes::File(p)) => {
                 // A ZIP is read from its end (the central directory): digest it in a pass of
@@ -180,12 +191,14 @@ fn wechat_lines<R: BufRead>(
     f: &mut impl FnMut(BillLine) -> Result<(), ReconcileError>,
 ) -> Result<u64, ReconcileError> {
     let mut reader = WechatReader::new(input).map_err(|e| ReconcileError::Bill(e.to_string()))?;
+    let layout = TradeBillLayout::new(reader.columns());
     let mut rows = 0u64;
     for row in reader.by_ref() {
         let row = row.map_err(|e| ReconcileError::Bill(e.to_string()))?;
-        let record =
-            TradeBillRecord::from_row(&row).map_err(|e| ReconcileError::Bill(e.to_string()))?;
-        f(BillLine::from_wechat(&record)?)?;
+        let record = layout
+            .take_record(row)
+            .map_err(|e| ReconcileError::Bill(e.to_string()))?;
+        f(BillLine::from_wechat(record)?)?;
         rows += 1;
     }
     let declared = reader
@@ -204,6 +217,16 @@ fn wechat_lines<R: BufRead>(
 #[async_trait]
 pub trait BillSource: Send + Sync {
     async fn download(&self, date: Date) -> Result<BillFile, ReconcileError>;
+}
+
+/// A bill already at hand (a saved download) as a source: every "download" is that bill.
+pub struct SavedBill(pub BillFile);
+
+#[async_trait]
+impl BillSource for SavedBill {
+    async fn download(&self, _date: Date) -> Result<BillFile, ReconcileError> {
+        Ok(self.0.clone())
+    }
 }
 
 fn download_error(date: Date, e: impl std::fmt::Display) -> ReconcileError {
@@ -264,8 +287,15 @@ impl<T: Transport + Send + Sync + 'static> BillSource for WechatV3Bills<T> {
             "ALL",
             true,
         );
-        match self.client.download_bill(&request, true).await {
-            Ok(text) => Ok(BillFile::WechatText(BillBytes::Memory(text))),
+        // Decompressed and SHA-1 checked into a temporary file as it arrives: a million-row bill
+        // is ~150 MB of text.
+        let mut file = tempfile::NamedTempFile::new().map_err(|e| download_error(date, e))?;
+        match self
+            .client
+            .download_bill_into(&request, true, &mut file)
+            .await
+        {
+            Ok(_) => Ok(BillFile::WechatText(BillBytes::Temp(Arc::new(file)))),
             // APIv3's answer for a day without transactions.
             Err(V3Error::Api { code, .. }) if code == "NO_STATEMENT_EXIST" => Ok(BillFile::Empty),
             Err(e) => Err(download_error(date, e)),

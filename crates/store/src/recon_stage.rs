@@ -13,6 +13,8 @@
 //! no lock on the database, so the long part of a run never holds up a request's write; only
 //! the final recording is one short write transaction.
 
+use std::borrow::Cow;
+
 use paybridge_core::{Fen, RefundStatus};
 use serde_json::Value;
 use sqlx::pool::PoolConnection;
@@ -34,8 +36,9 @@ pub struct BillRow {
     /// Empty when the bill has none.
     pub provider_trade_no: String,
     pub amount: Fen,
-    /// `SUCCESS` (paid, refunded) or the provider's word for anything else.
-    pub status: String,
+    /// `SUCCESS` (paid, refunded) or the provider's word for anything else (borrowed in the
+    /// common case: a million rows need no million copies of one word).
+    pub status: Cow<'static, str>,
 }
 
 /// The status a bill row has when it confirms the money moved.
@@ -131,12 +134,21 @@ const OUT_COLS: &str = "seq, kind, entity, out_trade_no, out_refund_no, payment_
     provider_trade_no, bill_amount, local_amount, bill_status, local_status, healable, local_id, \
     local_at";
 
+/// The stage's session on PostgreSQL: memory for the matching statements' hash joins (per
+/// hash, on the server; the default 4 MB spills a day of payments to disk in 8-16 batches),
+/// and no JIT (compiling the rules' CASE expressions cost more than it saved). Reset by close().
+const PG_SETTINGS: [&str; 2] = ["SET work_mem = '128MB'", "SET jit = off"];
+
 /// A run's bill, staged on one connection of the pool (held until [`BillStage::close`] or
 /// drop).
 pub struct BillStage {
     conn: StageConn,
     account: String,
     rows: i64,
+    /// Rows `[0, joined)` have been through the bill side's join already.
+    joined: i64,
+    /// Set by [`BillStage::match_while_loading`]: the bill side's statement and window.
+    eager: Option<(String, DayWindow)>,
 }
 
 fn safe_word(w: &str) -> Result<&str> {
@@ -244,6 +256,30 @@ const BILL_JOIN: &str = "FROM recon_bill b \
     LEFT JOIN refunds r ON b.refund = 1 AND r.payment_id = p.id \
       AND r.out_refund_no = b.out_refund_no";
 
+/// The bill side of the matching, for the staged rows with `$4 <= seq < $5` (`$1` account,
+/// `[$2, $3)` the day): every row with a discrepancy, and every matched row whose local row
+/// settled outside the day, into `recon_out`.
+fn bill_side_sql(rules: &[MatchRule]) -> Result<String> {
+    Ok(format!(
+            "INSERT INTO recon_out ({OUT_COLS}) SELECT {OUT_COLS} FROM (SELECT b.seq, \
+             {kind} AS kind, CASE WHEN b.refund = 1 THEN 'refund' ELSE 'payment' END AS entity, \
+             b.out_trade_no, b.out_refund_no, \
+             CASE WHEN b.refund = 1 THEN r.payment_id ELSE p.id END AS payment_id, \
+             r.id AS refund_id, NULLIF(b.provider_trade_no, '') AS provider_trade_no, \
+             b.amount AS bill_amount, \
+             CASE WHEN b.refund = 1 THEN r.amount ELSE p.amount END AS local_amount, \
+             b.status AS bill_status, \
+             CASE WHEN b.refund = 1 THEN r.status ELSE p.status END AS local_status, \
+             {healable} AS healable, \
+             CASE WHEN b.refund = 1 THEN r.id ELSE p.id END AS local_id, \
+             CASE WHEN b.refund = 1 THEN r.succeeded_at ELSE p.paid_at END AS local_at \
+             {BILL_JOIN} WHERE b.seq >= $4 AND b.seq < $5) x \
+             WHERE kind IS NOT NULL OR (local_at IS NOT NULL AND (local_at < $2 OR local_at >= $3))",
+        kind = kind_case(rules)?,
+        healable = healable_case(rules)?,
+    ))
+}
+
 /// Settled local payments (`$1` account, `[$2, $3)`) that no bill row names and no run matched
 /// on a neighbouring day; `cols` is the select list.
 fn missing_payments(cols: &str) -> String {
@@ -271,6 +307,13 @@ fn missing_refunds(cols: &str) -> String {
 
 /// One field of PostgreSQL's `COPY` text format.
 fn copy_field(out: &mut Vec<u8>, s: &str) {
+    if !s
+        .bytes()
+        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
+        out.extend_from_slice(s.as_bytes());
+        return;
+    }
     for b in s.bytes() {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -294,6 +337,8 @@ impl Store {
             conn,
             account: account.to_string(),
             rows: 0,
+            joined: 0,
+            eager: None,
         };
         stage.create_tables().await?;
         Ok(stage)
@@ -303,13 +348,20 @@ impl Store {
 impl BillStage {
     async fn create_tables(&mut self) -> Result<()> {
         // A connection given back by an interrupted run may still hold its tables.
+        // SQLite keys the rows by seq (its rowid: appending is free, and a batch's range is a
+        // range scan, see match_while_loading); PostgreSQL's COPY is fastest into a bare heap.
+        let seq = match self.conn {
+            StageConn::Sqlite(_) => "seq INTEGER PRIMARY KEY",
+            StageConn::Postgres(_) => "seq BIGINT NOT NULL",
+        };
         let statements = [
             "DROP TABLE IF EXISTS recon_bill".to_string(),
             "DROP TABLE IF EXISTS recon_out".to_string(),
-            "CREATE TEMP TABLE recon_bill (seq BIGINT NOT NULL, refund SMALLINT NOT NULL, \
-             out_trade_no TEXT NOT NULL, out_refund_no TEXT, provider_trade_no TEXT NOT NULL, \
-             amount BIGINT NOT NULL, status TEXT NOT NULL)"
-                .to_string(),
+            format!(
+                "CREATE TEMP TABLE recon_bill ({seq}, refund SMALLINT NOT NULL, \
+                 out_trade_no TEXT NOT NULL, out_refund_no TEXT, provider_trade_no TEXT NOT NULL, \
+                 amount BIGINT NOT NULL, status TEXT NOT NULL)"
+            ),
             "CREATE TEMP TABLE recon_out (seq BIGINT, kind TEXT, entity TEXT NOT NULL, \
              out_trade_no TEXT NOT NULL, out_refund_no TEXT, payment_id TEXT, refund_id TEXT, \
              provider_trade_no TEXT, bill_amount BIGINT, local_amount BIGINT, bill_status TEXT, \
@@ -317,8 +369,28 @@ impl BillStage {
                 .to_string(),
         ];
         with_conn!(self, |conn, d| {
+            if d == Dialect::Sqlite {
+                // The bundled SQLite keeps temporary tables in memory by default: a million
+                // staged rows would be ~80 MB of heap. On disk (the OS caches it) memory stays
+                // at SQLite's page cache. Switching drops the connection's temporary tables,
+                // which the statements below do anyway.
+                sqlx::query("PRAGMA temp_store = FILE")
+                    .persistent(false)
+                    .execute(&mut *conn)
+                    .await?;
+            }
             for s in &statements {
                 sqlx::query(s).persistent(false).execute(&mut *conn).await?;
+            }
+            if d == Dialect::Postgres {
+                // The joins hash a whole day of payments (and of bill rows): with the default
+                // 4 MB they spill to disk in 8-16 batches. Reset by close().
+                for set in PG_SETTINGS {
+                    sqlx::query(set)
+                        .persistent(false)
+                        .execute(&mut *conn)
+                        .await?;
+                }
             }
         });
         Ok(())
@@ -370,21 +442,9 @@ impl BillStage {
             StageConn::Sqlite(conn) => {
                 let mut tx = sqlx::Connection::begin(&mut **conn).await?;
                 for (c, chunk) in rows.chunks(SQLITE_ROWS_PER_INSERT).enumerate() {
-                    let values: Vec<String> = (0..chunk.len())
-                        .map(|i| {
-                            let n = i * 7;
-                            format!(
-                                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                                n + 1,
-                                n + 2,
-                                n + 3,
-                                n + 4,
-                                n + 5,
-                                n + 6,
-                                n + 7
-                            )
-                        })
-                        .collect();
+                    // Anonymous `?` parameters: SQLite looks a named one (`$n`) up by a linear
+                    // scan at bind time, which made 3500-parameter inserts quadratic.
+                    let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()];
                     let sql = format!(
                         "INSERT INTO recon_bill ({STAGE_COLS}) VALUES {}",
                         values.join(", ")
@@ -395,11 +455,12 @@ impl BillStage {
                         q = q
                             .bind(seq)
                             .bind(i16::from(r.refund))
-                            .bind(&r.out_trade_no)
-                            .bind(&r.out_refund_no)
-                            .bind(&r.provider_trade_no)
+                            // Borrowed `&str`s: binding a `&String` copies it.
+                            .bind(r.out_trade_no.as_str())
+                            .bind(r.out_refund_no.as_deref())
+                            .bind(r.provider_trade_no.as_str())
                             .bind(r.amount.0)
-                            .bind(&r.status);
+                            .bind(r.status.as_ref());
                     }
                     q.execute(&mut *tx).await?;
                 }
@@ -407,6 +468,44 @@ impl BillStage {
             }
         }
         self.rows += rows.len() as i64;
+        if let Some((sql, window)) = self.eager.take() {
+            let result = self.join_bill_side(&sql, window).await;
+            self.eager = Some((sql, window));
+            result?;
+        }
+        Ok(())
+    }
+
+    /// SQLite: join each batch's rows as it is loaded, while the parser reads the next one,
+    /// instead of all of them after the last. Its joins are index lookups either way, so the
+    /// work is the same and overlaps the parse; PostgreSQL keeps one hash join after the load
+    /// (a hash of the day's payments per batch would cost more than it saves).
+    pub fn match_while_loading(&mut self, rules: &[MatchRule], window: DayWindow) -> Result<()> {
+        if matches!(self.conn, StageConn::Sqlite(_)) {
+            self.eager = Some((bill_side_sql(rules)?, window));
+        }
+        Ok(())
+    }
+
+    /// Runs the bill side's join over the rows not joined yet.
+    async fn join_bill_side(&mut self, sql: &str, window: DayWindow) -> Result<()> {
+        let (from, to) = (self.joined, self.rows);
+        if from == to {
+            return Ok(());
+        }
+        let account = self.account.clone();
+        with_conn!(self, |conn, d| {
+            sqlx::query(sql)
+                .persistent(false)
+                .bind(&account)
+                .bind(window.from)
+                .bind(window.day_end)
+                .bind(from)
+                .bind(to)
+                .execute(&mut *conn)
+                .await?;
+        });
+        self.joined = to;
         Ok(())
     }
 
@@ -437,24 +536,6 @@ impl BillStage {
         rules: &[MatchRule],
         window: DayWindow,
     ) -> Result<MatchCounts> {
-        let bill_side = format!(
-            "INSERT INTO recon_out ({OUT_COLS}) SELECT {OUT_COLS} FROM (SELECT b.seq, \
-             {kind} AS kind, CASE WHEN b.refund = 1 THEN 'refund' ELSE 'payment' END AS entity, \
-             b.out_trade_no, b.out_refund_no, \
-             CASE WHEN b.refund = 1 THEN r.payment_id ELSE p.id END AS payment_id, \
-             r.id AS refund_id, NULLIF(b.provider_trade_no, '') AS provider_trade_no, \
-             b.amount AS bill_amount, \
-             CASE WHEN b.refund = 1 THEN r.amount ELSE p.amount END AS local_amount, \
-             b.status AS bill_status, \
-             CASE WHEN b.refund = 1 THEN r.status ELSE p.status END AS local_status, \
-             {healable} AS healable, \
-             CASE WHEN b.refund = 1 THEN r.id ELSE p.id END AS local_id, \
-             CASE WHEN b.refund = 1 THEN r.succeeded_at ELSE p.paid_at END AS local_at \
-             {BILL_JOIN}) x \
-             WHERE kind IS NOT NULL OR (local_at IS NOT NULL AND (local_at < $2 OR local_at >= $3))",
-            kind = kind_case(rules)?,
-            healable = healable_case(rules)?,
-        );
         let payments = format!(
             "INSERT INTO recon_out ({OUT_COLS}) {}",
             missing_payments(&format!(
@@ -472,19 +553,9 @@ impl BillStage {
         );
         let count = "SELECT kind, COUNT(*) FROM recon_out WHERE kind IS NOT NULL \
                      GROUP BY kind ORDER BY kind";
+        self.join_bill_side(&bill_side_sql(rules)?, window).await?;
         let account = self.account.clone();
         let by_kind: Vec<(String, i64)> = with_conn!(self, |conn, d| {
-            sqlx::query("DELETE FROM recon_out")
-                .persistent(false)
-                .execute(&mut *conn)
-                .await?;
-            sqlx::query(&bill_side)
-                .persistent(false)
-                .bind(&account)
-                .bind(window.from)
-                .bind(window.day_end)
-                .execute(&mut *conn)
-                .await?;
             for sql in [&payments, &refunds] {
                 sqlx::query(sql)
                     .persistent(false)
