@@ -70,13 +70,31 @@ async fn main() {
             let read = file.for_each_line(|_| Ok(())).unwrap();
             eprintln!("parsed {} rows in {:.2?}", read.rows, started.elapsed());
         }
+        Some("engine") => {
+            // One engine pass alone, for its peak RSS (no ceiling pass in the process).
+            let store = Store::open(&db).await.unwrap();
+            let bytes = BillBytes::File(bill.into());
+            let file = if format == "alipay" {
+                BillFile::AlipayZip(bytes)
+            } else {
+                BillFile::WechatText(bytes)
+            };
+            let started = Instant::now();
+            let report = Engine::new(store)
+                .reconcile_file(ACCOUNT, parse_bill_date(DATE).unwrap(), file, &())
+                .await
+                .unwrap();
+            let t = &report.totals;
+            assert_eq!((t.missing_locally, t.missing_at_provider), (LEFT_OUT, LEFT_OUT));
+            eprintln!("engine: {} rows in {:.2?}", t.bill_rows, started.elapsed());
+        }
         Some("run") => {
             let repeat = arg(&args, "--repeat").map_or(3, |n| n.parse().unwrap());
             let in_memory = args.iter().any(|a| a == "--in-memory");
             run(&db, &bill, &format, in_memory, repeat.max(1)).await
         }
         _ => eprintln!(
-            "usage: reconcile_bench seed|run|parse --db URL --bill FILE [--rows N] \
+            "usage: reconcile_bench seed|run|engine|parse --db URL --bill FILE [--rows N] \
              [--format wechat|alipay] [--in-memory] [--repeat N]"
         ),
     }
