@@ -85,7 +85,10 @@ async fn main() {
                 .await
                 .unwrap();
             let t = &report.totals;
-            assert_eq!((t.missing_locally, t.missing_at_provider), (LEFT_OUT, LEFT_OUT));
+            assert_eq!(
+                (t.missing_locally, t.missing_at_provider),
+                (LEFT_OUT, LEFT_OUT)
+            );
             eprintln!("engine: {} rows in {:.2?}", t.bill_rows, started.elapsed());
         }
         Some("run") => {
