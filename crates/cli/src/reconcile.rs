@@ -1,7 +1,9 @@
-//! `paybridge reconcile --config FILE --account A --date YYYY-MM-DD`: downloads the account's
-//! bill of that (Beijing) day through its provider client, or reads a saved one with `--bill`,
-//! reconciles it against the database with a progress bar, heals what an active query can
-//! heal, and prints the run with its discrepancies as JSON.
+//! `paybridge reconcile --config FILE --account A --date YYYY-MM-DD`: queues a run of the
+//! account's bill of that (Beijing) day, does its work here (downloading the bill through the
+//! provider client, or reading a saved one with `--bill`; matching it against the database;
+//! healing what an active query can heal) while the progress bar follows the run as the
+//! database records it (the same progress `GET /v1/reconciliations/{id}` shows), and prints
+//! the run with its discrepancies as JSON.
 //!
 //! Exit codes: 0 reconciled with nothing left open, 3 discrepancies left for a person, 1 the run
 //! failed (bill, provider, database), 2 bad arguments or configuration.
@@ -12,9 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use paybridge_reconcile::{parse_bill_date, BillBytes, BillFile, Progress};
+use paybridge_reconcile::{parse_bill_date, BillBytes, BillFile};
 use paybridge_server::config::Config;
 use paybridge_server::Gateway;
+use paybridge_store::ReconciliationRun;
 
 use crate::serve::{compose_exit_code, init_tracing, open_store, runtime_or_exit};
 
@@ -48,23 +51,24 @@ pub struct ReconcileArgs {
     quiet: bool,
 }
 
-/// The progress bar: bill rows as they are matched, then the phase.
-struct Bar(ProgressBar);
+/// How often the bar reads the run.
+const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
-impl Progress for Bar {
-    fn rows(&self, done: u64) {
-        self.0.set_position(done);
+/// What the run is doing, from what it recorded.
+fn stage_of(run: &ReconciliationRun) -> &'static str {
+    match (run.state.as_str(), run.matched_at, run.rows_read) {
+        ("queued", _, _) => "queued",
+        ("running", None, 0) => "downloading the bill",
+        ("running", None, _) => "reading and matching bill rows",
+        ("running", Some(_), _) => "healing what an active query can heal",
+        _ => "done",
     }
+}
 
-    fn phase(&self, name: &str) {
-        let message = match name {
-            "download" => "downloading the bill",
-            "match" => "matching bill rows",
-            "local" => "looking for local rows missing from the bill",
-            _ => "done",
-        };
-        self.0.set_message(message);
-    }
+/// The bar follows the run: its recorded `rows_read` and stage.
+fn follow(bar: &ProgressBar, run: &ReconciliationRun) {
+    bar.set_position(u64::try_from(run.rows_read).unwrap_or(0));
+    bar.set_message(stage_of(run));
 }
 
 fn bar(quiet: bool) -> ProgressBar {
@@ -122,28 +126,55 @@ pub fn run(args: ReconcileArgs) -> ExitCode {
                 return compose_exit_code(&e);
             }
         };
-        let progress = Bar(bar(args.quiet));
-        let result = match &args.bill {
-            Some(path) => {
-                let format = args.format.unwrap_or(match account.channel {
-                    paybridge_core::Channel::Alipay => BillFormat::Alipay,
-                    paybridge_core::Channel::Wechat => BillFormat::Wechat,
-                });
-                let bytes = BillBytes::File(path.clone());
-                let bill = match format {
-                    BillFormat::Alipay => BillFile::AlipayZip(bytes),
-                    BillFormat::Wechat => BillFile::WechatText(bytes),
-                };
-                gw.reconcile_bill(&args.account, date, bill, &progress)
-                    .await
+        let bill = args.bill.as_ref().map(|path| {
+            let format = args.format.unwrap_or(match account.channel {
+                paybridge_core::Channel::Alipay => BillFormat::Alipay,
+                paybridge_core::Channel::Wechat => BillFormat::Wechat,
+            });
+            let bytes = BillBytes::File(path.clone());
+            match format {
+                BillFormat::Alipay => BillFile::AlipayZip(bytes),
+                BillFormat::Wechat => BillFile::WechatText(bytes),
             }
-            None => gw.reconcile_day(&args.account, date, &progress).await,
-        };
-        progress.0.finish_and_clear();
-        let report = match result {
-            Ok(r) => r,
+        });
+        let run = match gw.queue_reconciliation(&args.account, date).await {
+            Ok(run) => run,
             Err(e) => {
                 eprintln!("paybridge reconcile: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let progress = bar(args.quiet);
+        let worker = {
+            let gw = gw.clone();
+            let id = run.id.clone();
+            tokio::spawn(async move { gw.run_reconciliation(&id, bill, &()).await })
+        };
+        tokio::pin!(worker);
+        let mut tick = tokio::time::interval(FOLLOW_EVERY);
+        let result = loop {
+            tokio::select! {
+                done = &mut worker => break done,
+                _ = tick.tick() => {
+                    if let Ok(Some(now)) = gw.store.get_reconciliation(&run.id).await {
+                        follow(&progress, &now);
+                    }
+                }
+            }
+        };
+        progress.finish_and_clear();
+        let report = match result {
+            Ok(Ok(Some(r))) => r,
+            Ok(Ok(None)) => {
+                eprintln!("paybridge reconcile: run {} was finished elsewhere", run.id);
+                return ExitCode::FAILURE;
+            }
+            Ok(Err(e)) => {
+                eprintln!("paybridge reconcile: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("paybridge reconcile: the run stopped: {e}");
                 return ExitCode::FAILURE;
             }
         };

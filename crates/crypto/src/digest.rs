@@ -1,4 +1,4 @@
-use aws_lc_rs::{hmac, rand};
+use aws_lc_rs::{digest, hmac, rand};
 use md5::Digest as _;
 
 pub fn md5(data: &[u8]) -> [u8; 16] {
@@ -12,6 +12,49 @@ pub fn md5_hex(data: &[u8]) -> String {
 
 pub fn sha1_hex(data: &[u8]) -> String {
     hex::encode(sha1::Sha1::digest(data))
+}
+
+/// SHA-1 over data that arrives in pieces (WeChat Pay's bill hash, checked while the bill
+/// streams in). aws-lc-rs: several times the `sha1` crate's speed on a 150 MB bill.
+#[derive(Clone)]
+pub struct Sha1Stream(digest::Context);
+
+impl Default for Sha1Stream {
+    fn default() -> Self {
+        Sha1Stream(digest::Context::new(&digest::SHA1_FOR_LEGACY_USE_ONLY))
+    }
+}
+
+impl Sha1Stream {
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// Lowercase hex.
+    pub fn finish_hex(self) -> String {
+        hex::encode(self.0.finish().as_ref())
+    }
+}
+
+/// SHA-256 over data that arrives in pieces (a bill's digest, taken while it is parsed).
+#[derive(Clone)]
+pub struct Sha256Stream(digest::Context);
+
+impl Default for Sha256Stream {
+    fn default() -> Self {
+        Sha256Stream(digest::Context::new(&digest::SHA256))
+    }
+}
+
+impl Sha256Stream {
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// Lowercase hex.
+    pub fn finish_hex(self) -> String {
+        hex::encode(self.0.finish().as_ref())
+    }
 }
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {
@@ -58,6 +101,19 @@ pub fn random_string(len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_digests_equal_whole_ones() {
+        let data = b"a bill, in pieces of any size";
+        let mut one = Sha1Stream::default();
+        let mut two = Sha256Stream::default();
+        for piece in data.chunks(7) {
+            one.update(piece);
+            two.update(piece);
+        }
+        assert_eq!(one.finish_hex(), sha1_hex(data));
+        assert_eq!(two.finish_hex(), hex::encode(sha256(data)));
+    }
 
     #[test]
     fn known_digests() {

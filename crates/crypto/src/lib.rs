@@ -16,6 +16,7 @@ mod x509;
 pub use certgen::{issue_rsa_cert, self_signed_rsa_cert, CertSpec, GeneratedCert};
 pub use digest::{
     constant_time_eq, hmac_sha256, md5, md5_hex, random_bytes, random_string, sha1_hex, sha256,
+    Sha1Stream, Sha256Stream,
 };
 pub use error::CryptoError;
 pub use keys::{generate_rsa_private_key_pkcs8, RsaPrivateKey, RsaPublicKey};

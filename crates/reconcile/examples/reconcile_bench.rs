@@ -10,7 +10,9 @@
 //! ```
 //!
 //! The bill differs from the books in a few known places (amounts, rows missing on either
-//! side), and `run` checks that exactly those are reported.
+//! side), and `run` checks that exactly those are reported, by the engine (parse, stage, match,
+//! record) and by the ceiling it is measured against in the same run: the same rows generated,
+//! staged by the store's loader (`COPY` / bulk insert) and matched by one read-only statement.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufWriter, Write};
@@ -18,8 +20,10 @@ use std::time::Instant;
 
 use paybridge_alipay::bill::DETAIL_COLUMNS;
 use paybridge_core::Fen;
-use paybridge_reconcile::{beijing_day_bounds, parse_bill_date, BillBytes, BillFile, Engine};
-use paybridge_store::Store;
+use paybridge_reconcile::{
+    beijing_day_bounds, match_rules, parse_bill_date, BillBytes, BillFile, Engine,
+};
+use paybridge_store::{BillRow, DayWindow, MatchCounts, Store, BILL_SUCCESS};
 
 const ACCOUNT: &str = "bench";
 const DATE: &str = "2026-11-01";
@@ -55,10 +59,46 @@ async fn main() {
             seed(&db, rows).await;
             write_bill(&bill, &format, rows);
         }
-        Some("run") => run(&db, &bill, &format, args.iter().any(|a| a == "--in-memory")).await,
+        Some("parse") => {
+            // The parser alone (no database): how much of the engine's time is the bill's.
+            let file = if format == "alipay" {
+                BillFile::AlipayZip(BillBytes::File(bill.into()))
+            } else {
+                BillFile::WechatText(BillBytes::File(bill.into()))
+            };
+            let started = Instant::now();
+            let read = file.for_each_line(|_| Ok(())).unwrap();
+            eprintln!("parsed {} rows in {:.2?}", read.rows, started.elapsed());
+        }
+        Some("engine") => {
+            // One engine pass alone, for its peak RSS (no ceiling pass in the process).
+            let store = Store::open(&db).await.unwrap();
+            let bytes = BillBytes::File(bill.into());
+            let file = if format == "alipay" {
+                BillFile::AlipayZip(bytes)
+            } else {
+                BillFile::WechatText(bytes)
+            };
+            let started = Instant::now();
+            let report = Engine::new(store)
+                .reconcile_file(ACCOUNT, parse_bill_date(DATE).unwrap(), file, &())
+                .await
+                .unwrap();
+            let t = &report.totals;
+            assert_eq!(
+                (t.missing_locally, t.missing_at_provider),
+                (LEFT_OUT, LEFT_OUT)
+            );
+            eprintln!("engine: {} rows in {:.2?}", t.bill_rows, started.elapsed());
+        }
+        Some("run") => {
+            let repeat = arg(&args, "--repeat").map_or(3, |n| n.parse().unwrap());
+            let in_memory = args.iter().any(|a| a == "--in-memory");
+            run(&db, &bill, &format, in_memory, repeat.max(1)).await
+        }
         _ => eprintln!(
-            "usage: reconcile_bench seed|run --db URL --bill FILE [--rows N] \
-             [--format wechat|alipay] [--in-memory]"
+            "usage: reconcile_bench seed|run|engine|parse --db URL --bill FILE [--rows N] \
+             [--format wechat|alipay] [--in-memory] [--repeat N]"
         ),
     }
 }
@@ -191,9 +231,52 @@ fn write_bill(path: &str, format: &str, rows: u64) {
     );
 }
 
-/// `in_memory`: the bill's bytes read first, as a download through the providers' clients
-/// holds them; otherwise streamed from the file.
-async fn run(url: &str, bill: &str, format: &str, in_memory: bool) {
+/// The same day as the engine sees it, without the engine: the bill's rows generated (not
+/// parsed) and staged the way the store stages them (`COPY` / bulk insert), then matched by one
+/// read-only statement. What the database can do at best; the engine's yardstick.
+async fn ceiling(store: &Store, rows: u64) -> (std::time::Duration, MatchCounts) {
+    let date = parse_bill_date(DATE).unwrap();
+    let (from, day_end) = beijing_day_bounds(date);
+    let window = DayWindow {
+        from,
+        to: day_end.min(store.now_ms()),
+        day_end,
+    };
+    let rules = match_rules();
+    let started = Instant::now();
+    let mut stage = store.stage_bill(ACCOUNT).await.unwrap();
+    let mut batch = Vec::with_capacity(10_000);
+    for (out_trade_no, provider_trade_no, amount) in bill_rows(rows) {
+        batch.push(BillRow {
+            refund: false,
+            out_trade_no,
+            out_refund_no: None,
+            provider_trade_no,
+            amount,
+            status: BILL_SUCCESS.into(),
+        });
+        if batch.len() == 10_000 {
+            stage.load(&batch).await.unwrap();
+            batch.clear();
+        }
+    }
+    stage.load(&batch).await.unwrap();
+    let staged = started.elapsed();
+    stage.loaded().await.unwrap();
+    let counts = stage.count_discrepancies(&rules, window).await.unwrap();
+    let elapsed = started.elapsed();
+    eprintln!(
+        "ceiling: staged in {staged:.2?}, matched in {:.2?}",
+        elapsed - staged
+    );
+    stage.close().await.unwrap();
+    (elapsed, counts)
+}
+
+/// `in_memory`: the bill's bytes read first; otherwise streamed from the file. The ceiling is
+/// measured before the first engine pass and after each, in the same process (the machine is
+/// shared: single timings swing by a third); the medians are compared.
+async fn run(url: &str, bill: &str, format: &str, in_memory: bool, repeat: usize) {
     let store = Store::open(url).await.unwrap();
     let file = if in_memory {
         BillBytes::Memory(std::fs::read(bill).unwrap())
@@ -205,22 +288,60 @@ async fn run(url: &str, bill: &str, format: &str, in_memory: bool) {
     } else {
         BillFile::WechatText(file)
     };
-    let started = Instant::now();
-    let report = Engine::new(store)
-        .reconcile_file(ACCOUNT, parse_bill_date(DATE).unwrap(), file, &())
-        .await
-        .unwrap();
-    let elapsed = started.elapsed();
-    let t = &report.totals;
-    println!("{}", serde_json::to_string_pretty(t).unwrap());
-    let rows = t.bill_rows;
-    eprintln!(
-        "reconciled {rows} rows in {elapsed:.1?} ({:.0} rows/s)",
-        rows as f64 / elapsed.as_secs_f64()
-    );
+    let rows = bill_rows_of(&store).await;
     let amount_off = (LEFT_OUT..rows).filter(|i| i % AMOUNT_EVERY == 0).count() as u64;
-    assert_eq!(t.amount_mismatch, amount_off);
-    assert_eq!(t.missing_locally, LEFT_OUT);
-    assert_eq!(t.missing_at_provider, LEFT_OUT);
-    assert_eq!(t.status_mismatch, 0);
+    let check = |counts: &MatchCounts| {
+        assert_eq!(counts.of("amount_mismatch") as u64, amount_off);
+        assert_eq!(counts.of("missing_locally") as u64, LEFT_OUT);
+        assert_eq!(counts.of("missing_at_provider") as u64, LEFT_OUT);
+        assert_eq!(counts.rows_matched as u64, rows - LEFT_OUT);
+    };
+    let (first, counts) = ceiling(&store, rows).await;
+    check(&counts);
+    let mut ceilings = vec![first];
+    let mut engines = Vec::new();
+    for pass in 1..=repeat {
+        let started = Instant::now();
+        let report = Engine::new(store.clone())
+            .reconcile_file(ACCOUNT, parse_bill_date(DATE).unwrap(), file.clone(), &())
+            .await
+            .unwrap();
+        let elapsed = started.elapsed();
+        let t = &report.totals;
+        if pass == 1 {
+            println!("{}", serde_json::to_string_pretty(t).unwrap());
+        }
+        assert_eq!(t.bill_rows, rows);
+        assert_eq!(t.amount_mismatch, amount_off);
+        assert_eq!(t.missing_locally, LEFT_OUT);
+        assert_eq!(t.missing_at_provider, LEFT_OUT);
+        assert_eq!(t.status_mismatch, 0);
+        assert_eq!(t.matched, rows - LEFT_OUT);
+        let (c, counts) = ceiling(&store, rows).await;
+        check(&counts);
+        eprintln!("pass {pass}: engine {elapsed:.2?}, ceiling {c:.2?}");
+        engines.push(elapsed);
+        ceilings.push(c);
+    }
+    let median = |v: &mut Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (engine, ceiling) = (median(&mut engines), median(&mut ceilings));
+    let rate = |d: std::time::Duration| rows as f64 / d.as_secs_f64();
+    eprintln!(
+        "median of {repeat}: engine {engine:.2?} ({:.0} rows/s), ceiling {ceiling:.2?} \
+         ({:.0} rows/s): the engine at {:.0}% of the ceiling",
+        rate(engine),
+        rate(ceiling),
+        100.0 * ceiling.as_secs_f64() / engine.as_secs_f64()
+    );
+}
+
+/// The bill holds as many rows as the books (the left-out rows are replaced by unknown ones).
+async fn bill_rows_of(store: &Store) -> u64 {
+    let date = parse_bill_date(DATE).unwrap();
+    let (from, to) = beijing_day_bounds(date);
+    let local = store.local_day_totals(ACCOUNT, from, to).await.unwrap();
+    local.payment_count as u64
 }

@@ -1,29 +1,34 @@
-//! The reconciliation loop. Memory is bounded by the batch size, whatever the bill's size:
+//! The reconciliation run, set-based: the Rust side parses and streams, the database joins.
 //!
-//! 1. a blocking thread streams the bill's rows into batches sent over a channel of capacity 2;
-//! 2. per batch: one lookup of local payments by `out_trade_no`, one of refunds by
-//!    `out_refund_no`, the pure [`match_batch`], one transaction recording matched ids and
-//!    discrepancies, then healing (an active query through the gateway) of the healable ones;
-//! 3. the day's local settled rows no bill row matched come back in keyset pages as
-//!    "missing at the provider".
+//! 1. a blocking thread parses the bill (digesting it on the way) into batches sent over a
+//!    channel of capacity 2, so memory is bounded by the batch whatever the bill's size;
+//! 2. each batch is appended to the run's staging table ([`BillStage`]: `COPY` on PostgreSQL,
+//!    large prepared batches on SQLite), the run's `rows_read` kept current;
+//! 3. a handful of statements match the whole bill against the local books (a join for the
+//!    bill's rows, anti-joins for local rows missing from it) under [`match_rules`], and one
+//!    transaction records the discrepancies with the run's counts: nothing per matched row;
+//! 4. healable discrepancies are healed (an active query through the gateway), one by one.
+//!
+//! A run whose discrepancies are recorded resumes at step 4 (a job taken over after a crash).
+
+use std::borrow::Cow;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use paybridge_core::{PaymentStatus, RefundStatus};
-use paybridge_store::{NewDiscrepancy, Payment, ReconRefund, ReconciliationRun, Store};
-use std::collections::HashSet;
+use paybridge_store::{BillRow, BillStage, DayWindow, ReconciliationRun, RunMatched, Store};
 use time::Date;
 
-use crate::line::{BillLine, LineKind};
-use crate::matcher::{
-    match_batch, missing_payment, missing_refund, Discrepancy, Heal, LocalIndex, LocalPayment,
-    LocalRefund, Totals,
-};
-use crate::source::{BillFile, BillSource};
+use crate::line::{BillLine, BillStatus, LineKind};
+use crate::matcher::{match_rules, DiscrepancyKind, Entity, Heal, Totals};
+use crate::source::{BillFile, BillRead, BillSource};
 use crate::ReconcileError;
 
-/// Rows per batch: one lookup round trip per batch, well under bind-parameter limits.
-pub const DEFAULT_BATCH: usize = 500;
-const SWEEP_PAGE: u32 = 500;
+/// Bill rows per staging batch: one `COPY` (or one SQLite transaction) each.
+pub const DEFAULT_BATCH: usize = 10_000;
+/// How often a running run's `rows_read` is written while its bill loads.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+const HEAL_PAGE: u32 = 200;
 
 /// Fixes a healable discrepancy by asking the provider (the gateway's active query, which
 /// applies the answer through the usual conditional transitions).
@@ -37,9 +42,9 @@ pub trait Healer: Send + Sync {
 
 /// Progress callbacks (the CLI's progress bar).
 pub trait Progress: Send + Sync {
-    /// Bill rows processed so far.
+    /// Bill rows read so far.
     fn rows(&self, _done: u64) {}
-    /// A new phase: `download`, `match`, `local`, `done`.
+    /// A new phase: `download`, `match`, `heal`, `done`.
     fn phase(&self, _name: &str) {}
 }
 
@@ -77,41 +82,36 @@ pub fn beijing_day_bounds(date: Date) -> (i64, i64) {
     (start, start + 86_400_000)
 }
 
-fn local_payment(p: Payment) -> LocalPayment {
-    LocalPayment {
-        id: p.id,
-        out_trade_no: p.out_trade_no,
-        amount: p.amount,
-        status: p.status,
+/// The run's window: its day, cut at the run's start (a bill cannot hold what settled after
+/// it was fetched: a same-day run, or a refund the late payment policy made while a previous
+/// run healed).
+fn window(run: &ReconciliationRun, date: Date) -> DayWindow {
+    let (from, day_end) = beijing_day_bounds(date);
+    DayWindow {
+        from,
+        to: day_end.min(run.started_at),
+        day_end,
     }
 }
 
-fn local_refund(r: ReconRefund) -> LocalRefund {
-    LocalRefund {
-        id: r.id,
-        payment_id: r.payment_id,
-        out_trade_no: r.out_trade_no,
-        out_refund_no: r.out_refund_no,
-        amount: r.amount,
-        status: r.status,
+fn bill_row(line: BillLine) -> BillRow {
+    BillRow {
+        refund: line.kind == LineKind::Refund,
+        out_trade_no: line.out_trade_no,
+        out_refund_no: line.out_refund_no,
+        provider_trade_no: line.provider_trade_no,
+        amount: line.amount,
+        status: match line.status {
+            BillStatus::Success => Cow::Borrowed(paybridge_store::BILL_SUCCESS),
+            BillStatus::Other(s) => Cow::Owned(s),
+        },
     }
 }
 
-fn to_row(d: &Discrepancy) -> NewDiscrepancy {
-    NewDiscrepancy {
-        kind: d.kind.as_str().to_string(),
-        entity: d.entity.as_str().to_string(),
-        out_trade_no: d.out_trade_no.clone(),
-        out_refund_no: d.out_refund_no.clone(),
-        payment_id: d.payment_id.clone(),
-        refund_id: d.refund_id.clone(),
-        provider_trade_no: d.provider_trade_no.clone(),
-        bill_amount: d.bill_amount,
-        local_amount: d.local_amount,
-        bill_status: d.bill_status.clone(),
-        local_status: d.local_status.clone(),
-        healable: d.heal.is_some(),
-    }
+/// Where a run's bill comes from.
+enum Bill<'a> {
+    Download(&'a dyn BillSource),
+    File(BillFile),
 }
 
 pub struct Engine<'h> {
@@ -135,14 +135,14 @@ impl<'h> Engine<'h> {
         self
     }
 
-    /// Rows per batch (1..=1000).
+    /// Bill rows per staging batch (1..=100 000).
     pub fn with_batch_size(mut self, batch: usize) -> Engine<'h> {
-        self.batch = batch.clamp(1, 1000);
+        self.batch = batch.clamp(1, 100_000);
         self
     }
 
-    /// Downloads the account's bill of `date` and reconciles it. The run is recorded (failed,
-    /// with the error, when the download or the bill is bad).
+    /// Downloads the account's bill of `date` and reconciles it in a new run. The run is
+    /// recorded (failed, with the error, when the download or the bill is bad).
     pub async fn reconcile(
         &self,
         account: &str,
@@ -154,12 +154,7 @@ impl<'h> Engine<'h> {
             .store
             .start_reconciliation(account, &dashed(date))
             .await?;
-        progress.phase("download");
-        let result = match source.download(date).await {
-            Ok(file) => self.run(&run, date, file, progress).await,
-            Err(e) => Err(e),
-        };
-        self.finish(run, result, progress).await
+        self.run(run, date, Bill::Download(source), progress).await
     }
 
     /// Reconciles a bill already at hand (a saved download, a generated benchmark bill).
@@ -174,7 +169,38 @@ impl<'h> Engine<'h> {
             .store
             .start_reconciliation(account, &dashed(date))
             .await?;
-        let result = self.run(&run, date, file, progress).await;
+        self.run(run, date, Bill::File(file), progress).await
+    }
+
+    /// Does the work of a recorded run: a queued one (asked for through the API), or one left
+    /// `running` by a job whose lease lapsed, which resumes at healing when its discrepancies
+    /// were recorded. `None` when the run is already finished (or unknown).
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        source: &dyn BillSource,
+        progress: &dyn Progress,
+    ) -> Result<Option<RunReport>, ReconcileError> {
+        let Some(run) = self.store.begin_reconciliation(run_id).await? else {
+            return Ok(None);
+        };
+        let date = match parse_bill_date(&run.bill_date) {
+            Ok(d) => d,
+            Err(e) => return self.finish(run, Err(e), progress).await.map(Some),
+        };
+        self.run(run, date, Bill::Download(source), progress)
+            .await
+            .map(Some)
+    }
+
+    async fn run(
+        &self,
+        run: ReconciliationRun,
+        date: Date,
+        bill: Bill<'_>,
+        progress: &dyn Progress,
+    ) -> Result<RunReport, ReconcileError> {
+        let result = self.work(&run, date, bill, progress).await;
         self.finish(run, result, progress).await
     }
 
@@ -207,21 +233,94 @@ impl<'h> Engine<'h> {
         }
     }
 
-    async fn run(
+    async fn work(
         &self,
         run: &ReconciliationRun,
         date: Date,
+        bill: Bill<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Totals, ReconcileError> {
+        let window = window(run, date);
+        let mut totals = match run.matched_at {
+            // Recorded by an earlier job on this run: only healing may be left.
+            Some(_) => serde_json::from_value(run.totals.clone()).unwrap_or_default(),
+            None => {
+                let file = match bill {
+                    Bill::Download(source) => {
+                        progress.phase("download");
+                        source.download(date).await?
+                    }
+                    Bill::File(file) => file,
+                };
+                progress.phase("match");
+                let mut stage = self.store.stage_bill(&run.account).await?;
+                let result = self
+                    .match_bill(&mut stage, run, window, file, progress)
+                    .await;
+                // The staging tables go with the connection either way; dropping them now
+                // frees their space at once.
+                let closed = stage.close().await;
+                let totals = result?;
+                closed?;
+                totals
+            }
+        };
+        progress.phase("heal");
+        self.heal(run).await?;
+        self.count(run, window, &mut totals).await?;
+        Ok(totals)
+    }
+
+    /// Stages the bill, matches it and records the discrepancies with the run's counts.
+    async fn match_bill(
+        &self,
+        stage: &mut BillStage,
+        run: &ReconciliationRun,
+        window: DayWindow,
         file: BillFile,
         progress: &dyn Progress,
     ) -> Result<Totals, ReconcileError> {
-        progress.phase("match");
+        let rules = match_rules();
+        stage.match_while_loading(&rules, window)?;
+        let (mut totals, read) = self.load(stage, run, file, progress).await?;
+        stage.loaded().await?;
+        let counts = stage.find_discrepancies(&rules, window).await?;
+        totals.matched = u64::try_from(counts.rows_matched).unwrap_or(0);
+        let json = serde_json::to_value(&totals).unwrap_or_default();
+        stage
+            .record(
+                &self.store,
+                run,
+                window,
+                &counts,
+                RunMatched {
+                    rows_read: stage.rows(),
+                    bill_sha256: read.sha256.as_deref(),
+                    totals: &json,
+                },
+            )
+            .await?;
+        Ok(totals)
+    }
+
+    /// Parses the bill on a blocking thread (bill-side totals summed there) and stages its
+    /// rows as they come.
+    async fn load(
+        &self,
+        stage: &mut BillStage,
+        run: &ReconciliationRun,
+        file: BillFile,
+        progress: &dyn Progress,
+    ) -> Result<(Totals, BillRead), ReconcileError> {
         let batch = self.batch;
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<BillLine>>(2);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<BillRow>>(2);
         let parser = tokio::task::spawn_blocking(move || {
+            let mut totals = Totals::default();
             let mut chunk = Vec::with_capacity(batch);
-            let stopped = || ReconcileError::Parser("the matcher stopped".into());
-            file.for_each_line(|line| {
-                chunk.push(line);
+            let stopped = || ReconcileError::Parser("the loader stopped".into());
+            let read = file.for_each_line(|line| {
+                totals.add_line(&line);
+                chunk.push(bill_row(line));
                 if chunk.len() >= batch {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(batch));
                     tx.blocking_send(full).map_err(|_| stopped())?;
@@ -231,16 +330,27 @@ impl<'h> Engine<'h> {
             if !chunk.is_empty() {
                 tx.blocking_send(chunk).map_err(|_| stopped())?;
             }
-            Ok::<(), ReconcileError>(())
+            Ok::<_, ReconcileError>((totals, read))
         });
-        let mut totals = Totals::default();
         let mut failure = None;
-        while let Some(lines) = rx.recv().await {
-            if let Err(e) = self.match_lines(run, &lines, &mut totals).await {
-                failure = Some(e);
+        let mut reported = Instant::now();
+        while let Some(rows) = rx.recv().await {
+            if let Err(e) = stage.load(&rows).await {
+                failure = Some(e.into());
                 break;
             }
-            progress.rows(totals.bill_rows);
+            progress.rows(u64::try_from(stage.rows()).unwrap_or(0));
+            if reported.elapsed() >= PROGRESS_EVERY {
+                reported = Instant::now();
+                if let Err(e) = self
+                    .store
+                    .record_reconciliation_progress(&run.id, stage.rows())
+                    .await
+                {
+                    failure = Some(e.into());
+                    break;
+                }
+            }
         }
         // Dropping the receiver stops a parser that is still sending.
         drop(rx);
@@ -250,123 +360,79 @@ impl<'h> Engine<'h> {
         if let Some(e) = failure {
             return Err(e);
         }
-        parsed?;
-        progress.phase("local");
-        self.sweep_unmatched(run, date, &mut totals).await?;
-        Ok(totals)
+        parsed
     }
 
-    async fn match_lines(
-        &self,
-        run: &ReconciliationRun,
-        lines: &[BillLine],
-        totals: &mut Totals,
-    ) -> Result<(), ReconcileError> {
-        let mut trade_nos = HashSet::new();
-        let mut refund_nos = HashSet::new();
-        for line in lines {
-            totals.add_line(line);
-            match (line.kind, &line.out_refund_no) {
-                (LineKind::Refund, Some(no)) => refund_nos.insert(no.clone()),
-                _ => trade_nos.insert(line.out_trade_no.clone()),
-            };
-        }
-        let trade_nos: Vec<String> = trade_nos.into_iter().collect();
-        let refund_nos: Vec<String> = refund_nos.into_iter().collect();
-        let payments = self
-            .store
-            .find_payments_by_out_trade_nos(&run.account, &trade_nos)
-            .await?;
-        let refunds = self
-            .store
-            .find_refunds_by_out_refund_nos(&run.account, &refund_nos)
-            .await?;
-        let index = LocalIndex::new(
-            payments.into_iter().map(local_payment),
-            refunds.into_iter().map(local_refund),
-        );
-        let out = match_batch(lines, &index);
-        totals.matched += out.matched.len() as u64;
-        self.record(run, &out.matched, out.discrepancies, totals)
-            .await
-    }
-
-    /// Records a batch's matches and discrepancies, then heals what can heal.
-    async fn record(
-        &self,
-        run: &ReconciliationRun,
-        matched: &[String],
-        found: Vec<Discrepancy>,
-        totals: &mut Totals,
-    ) -> Result<(), ReconcileError> {
-        let rows: Vec<NewDiscrepancy> = found.iter().map(to_row).collect();
-        let ids = self
-            .store
-            .record_reconciliation_batch(run, matched, &rows)
-            .await?;
-        for (id, d) in ids.iter().zip(&found) {
-            totals.add_discrepancy(d);
-            let (Some(heal), Some(healer)) = (&d.heal, &self.healer) else {
-                totals.open += 1;
-                continue;
-            };
-            let (healed, detail) = heal_one(*healer, heal, d).await;
-            let resolution = if healed { "healed" } else { "heal_failed" };
-            self.store
-                .resolve_discrepancy(id, resolution, Some(&detail))
+    /// Heals the run's open healable discrepancies, recording each outcome.
+    async fn heal(&self, run: &ReconciliationRun) -> Result<(), ReconcileError> {
+        let Some(healer) = self.healer else {
+            return Ok(());
+        };
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list_open_healable_discrepancies(&run.id, after.as_deref(), HEAL_PAGE)
                 .await?;
-            if healed {
-                totals.healed += 1;
-            } else {
-                totals.heal_failed += 1;
-                totals.open += 1;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for rec in &page {
+                let d = &rec.discrepancy;
+                let heal = if d.entity == Entity::Refund.as_str() {
+                    d.refund_id.clone().map(Heal::QueryRefund)
+                } else {
+                    d.payment_id.clone().map(Heal::QueryPayment)
+                };
+                let Some(heal) = heal else { continue };
+                let (healed, detail) = heal_one(healer, &heal, d.bill_status.as_deref()).await;
+                let resolution = if healed { "healed" } else { "heal_failed" };
+                self.store
+                    .resolve_discrepancy(&rec.id, resolution, Some(&detail))
+                    .await?;
             }
         }
         Ok(())
     }
 
-    async fn sweep_unmatched(
+    /// The run's discrepancy counts as recorded (by kind, and healed, failed to heal, left
+    /// for a person) and the local side of the day.
+    async fn count(
         &self,
         run: &ReconciliationRun,
-        date: Date,
+        window: DayWindow,
         totals: &mut Totals,
     ) -> Result<(), ReconcileError> {
-        let (from, day_end) = beijing_day_bounds(date);
-        // A bill cannot hold what settled after it was fetched (a same-day run, or a refund
-        // the late payment policy made while healing this very run).
-        let to = day_end.min(run.started_at);
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_unreconciled_payments(&run.account, from, to, after.as_deref(), SWEEP_PAGE)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            let found: Vec<Discrepancy> = page
-                .into_iter()
-                .map(|p| {
-                    let provider_no = p.provider_trade_no.clone();
-                    missing_payment(&local_payment(p), provider_no)
-                })
-                .collect();
-            self.record(run, &[], found, totals).await?;
+        totals.missing_locally = 0;
+        totals.missing_at_provider = 0;
+        totals.amount_mismatch = 0;
+        totals.status_mismatch = 0;
+        totals.healed = 0;
+        totals.heal_failed = 0;
+        totals.open = 0;
+        for (kind, resolution, n) in self.store.count_discrepancies(&run.id).await? {
+            let n = u64::try_from(n).unwrap_or(0);
+            let kinds = [
+                DiscrepancyKind::MissingLocally,
+                DiscrepancyKind::MissingAtProvider,
+                DiscrepancyKind::AmountMismatch,
+                DiscrepancyKind::StatusMismatch,
+            ];
+            if let Some(k) = kinds.into_iter().find(|k| k.as_str() == kind) {
+                totals.add_discrepancies(k, n);
+            }
+            match resolution.as_str() {
+                "healed" => totals.healed += n,
+                "heal_failed" => {
+                    totals.heal_failed += n;
+                    totals.open += n;
+                }
+                _ => totals.open += n,
+            }
         }
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .list_unreconciled_refunds(&run.account, from, to, after.as_deref(), SWEEP_PAGE)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            let found: Vec<Discrepancy> = page
-                .into_iter()
-                .map(|r| missing_refund(&local_refund(r)))
-                .collect();
-            self.record(run, &[], found, totals).await?;
-        }
-        let local = self.store.local_day_totals(&run.account, from, to).await?;
+        let local = self
+            .store
+            .local_day_totals(&run.account, window.from, window.to)
+            .await?;
         totals.local_payments = local.payment_count;
         totals.local_payment_amount = local.payment_amount.0;
         totals.local_refunds = local.refund_count;
@@ -376,8 +442,8 @@ impl<'h> Engine<'h> {
 }
 
 /// A heal succeeded when, after the query, the local row agrees with the bill.
-async fn heal_one(healer: &dyn Healer, heal: &Heal, d: &Discrepancy) -> (bool, String) {
-    let bill_paid = d.bill_status.as_deref() == Some("SUCCESS");
+async fn heal_one(healer: &dyn Healer, heal: &Heal, bill_status: Option<&str>) -> (bool, String) {
+    let bill_paid = bill_status == Some(paybridge_store::BILL_SUCCESS);
     match heal {
         Heal::QueryPayment(id) => match healer.heal_payment(id).await {
             Ok(s) => {

@@ -96,20 +96,17 @@ impl BillLine {
         })
     }
 
-    pub fn from_wechat(r: &TradeBillRecord) -> Result<BillLine, ReconcileError> {
-        let out_trade_no = r.out_trade_no.clone().ok_or_else(|| {
+    pub fn from_wechat(r: TradeBillRecord) -> Result<BillLine, ReconcileError> {
+        let out_trade_no = r.out_trade_no.ok_or_else(|| {
             ReconcileError::Bill(format!(
                 "WeChat row at {} has no merchant order number",
                 r.trade_time.as_deref().unwrap_or("?")
             ))
         })?;
         // Payment rows carry "0" in the refund number columns.
-        let refund_no = r
-            .out_refund_no
-            .clone()
-            .filter(|n| n != "0" && !n.is_empty());
+        let refund_no = r.out_refund_no.filter(|n| n != "0" && !n.is_empty());
         let fee = r.service_fee.unwrap_or(Fen(0));
-        let provider_trade_no = r.transaction_id.clone().unwrap_or_default();
+        let provider_trade_no = r.transaction_id.unwrap_or_default();
         Ok(match refund_no {
             Some(no) => BillLine {
                 kind: LineKind::Refund,
@@ -124,9 +121,10 @@ impl BillLine {
                     .0
                     .saturating_abs()),
                 fee,
-                status: match r.refund_status.as_deref() {
-                    None | Some("SUCCESS") => BillStatus::Success,
-                    Some(other) => BillStatus::Other(other.to_string()),
+                status: match r.refund_status {
+                    None => BillStatus::Success,
+                    Some(s) if s == "SUCCESS" => BillStatus::Success,
+                    Some(other) => BillStatus::Other(other),
                 },
             },
             None => BillLine {
@@ -136,9 +134,9 @@ impl BillLine {
                 out_refund_no: None,
                 amount: r.order_total.or(r.settlement_total).unwrap_or(Fen(0)),
                 fee,
-                status: match r.trade_state.as_deref() {
-                    Some("SUCCESS") => BillStatus::Success,
-                    other => BillStatus::Other(other.unwrap_or("").to_string()),
+                status: match r.trade_state {
+                    Some(s) if s == "SUCCESS" => BillStatus::Success,
+                    other => BillStatus::Other(other.unwrap_or_default()),
                 },
             },
         })

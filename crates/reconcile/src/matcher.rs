@@ -1,5 +1,7 @@
-//! The matching rules, pure: no I/O, no clock. The engine feeds them one batch of bill lines at
-//! a time with the local rows looked up for that batch, so memory is bounded by the batch.
+//! The matching rules, pure: no I/O, no clock. [`classify_payment`] and [`classify_refund`] are
+//! the one definition of what differs; the engine hands them to the store as a table
+//! ([`match_rules`]) which the store's set-based matching turns into SQL, and
+//! [`reconcile_all`] applies them to rows at hand (tests, tools).
 //!
 //! A payment row that says paid while the local payment is not (pending, or closed: a late
 //! payment) is healable: an active query shows the provider's state and the gateway applies it.
@@ -8,7 +10,8 @@
 use std::collections::HashMap;
 
 use paybridge_core::{Fen, PaymentStatus, RefundStatus};
-use serde::Serialize;
+use paybridge_store::MatchRule;
+use serde::{Deserialize, Serialize};
 
 use crate::line::{BillLine, BillStatus, LineKind};
 
@@ -301,8 +304,73 @@ pub fn missing_refund(r: &LocalRefund) -> Discrepancy {
     }
 }
 
+/// [`classify_payment`] and [`classify_refund`] as a table: for each bill status (success or
+/// not), local status and amount comparison, the discrepancy it makes, if any. A bill row with
+/// no local row is always `missing_locally`.
+pub fn match_rules() -> Vec<MatchRule> {
+    let mut rules = Vec::new();
+    let line = |refund: bool, success: bool| BillLine {
+        kind: if refund {
+            LineKind::Refund
+        } else {
+            LineKind::Payment
+        },
+        out_trade_no: "o".into(),
+        provider_trade_no: String::new(),
+        out_refund_no: refund.then(|| "r".to_string()),
+        amount: Fen(100),
+        fee: Fen(0),
+        status: if success {
+            BillStatus::Success
+        } else {
+            BillStatus::Other("OTHER".into())
+        },
+    };
+    let mut push = |refund, bill_success, amounts_equal, local_status, d: Option<Discrepancy>| {
+        if let Some(d) = d {
+            rules.push(MatchRule {
+                refund,
+                bill_success,
+                amounts_equal,
+                local_status,
+                kind: d.kind.as_str(),
+                healable: d.heal.is_some(),
+            });
+        }
+    };
+    for success in [true, false] {
+        for equal in [true, false] {
+            let amount = Fen(if equal { 100 } else { 101 });
+            for status in PaymentStatus::ALL {
+                let local = LocalPayment {
+                    id: "p".into(),
+                    out_trade_no: "o".into(),
+                    amount,
+                    status: *status,
+                };
+                let d = classify_payment(&line(false, success), Some(&local));
+                push(false, success, equal, status.as_str(), d);
+            }
+            for status in RefundStatus::ALL {
+                let local = LocalRefund {
+                    id: "r".into(),
+                    payment_id: "p".into(),
+                    out_trade_no: "o".into(),
+                    out_refund_no: "r".into(),
+                    amount,
+                    status: *status,
+                };
+                let d = classify_refund(&line(true, success), Some(&local));
+                push(true, success, equal, status.as_str(), d);
+            }
+        }
+    }
+    rules
+}
+
 /// Counts and fen sums of a run; serialized into the run's `totals`.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Totals {
     pub bill_rows: u64,
     pub bill_payments: u64,
@@ -346,11 +414,15 @@ impl Totals {
     }
 
     pub fn add_discrepancy(&mut self, d: &Discrepancy) {
-        match d.kind {
-            DiscrepancyKind::MissingLocally => self.missing_locally += 1,
-            DiscrepancyKind::MissingAtProvider => self.missing_at_provider += 1,
-            DiscrepancyKind::AmountMismatch => self.amount_mismatch += 1,
-            DiscrepancyKind::StatusMismatch => self.status_mismatch += 1,
+        self.add_discrepancies(d.kind, 1);
+    }
+
+    pub fn add_discrepancies(&mut self, kind: DiscrepancyKind, n: u64) {
+        match kind {
+            DiscrepancyKind::MissingLocally => self.missing_locally += n,
+            DiscrepancyKind::MissingAtProvider => self.missing_at_provider += n,
+            DiscrepancyKind::AmountMismatch => self.amount_mismatch += n,
+            DiscrepancyKind::StatusMismatch => self.status_mismatch += n,
         }
     }
 

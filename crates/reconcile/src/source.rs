@@ -3,13 +3,15 @@
 
 use std::io::{BufRead, BufReader, Cursor, Read, Seek};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use paybridge_alipay::bill::BillReader as AlipayReader;
 use paybridge_alipay::client::AlipayClient;
 use paybridge_alipay::request::CallOptions;
+use paybridge_crypto::Sha256Stream;
 use paybridge_http::Transport;
-use paybridge_wechatpay::bill::{parse_bill_count, BillReader as WechatReader, TradeBillRecord};
+use paybridge_wechatpay::bill::{parse_bill_count, BillReader as WechatReader, TradeBillLayout};
 use paybridge_wechatpay::v2::client::V2Client;
 use paybridge_wechatpay::v2::error::V2Error;
 use paybridge_wechatpay::v3::{V3Client, V3Error};
@@ -19,11 +21,13 @@ use crate::engine::dashed;
 use crate::line::BillLine;
 use crate::ReconcileError;
 
-/// Bill bytes: as downloaded, or a file (a saved download, a generated benchmark bill).
+/// Bill bytes: as downloaded, or a file (a saved download, a generated benchmark bill, or a
+/// download streamed to a temporary file, removed when the last clone is dropped).
 #[derive(Debug, Clone)]
 pub enum BillBytes {
     Memory(Vec<u8>),
     File(PathBuf),
+    Temp(Arc<tempfile::NamedTempFile>),
 }
 
 /// A bill in its provider's format.
@@ -41,22 +45,93 @@ fn open_file(path: &PathBuf) -> Result<std::fs::File, ReconcileError> {
     std::fs::File::open(path).map_err(|e| ReconcileError::Bill(format!("{}: {e}", path.display())))
 }
 
+/// What reading a whole bill found besides its rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillRead {
+    pub rows: u64,
+    /// SHA-256 (hex) of the bill's bytes: the ZIP for Alipay, the text for WeChat Pay; `None`
+    /// for [`BillFile::Empty`].
+    pub sha256: Option<String>,
+}
+
+/// Hashes what passes through it, so a streamed bill is digested in the same read as it is
+/// parsed.
+struct Hashing<'a, R> {
+    inner: R,
+    hash: &'a mut Sha256Stream,
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn digest_of(bytes: &[u8]) -> String {
+    let mut h = Sha256Stream::default();
+    h.update(bytes);
+    h.finish_hex()
+}
+
 impl BillFile {
     /// Streams every row as a [`BillLine`] to `f`, checking the bill's own row counts at the
-    /// end. Blocking (file and decompression I/O): run it on a blocking thread.
+    /// end, and digests the bill on the way. Blocking (file and decompression I/O): run it on a
+    /// blocking thread.
     pub fn for_each_line(
         self,
         mut f: impl FnMut(BillLine) -> Result<(), ReconcileError>,
-    ) -> Result<u64, ReconcileError> {
-        match self {
-            BillFile::AlipayZip(BillBytes::Memory(b)) => alipay_lines(Cursor::new(b), &mut f),
-            BillFile::AlipayZip(BillBytes::File(p)) => alipay_lines(open_file(&p)?, &mut f),
-            BillFile::WechatText(BillBytes::Memory(b)) => wechat_lines(Cursor::new(b), &mut f),
-            BillFile::WechatText(BillBytes::File(p)) => {
-                wechat_lines(BufReader::with_capacity(1 << 16, open_file(&p)?), &mut f)
+    ) -> Result<BillRead, ReconcileError> {
+        let (rows, sha256) = match self {
+            BillFile::AlipayZip(BillBytes::Memory(b)) => {
+                let digest = digest_of(&b);
+                (alipay_lines(Cursor::new(b), &mut f)?, digest)
             }
-            BillFile::Empty => Ok(0),
-        }
+            BillFile::AlipayZip(BillBytes::Temp(t)) => {
+                return BillFile::AlipayZip(BillBytes::File(t.path().to_path_buf()))
+                    .for_each_line(f)
+            }
+            BillFile::WechatText(BillBytes::Temp(t)) => {
+                return BillFile::WechatText(BillBytes::File(t.path().to_path_buf()))
+                    .for_each_line(f)
+            }
+            BillFile::AlipayZip(BillBytes::File(p)) => {
+                // A ZIP is read from its end (the central directory): digest it in a pass of
+                // its own (it is small, ~9 MB per million rows).
+                let mut hash = Sha256Stream::default();
+                let mut reader = Hashing {
+                    inner: open_file(&p)?,
+                    hash: &mut hash,
+                };
+                std::io::copy(&mut reader, &mut std::io::sink())
+                    .map_err(|e| ReconcileError::Bill(format!("{}: {e}", p.display())))?;
+                (alipay_lines(open_file(&p)?, &mut f)?, hash.finish_hex())
+            }
+            BillFile::WechatText(BillBytes::Memory(b)) => {
+                let digest = digest_of(&b);
+                (wechat_lines(Cursor::new(b), &mut f)?, digest)
+            }
+            BillFile::WechatText(BillBytes::File(p)) => {
+                let mut hash = Sha256Stream::default();
+                let reader = Hashing {
+                    inner: open_file(&p)?,
+                    hash: &mut hash,
+                };
+                let rows = wechat_lines(BufReader::with_capacity(1 << 16, reader), &mut f)?;
+                (rows, hash.finish_hex())
+            }
+            BillFile::Empty => {
+                return Ok(BillRead {
+                    rows: 0,
+                    sha256: None,
+                })
+            }
+        };
+        Ok(BillRead {
+            rows,
+            sha256: Some(sha256),
+        })
     }
 }
 
@@ -116,12 +191,14 @@ fn wechat_lines<R: BufRead>(
     f: &mut impl FnMut(BillLine) -> Result<(), ReconcileError>,
 ) -> Result<u64, ReconcileError> {
     let mut reader = WechatReader::new(input).map_err(|e| ReconcileError::Bill(e.to_string()))?;
+    let layout = TradeBillLayout::new(reader.columns());
     let mut rows = 0u64;
     for row in reader.by_ref() {
         let row = row.map_err(|e| ReconcileError::Bill(e.to_string()))?;
-        let record =
-            TradeBillRecord::from_row(&row).map_err(|e| ReconcileError::Bill(e.to_string()))?;
-        f(BillLine::from_wechat(&record)?)?;
+        let record = layout
+            .take_record(row)
+            .map_err(|e| ReconcileError::Bill(e.to_string()))?;
+        f(BillLine::from_wechat(record)?)?;
         rows += 1;
     }
     let declared = reader
@@ -140,6 +217,16 @@ fn wechat_lines<R: BufRead>(
 #[async_trait]
 pub trait BillSource: Send + Sync {
     async fn download(&self, date: Date) -> Result<BillFile, ReconcileError>;
+}
+
+/// A bill already at hand (a saved download) as a source: every "download" is that bill.
+pub struct SavedBill(pub BillFile);
+
+#[async_trait]
+impl BillSource for SavedBill {
+    async fn download(&self, _date: Date) -> Result<BillFile, ReconcileError> {
+        Ok(self.0.clone())
+    }
 }
 
 fn download_error(date: Date, e: impl std::fmt::Display) -> ReconcileError {
@@ -200,8 +287,15 @@ impl<T: Transport + Send + Sync + 'static> BillSource for WechatV3Bills<T> {
             "ALL",
             true,
         );
-        match self.client.download_bill(&request, true).await {
-            Ok(text) => Ok(BillFile::WechatText(BillBytes::Memory(text))),
+        // Decompressed and SHA-1 checked into a temporary file as it arrives: a million-row bill
+        // is ~150 MB of text.
+        let mut file = tempfile::NamedTempFile::new().map_err(|e| download_error(date, e))?;
+        match self
+            .client
+            .download_bill_into(&request, true, &mut file)
+            .await
+        {
+            Ok(_) => Ok(BillFile::WechatText(BillBytes::Temp(Arc::new(file)))),
             // APIv3's answer for a day without transactions.
             Err(V3Error::Api { code, .. }) if code == "NO_STATEMENT_EXIST" => Ok(BillFile::Empty),
             Err(e) => Err(download_error(date, e)),

@@ -350,3 +350,104 @@ async fn a_truncated_or_foreign_bill_fails_the_run_and_says_why() {
         .all(|r| r.state == "failed" && r.error.is_some()));
     assert!(parse_bill_date("2027-13-01").is_err());
 }
+
+/// The store's SQL is written from the matcher's rules: for every payment status a payment can
+/// be put in here, a success or other bill row, equal or unequal amounts, the set-based match
+/// finds exactly what `classify_payment` says (kind and whether it heals).
+#[tokio::test]
+async fn the_database_matches_as_the_rules_say() {
+    use paybridge_reconcile::line::{BillLine, BillStatus, LineKind};
+    use paybridge_reconcile::match_rules;
+    use paybridge_reconcile::matcher::{classify_payment, LocalPayment};
+    use paybridge_store::{BillRow, DayWindow};
+    use PaymentStatus::*;
+    for db in dbs("reconcile_rules").await {
+        let store = db.open().await;
+        let paths: [(PaymentStatus, &[PaymentStatus]); 5] = [
+            (Created, &[]),
+            (Pending, &[Pending]),
+            (Paid, &[Pending, Paid]),
+            (Closed, &[Pending, Closed]),
+            (Failed, &[Pending, Failed]),
+        ];
+        let mut rows = Vec::new();
+        let mut want = Vec::new();
+        for (status, path) in paths {
+            for success in [true, false] {
+                for equal in [true, false] {
+                    let no = format!("{status}-{success}-{equal}");
+                    payment(&store, &no, 100, path).await;
+                    let line = BillLine {
+                        kind: LineKind::Payment,
+                        out_trade_no: no.clone(),
+                        provider_trade_no: format!("T{no}"),
+                        out_refund_no: None,
+                        amount: Fen(if equal { 100 } else { 101 }),
+                        fee: Fen(0),
+                        status: if success {
+                            BillStatus::Success
+                        } else {
+                            BillStatus::Other("REVOKED".into())
+                        },
+                    };
+                    let local = LocalPayment {
+                        id: String::new(),
+                        out_trade_no: no.clone(),
+                        amount: Fen(100),
+                        status,
+                    };
+                    if let Some(d) = classify_payment(&line, Some(&local)) {
+                        want.push((no.clone(), d.kind.as_str().to_string(), d.heal.is_some()));
+                    }
+                    rows.push(BillRow {
+                        refund: false,
+                        out_trade_no: no,
+                        out_refund_no: None,
+                        provider_trade_no: line.provider_trade_no.clone(),
+                        amount: line.amount,
+                        status: line.status.as_str().to_string().into(),
+                    });
+                }
+            }
+        }
+        let run = store.start_reconciliation(ACCOUNT, DAY).await.unwrap();
+        // A window that holds none of the books: only the bill's side is compared.
+        let window = DayWindow {
+            from: 0,
+            to: 1,
+            day_end: i64::MAX,
+        };
+        let mut stage = store.stage_bill(ACCOUNT).await.unwrap();
+        stage.load(&rows).await.unwrap();
+        stage.loaded().await.unwrap();
+        let counts = stage
+            .find_discrepancies(&match_rules(), window)
+            .await
+            .unwrap();
+        let totals = serde_json::json!({});
+        let matched = paybridge_store::RunMatched {
+            rows_read: stage.rows(),
+            bill_sha256: None,
+            totals: &totals,
+        };
+        stage
+            .record(&store, &run, window, &counts, matched)
+            .await
+            .unwrap();
+        stage.close().await.unwrap();
+        let mut got: Vec<(String, String, bool)> = store
+            .list_discrepancies(&run.id, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let d = r.discrepancy;
+                (d.out_trade_no, d.kind, d.healable)
+            })
+            .collect();
+        got.sort();
+        want.sort();
+        assert!(!want.is_empty());
+        assert_eq!(got, want, "{}", db.label);
+    }
+}

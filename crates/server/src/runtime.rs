@@ -76,17 +76,9 @@ async fn shed_response(err: tower::BoxError) -> Response {
     }
 }
 
-/// A reconciliation reads and matches a whole day's bill, which may take longer than any
-/// merchant call (a million rows ~40 s, BENCHMARKS.md); cutting it off would leave the run
-/// half done. The header, body and connection limits still bound what its client sends.
-fn runs_unbounded(req: &Request) -> bool {
-    req.method() == axum::http::Method::POST && req.uri().path() == "/v1/reconciliations"
-}
-
+/// Every request has the deadline: a reconciliation is queued and answered at once, its
+/// work done by a job.
 async fn request_deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    if runs_unbounded(&req) {
-        return next.run(req).await;
-    }
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {

@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::jobs::JobKind;
+use crate::service::jobs::{GENERAL_QUEUE, RECONCILE_QUEUE};
 use crate::service::Gateway;
 use crate::webhook::DELIVERY_LEASE_MS;
 
@@ -23,7 +23,8 @@ pub struct WorkerLimits {
     pub poll: Duration,
     /// Jobs (queries, expiries, refunds, recoveries...) in flight per instance.
     pub jobs: usize,
-    /// Daily reconciliations in flight per instance (each downloads and walks a whole bill).
+    /// Reconciliations (daily, or asked for) in flight per instance (each downloads and walks a
+    /// whole bill).
     pub reconciliations: usize,
     /// Webhook deliveries in flight per instance...
     pub deliveries: usize,
@@ -57,14 +58,14 @@ impl Workers {
         pools.spawn(key_refresh(gw.clone(), cancel.clone()));
         pools.spawn(job_pool(
             gw.clone(),
-            KindFilter::Except(JobKind::Reconcile.as_str()),
+            GENERAL_QUEUE,
             limits.jobs,
             limits.poll,
             cancel.clone(),
         ));
         pools.spawn(job_pool(
             gw.clone(),
-            KindFilter::Only(JobKind::Reconcile.as_str()),
+            RECONCILE_QUEUE,
             limits.reconciliations,
             limits.poll,
             cancel.clone(),
@@ -125,7 +126,7 @@ async fn job_pool(
 ) {
     let slots = Arc::new(Semaphore::new(slots.max(1)));
     let mut running = JoinSet::new();
-    if matches!(filter, KindFilter::Except(_)) {
+    if filter == GENERAL_QUEUE {
         if let Err(e) = gw.ensure_recurring_jobs().await {
             tracing::error!(error = %e, "cannot schedule the recurring jobs");
         }

@@ -20,6 +20,7 @@ use paybridge_sandbox::{
     Discrepancy, DiscrepancyKind, DropFault, Faults, ManualClock, Sandbox, SandboxConfig,
     StartOptions, SystemClock,
 };
+use paybridge_server::service::jobs::RECONCILE_QUEUE;
 use paybridge_server::service::reconcile::{beijing_date, LatePaymentPolicy};
 use paybridge_store::{PaymentPatch, Store, StoreOptions};
 use serde_json::{json, Value};
@@ -137,7 +138,8 @@ impl World {
         beijing_date(self.sb.now()).unwrap().to_string()
     }
 
-    async fn reconcile(&self, account: &str) -> Value {
+    /// `POST /v1/reconciliations`: the run, queued.
+    async fn queue(&self, account: &str) -> Value {
         let (status, run, _) = post(
             &self.inst.base,
             "/v1/reconciliations",
@@ -146,7 +148,30 @@ impl World {
             &json!({"account": account, "date": self.today()}),
         )
         .await;
-        assert_eq!(status, 201, "{account}: {run}");
+        assert_eq!(status, 202, "{account}: {run}");
+        assert_eq!(run["state"], "queued", "{account}: {run}");
+        assert_eq!(run["rows_read"], 0, "{account}: {run}");
+        run
+    }
+
+    /// A run queued, its job run by the reconciliation pool, then the run as `GET` shows it.
+    async fn reconcile(&self, account: &str) -> Value {
+        let queued = self.queue(account).await;
+        let gw = &self.inst.gw;
+        assert_eq!(
+            gw.run_jobs_of_once(gw.now_ms(), 10, RECONCILE_QUEUE)
+                .await
+                .unwrap(),
+            1,
+            "{account}: one run queued"
+        );
+        let (status, run) = get(
+            &self.inst.base,
+            &format!("/v1/reconciliations/{}", queued["id"].as_str().unwrap()),
+            &self.keys.sandbox_read,
+        )
+        .await;
+        assert_eq!(status, 200, "{account}: {run}");
         run
     }
 }
@@ -250,6 +275,15 @@ async fn sandbox_bill_discrepancies_are_all_reported_and_the_safe_ones_healed() 
 
             let run = w.reconcile(account).await;
             assert_eq!(run["state"], "completed", "{label}: {run}");
+            // Six bill rows (OKAY, its refund, AMNT, STAT, LOST, EXTRA; MISS left out), all
+            // but EXTRA with their local row; the bill's digest recorded.
+            assert_eq!(run["rows_read"], 6, "{label}: {run}");
+            assert_eq!(run["rows_matched"], 5, "{label}: {run}");
+            assert_eq!(
+                run["bill_sha256"].as_str().map(str::len),
+                Some(64),
+                "{label}"
+            );
             let s = |x: &str| x.to_string();
             assert_eq!(
                 summary(&run),
@@ -690,11 +724,19 @@ async fn every_route_and_response_body_matches_the_openapi_document() {
     )
     .await;
     assert_matches(&doc, "post", "/v1/payments/{id}/close", s, &closed);
-    let run = w.reconcile(ALIPAY).await;
-    assert_matches(&doc, "post", "/v1/reconciliations", 201, &run);
-    let run_id = run["id"].as_str().unwrap();
+    let queued = w.queue(ALIPAY).await;
+    assert_matches(&doc, "post", "/v1/reconciliations", 202, &queued);
+    let run_id = queued["id"].as_str().unwrap();
     let (s, shown) = get(base, &format!("/v1/reconciliations/{run_id}"), key).await;
     assert_matches(&doc, "get", "/v1/reconciliations/{id}", s, &shown);
+    w.inst
+        .gw
+        .run_jobs_of_once(w.inst.gw.now_ms(), 10, RECONCILE_QUEUE)
+        .await
+        .unwrap();
+    let (s, done) = get(base, &format!("/v1/reconciliations/{run_id}"), key).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_matches(&doc, "get", "/v1/reconciliations/{id}", s, &done);
     let unpaid = w.create(ALIPAY, "OAPI0002", 500, 3600).await;
     let uid = unpaid["id"].as_str().unwrap();
     let (s, closed, _) = post(

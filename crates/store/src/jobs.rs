@@ -117,6 +117,9 @@ pub enum KindFilter<'a> {
     All,
     Only(&'a str),
     Except(&'a str),
+    /// Kinds starting with this prefix (`reconcile.`: a queue's family of kinds).
+    Family(&'a str),
+    ExceptFamily(&'a str),
 }
 
 const JOB_COLS: &str = "id, kind, dedup_key, payment_id, refund_id, payload, state, run_at, \
@@ -254,17 +257,20 @@ impl Store {
         lease_ms: i64,
         filter: KindFilter<'_>,
     ) -> Result<Vec<Job>> {
-        let (kind, equal) = match filter {
-            KindFilter::All => (None, true),
-            KindFilter::Only(k) => (Some(k), true),
-            KindFilter::Except(k) => (Some(k), false),
+        let (kind, equal, exact) = match filter {
+            KindFilter::All => (None, true, true),
+            KindFilter::Only(k) => (Some(k), true, true),
+            KindFilter::Except(k) => (Some(k), false, true),
+            KindFilter::Family(k) => (Some(k), true, false),
+            KindFilter::ExceptFamily(k) => (Some(k), false, false),
         };
         let rows: Vec<JobRow> = with_pool!(self, |pool, d| {
             let sql = format!(
                 "WITH picked AS MATERIALIZED (SELECT id AS picked_id FROM jobs WHERE \
                    ((state = 'scheduled' AND run_at <= $2) OR \
                    (state = 'running' AND lease_until <= $2)) \
-                   AND ($5 IS NULL OR (kind = $5) = $6) \
+                   AND ($5 IS NULL OR (CASE WHEN $7 THEN kind = $5 \
+                     ELSE substr(kind, 1, length($5)) = $5 END) = $6) \
                    ORDER BY run_at, id LIMIT $4{}) \
                  UPDATE jobs SET state = 'running', lease_owner = $1, lease_until = $2 + $3, \
                  attempts = attempts + 1, updated_at = $2 \
@@ -280,6 +286,7 @@ impl Store {
                 .bind(crate::model::clamp_limit(limit))
                 .bind(kind)
                 .bind(equal)
+                .bind(exact)
                 .fetch_all(&mut *tx)
                 .await?;
             tx.commit().await?;

@@ -92,6 +92,7 @@ mod jobs;
 mod model;
 mod payments;
 mod provider_calls;
+mod recon_stage;
 mod reconcile;
 mod refunds;
 mod work;
@@ -118,9 +119,11 @@ pub use jobs::{Job, JobState, KindFilter, NewJob, Scheduled, TimelineEntry};
 pub use model::{Audit, AuditEntry, Page};
 pub use payments::{NewPayment, Payment, PaymentFilter, PaymentPatch};
 pub use provider_calls::{NewProviderCall, ProviderCall};
-pub use reconcile::{
-    DiscrepancyRecord, LocalDayTotals, NewDiscrepancy, ReconRefund, ReconciliationRun,
+pub use recon_stage::{
+    BillRow, BillStage, DayWindow, MatchCounts, MatchRule, RunMatched, BILL_SUCCESS,
+    MISSING_AT_PROVIDER, MISSING_LOCALLY,
 };
+pub use reconcile::{DiscrepancyRecord, LocalDayTotals, NewDiscrepancy, ReconciliationRun};
 pub use refunds::{NewRefund, Refund, RefundPatch};
 pub use work::{
     BeginPayment, BeginRefund, EventSpec, KeyClaim, KeyFinish, KeyLock, KeyState, PaymentApplied,

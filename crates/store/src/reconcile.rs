@@ -1,19 +1,17 @@
-//! Reconciliation runs, their discrepancies, and the batch lookups the matcher needs: local
-//! payments and refunds by merchant number, a batch at a time, and the day's local rows no bill
-//! row matched (keyset pages), so a bill of any size is reconciled in bounded memory.
+//! Reconciliation runs (queued, running with progress, finished) and their discrepancies. The
+//! matching itself is set-based, in [`crate::recon_stage`].
 
 use paybridge_core::{Fen, PaymentStatus, RefundStatus};
 use serde_json::Value;
 use sqlx::types::Json;
 
 use crate::db::{in_list, with_pool};
-use crate::error::{Result, StoreError};
-use crate::model::{clamp_limit, parse};
-use crate::payments::{payment_select, PaymentRow};
-use crate::{Payment, Store};
+use crate::error::Result;
+use crate::model::clamp_limit;
+use crate::Store;
 
 /// Statuses of a payment whose money arrived (what a bill's payment row confirms).
-const SETTLED_PAYMENT: [PaymentStatus; 3] = [
+pub(crate) const SETTLED_PAYMENT: [PaymentStatus; 3] = [
     PaymentStatus::Paid,
     PaymentStatus::PartiallyRefunded,
     PaymentStatus::Refunded,
@@ -26,25 +24,41 @@ pub struct ReconciliationRun {
     pub account: String,
     /// `YYYY-MM-DD` (the provider's day, Beijing time).
     pub bill_date: String,
-    /// `running`, `completed` or `failed`.
+    /// `queued`, `running`, `completed` or `failed`.
     pub state: String,
     /// Counts and fen sums written by the engine.
     pub totals: Value,
     pub error: Option<String>,
+    /// When the run was asked for.
+    pub created_at: i64,
+    /// When its work began (the creation time until then).
     pub started_at: i64,
     pub finished_at: Option<i64>,
+    /// Bill rows read so far.
+    pub rows_read: i64,
+    /// Bill rows that found their local payment or refund (with or without a difference).
+    pub rows_matched: i64,
+    /// SHA-256 (hex) of the bill as read.
+    pub bill_sha256: Option<String>,
+    /// When the discrepancies were recorded; healing follows.
+    pub matched_at: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
-struct RunRow {
+pub(crate) struct RunRow {
     id: String,
     account: String,
     bill_date: String,
     state: String,
     totals: Json<Value>,
     error: Option<String>,
+    created_at: i64,
     started_at: i64,
     finished_at: Option<i64>,
+    rows_read: i64,
+    rows_matched: i64,
+    bill_sha256: Option<String>,
+    matched_at: Option<i64>,
 }
 
 impl From<RunRow> for ReconciliationRun {
@@ -56,13 +70,19 @@ impl From<RunRow> for ReconciliationRun {
             state: r.state,
             totals: r.totals.0,
             error: r.error,
+            created_at: r.created_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            rows_read: r.rows_read,
+            rows_matched: r.rows_matched,
+            bill_sha256: r.bill_sha256,
+            matched_at: r.matched_at,
         }
     }
 }
 
-const RUN_COLS: &str = "id, account, bill_date, state, totals, error, started_at, finished_at";
+pub(crate) const RUN_COLS: &str = "id, account, bill_date, state, totals, error, created_at, \
+    started_at, finished_at, rows_read, rows_matched, bill_sha256, matched_at";
 
 /// A discrepancy to record.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,54 +172,10 @@ impl From<DiscrepancyRow> for DiscrepancyRecord {
     }
 }
 
-const DISCREPANCY_COLS: &str = "id, run_id, account, bill_date, kind, entity, out_trade_no, \
+pub(crate) const DISCREPANCY_COLS: &str =
+    "id, run_id, account, bill_date, kind, entity, out_trade_no, \
     out_refund_no, payment_id, refund_id, provider_trade_no, bill_amount, local_amount, \
     bill_status, local_status, healable, resolution, detail, created_at, updated_at";
-
-/// The fields of a local refund reconciliation compares, with its payment's merchant number.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReconRefund {
-    pub id: String,
-    pub payment_id: String,
-    pub out_trade_no: String,
-    pub out_refund_no: String,
-    pub amount: Fen,
-    pub status: RefundStatus,
-    pub provider_refund_no: Option<String>,
-    pub succeeded_at: Option<i64>,
-}
-
-#[derive(sqlx::FromRow)]
-struct ReconRefundRow {
-    id: String,
-    payment_id: String,
-    out_trade_no: String,
-    out_refund_no: String,
-    amount: i64,
-    status: String,
-    provider_refund_no: Option<String>,
-    succeeded_at: Option<i64>,
-}
-
-impl TryFrom<ReconRefundRow> for ReconRefund {
-    type Error = StoreError;
-    fn try_from(r: ReconRefundRow) -> Result<Self> {
-        Ok(ReconRefund {
-            status: parse("refund status", &r.status)?,
-            id: r.id,
-            payment_id: r.payment_id,
-            out_trade_no: r.out_trade_no,
-            out_refund_no: r.out_refund_no,
-            amount: Fen(r.amount),
-            provider_refund_no: r.provider_refund_no,
-            succeeded_at: r.succeeded_at,
-        })
-    }
-}
-
-const RECON_REFUND_SELECT: &str = "SELECT r.id, r.payment_id, p.out_trade_no, r.out_refund_no, \
-    r.amount, r.status, r.provider_refund_no, r.succeeded_at \
-    FROM refunds r JOIN payments p ON p.id = r.payment_id";
 
 /// Local counts and fen sums of one account's day (payments by `paid_at`, refunds by
 /// `succeeded_at`), the local side of a run's totals.
@@ -211,50 +187,87 @@ pub struct LocalDayTotals {
     pub refund_amount: Fen,
 }
 
-/// `$first, $first+1, ...` for `n` values.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Batches stay under every engine's bound-parameter limit.
-const MAX_BATCH: usize = 1000;
-
-fn check_batch(n: usize) -> Result<()> {
-    if n > MAX_BATCH {
-        return Err(StoreError::Invalid(format!(
-            "batch of {n} exceeds {MAX_BATCH} rows"
-        )));
-    }
-    Ok(())
-}
-
 impl Store {
-    /// Opens a run in state `running`.
+    /// Opens a run in state `running` (the CLI and direct callers, which do the work at once).
     pub async fn start_reconciliation(
         &self,
         account: &str,
         bill_date: &str,
     ) -> Result<ReconciliationRun> {
+        self.insert_run(account, bill_date, "running").await
+    }
+
+    /// Records a run asked for through the API, in state `queued`: a job does the work.
+    pub async fn queue_reconciliation(
+        &self,
+        account: &str,
+        bill_date: &str,
+    ) -> Result<ReconciliationRun> {
+        self.insert_run(account, bill_date, "queued").await
+    }
+
+    async fn insert_run(
+        &self,
+        account: &str,
+        bill_date: &str,
+        state: &str,
+    ) -> Result<ReconciliationRun> {
         let id = crate::new_id("rec");
         let now = self.now_ms();
         let sql = format!(
-            "INSERT INTO reconciliation_runs (id, account, bill_date, state, totals, started_at, \
-             updated_at) VALUES ($1, $2, $3, 'running', $4, $5, $5) RETURNING {RUN_COLS}"
+            "INSERT INTO reconciliation_runs (id, account, bill_date, state, totals, created_at, \
+             started_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $6) RETURNING {RUN_COLS}"
         );
         let row: RunRow = with_pool!(self, |pool, d| {
             sqlx::query_as(&sql)
                 .bind(&id)
                 .bind(account)
                 .bind(bill_date)
+                .bind(state)
                 .bind(Json(serde_json::json!({})))
                 .bind(now)
                 .fetch_one(pool)
                 .await?
         });
         Ok(row.into())
+    }
+
+    /// Moves a queued run to `running` and stamps `started_at`: its job begins. A run already
+    /// `running` (its previous job's lease lapsed) is handed over as it is, so the new job
+    /// resumes it (healing, when its discrepancies were recorded). `None` when the run is
+    /// finished or unknown.
+    pub async fn begin_reconciliation(&self, id: &str) -> Result<Option<ReconciliationRun>> {
+        let now = self.now_ms();
+        let sql = format!(
+            "UPDATE reconciliation_runs SET state = 'running', \
+             started_at = CASE WHEN state = 'queued' THEN $1 ELSE started_at END, updated_at = $1 \
+             WHERE id = $2 AND state IN ('queued', 'running') RETURNING {RUN_COLS}"
+        );
+        let row: Option<RunRow> = with_pool!(self, |pool, d| {
+            sqlx::query_as(&sql)
+                .bind(now)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(Into::into))
+    }
+
+    /// Records how many bill rows a running run has read (its progress while the bill loads).
+    pub async fn record_reconciliation_progress(&self, id: &str, rows_read: i64) -> Result<()> {
+        let now = self.now_ms();
+        with_pool!(self, |pool, d| {
+            sqlx::query(
+                "UPDATE reconciliation_runs SET rows_read = $1, updated_at = $2 \
+                 WHERE id = $3 AND state = 'running'",
+            )
+            .bind(rows_read)
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
     }
 
     /// Closes a run as `completed` (no `error`) or `failed`, with its totals.
@@ -315,114 +328,6 @@ impl Store {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    /// The account's payments with these merchant order numbers (at most 1000 per call).
-    pub async fn find_payments_by_out_trade_nos(
-        &self,
-        account: &str,
-        out_trade_nos: &[String],
-    ) -> Result<Vec<Payment>> {
-        check_batch(out_trade_nos.len())?;
-        if out_trade_nos.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = payment_select(&format!(
-            "account = $1 AND out_trade_no IN ({})",
-            placeholders(2, out_trade_nos.len())
-        ));
-        let rows: Vec<PaymentRow> = with_pool!(self, |pool, d| {
-            let mut q = sqlx::query_as(&sql).bind(account);
-            for no in out_trade_nos {
-                q = q.bind(no);
-            }
-            q.fetch_all(pool).await?
-        });
-        rows.into_iter().map(Payment::try_from).collect()
-    }
-
-    /// The account's refunds with these merchant refund numbers (at most 1000 per call), with
-    /// their payment's merchant order number.
-    pub async fn find_refunds_by_out_refund_nos(
-        &self,
-        account: &str,
-        out_refund_nos: &[String],
-    ) -> Result<Vec<ReconRefund>> {
-        check_batch(out_refund_nos.len())?;
-        if out_refund_nos.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "{RECON_REFUND_SELECT} WHERE r.account = $1 AND r.out_refund_no IN ({})",
-            placeholders(2, out_refund_nos.len())
-        );
-        let rows: Vec<ReconRefundRow> = with_pool!(self, |pool, d| {
-            let mut q = sqlx::query_as(&sql).bind(account);
-            for no in out_refund_nos {
-                q = q.bind(no);
-            }
-            q.fetch_all(pool).await?
-        });
-        rows.into_iter().map(ReconRefund::try_from).collect()
-    }
-
-    /// Records one batch of a run in one transaction: the local rows its bill rows matched and
-    /// its discrepancies (resolution `open`). Returns the discrepancies' ids, in order.
-    pub async fn record_reconciliation_batch(
-        &self,
-        run: &ReconciliationRun,
-        matched_ids: &[String],
-        discrepancies: &[NewDiscrepancy],
-    ) -> Result<Vec<String>> {
-        check_batch(matched_ids.len())?;
-        let now = self.now_ms();
-        let ids: Vec<String> = discrepancies.iter().map(|_| crate::new_id("dsc")).collect();
-        let insert_discrepancy = format!(
-            "INSERT INTO reconciliation_discrepancies ({DISCREPANCY_COLS}) VALUES ($1, $2, $3, \
-             $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'open', NULL, $17, $17)"
-        );
-        let pairs: Vec<String> = (0..matched_ids.len())
-            .map(|i| format!("(${}, $1)", i + 2))
-            .collect();
-        let insert_matches = format!(
-            "INSERT INTO reconciliation_matches (entity_id, run_id) VALUES {} \
-             ON CONFLICT DO NOTHING",
-            pairs.join(", ")
-        );
-        with_pool!(self, |pool, d| {
-            let mut tx = pool.begin_with(d.begin_sql()).await?;
-            if !matched_ids.is_empty() {
-                let mut q = sqlx::query(&insert_matches).bind(&run.id);
-                for id in matched_ids {
-                    q = q.bind(id);
-                }
-                q.execute(&mut *tx).await?;
-            }
-            for (id, x) in ids.iter().zip(discrepancies) {
-                sqlx::query(&insert_discrepancy)
-                    .bind(id)
-                    .bind(&run.id)
-                    .bind(&run.account)
-                    .bind(&run.bill_date)
-                    .bind(&x.kind)
-                    .bind(&x.entity)
-                    .bind(&x.out_trade_no)
-                    .bind(&x.out_refund_no)
-                    .bind(&x.payment_id)
-                    .bind(&x.refund_id)
-                    .bind(&x.provider_trade_no)
-                    .bind(x.bill_amount.map(|f| f.0))
-                    .bind(x.local_amount.map(|f| f.0))
-                    .bind(&x.bill_status)
-                    .bind(&x.local_status)
-                    .bind(x.healable)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        });
-        Ok(ids)
-    }
-
     /// Sets a discrepancy's resolution (`healed`, `heal_failed`, `open`) and its explanation.
     pub async fn resolve_discrepancy(
         &self,
@@ -447,6 +352,44 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// A run's healable discrepancies still `open`, by id after `after`: what healing has
+    /// left to do (all of them on a first pass, the rest when a job resumes the run).
+    pub async fn list_open_healable_discrepancies(
+        &self,
+        run_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DiscrepancyRecord>> {
+        let sql = format!(
+            "SELECT {DISCREPANCY_COLS} FROM reconciliation_discrepancies \
+             WHERE run_id = $1 AND healable AND resolution = 'open' \
+             AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        );
+        let rows: Vec<DiscrepancyRow> = with_pool!(self, |pool, d| {
+            sqlx::query_as(&sql)
+                .bind(run_id)
+                .bind(after)
+                .bind(clamp_limit(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// A run's discrepancies counted by kind and by resolution.
+    pub async fn count_discrepancies(&self, run_id: &str) -> Result<Vec<(String, String, i64)>> {
+        let rows: Vec<(String, String, i64)> = with_pool!(self, |pool, d| {
+            sqlx::query_as(
+                "SELECT kind, resolution, COUNT(*) FROM reconciliation_discrepancies \
+                 WHERE run_id = $1 GROUP BY kind, resolution ORDER BY kind, resolution",
+            )
+            .bind(run_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
     /// A run's discrepancies in recording order, keyset-paginated by id (pass the last id seen).
     pub async fn list_discrepancies(
         &self,
@@ -467,68 +410,6 @@ impl Store {
                 .await?
         });
         Ok(rows.into_iter().map(Into::into).collect())
-    }
-
-    /// The account's settled payments paid in `[from, to)` that no bill row of any run matched,
-    /// by id after `after`: what is missing at the provider once a day's bill is through.
-    pub async fn list_unreconciled_payments(
-        &self,
-        account: &str,
-        from: i64,
-        to: i64,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<Payment>> {
-        let sql = format!(
-            "{} ORDER BY id LIMIT $5",
-            payment_select(&format!(
-                "account = $1 AND paid_at >= $2 AND paid_at < $3 AND status IN ({}) \
-                 AND ($4 IS NULL OR id > $4) AND NOT EXISTS \
-                 (SELECT 1 FROM reconciliation_matches m WHERE m.entity_id = payments.id)",
-                in_list(SETTLED_PAYMENT.iter().map(|s| s.as_str()))
-            ))
-        );
-        let rows: Vec<PaymentRow> = with_pool!(self, |pool, d| {
-            sqlx::query_as(&sql)
-                .bind(account)
-                .bind(from)
-                .bind(to)
-                .bind(after)
-                .bind(clamp_limit(limit))
-                .fetch_all(pool)
-                .await?
-        });
-        rows.into_iter().map(Payment::try_from).collect()
-    }
-
-    /// The account's succeeded refunds of `[from, to)` no bill row matched (see
-    /// [`Store::list_unreconciled_payments`]).
-    pub async fn list_unreconciled_refunds(
-        &self,
-        account: &str,
-        from: i64,
-        to: i64,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<ReconRefund>> {
-        let sql = format!(
-            "{RECON_REFUND_SELECT} WHERE r.account = $1 AND r.succeeded_at >= $2 \
-             AND r.succeeded_at < $3 AND r.status = '{}' AND ($4 IS NULL OR r.id > $4) \
-             AND NOT EXISTS (SELECT 1 FROM reconciliation_matches m WHERE m.entity_id = r.id) \
-             ORDER BY r.id LIMIT $5",
-            RefundStatus::Succeeded.as_str()
-        );
-        let rows: Vec<ReconRefundRow> = with_pool!(self, |pool, d| {
-            sqlx::query_as(&sql)
-                .bind(account)
-                .bind(from)
-                .bind(to)
-                .bind(after)
-                .bind(clamp_limit(limit))
-                .fetch_all(pool)
-                .await?
-        });
-        rows.into_iter().map(ReconRefund::try_from).collect()
     }
 
     /// Moves the lease of a job `owner` is running to `until`: a reconciliation of a large bill

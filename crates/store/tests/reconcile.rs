@@ -1,149 +1,219 @@
-//! Reconciliation bookkeeping on both dialects: runs, batches of matches and discrepancies,
-//! batch lookups, and the day's unmatched local rows in keyset pages.
+//! Reconciliation bookkeeping on both dialects: runs queued and begun, a bill staged and
+//! matched set-based (the yardstick statement agreeing with the recording one), what is
+//! recorded, and the neighbouring-day matches.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use common::{dbs, mark, seed_payment, T0};
 use paybridge_core::{Fen, PaymentStatus};
-use paybridge_store::{NewDiscrepancy, NewJob, StoreError};
+use paybridge_store::{
+    BillRow, DayWindow, MatchRule, NewJob, RunMatched, BILL_SUCCESS, MISSING_AT_PROVIDER,
+    MISSING_LOCALLY,
+};
 
-fn discrepancy(kind: &str, no: &str) -> NewDiscrepancy {
-    NewDiscrepancy {
-        kind: kind.into(),
-        entity: "payment".into(),
+fn row(no: &str, fen: i64) -> BillRow {
+    BillRow {
+        refund: false,
         out_trade_no: no.into(),
         out_refund_no: None,
-        payment_id: None,
-        refund_id: None,
-        provider_trade_no: Some(format!("T{no}")),
-        bill_amount: Some(Fen(100)),
-        local_amount: None,
-        bill_status: Some("SUCCESS".into()),
-        local_status: None,
-        healable: false,
+        provider_trade_no: format!("T{no}"),
+        amount: Fen(fen),
+        status: BILL_SUCCESS.into(),
     }
 }
 
+/// A success row against a paid payment of another amount is the only rule here.
+fn rules() -> Vec<MatchRule> {
+    vec![MatchRule {
+        refund: false,
+        bill_success: true,
+        amounts_equal: false,
+        local_status: "paid",
+        kind: "amount_mismatch",
+        healable: false,
+    }]
+}
+
 #[tokio::test]
-async fn runs_batches_lookups_and_the_unmatched_sweep() {
+async fn runs_a_staged_bill_and_what_its_matching_records() {
     for db in dbs("reconcile_store").await {
         let store = db.open().await;
-        let mut ids = Vec::new();
         for i in 0..25 {
             // One payment a millisecond: paid at T0 + i.
             db.clock.set(T0 + i);
             let p = seed_payment(&store, "acct", &format!("N{i:03}"), 100 + i).await;
             mark(&store, &p.id, PaymentStatus::Pending).await;
             mark(&store, &p.id, PaymentStatus::Paid).await;
-            ids.push(p.id);
         }
-        let nos: Vec<String> = (0..30).map(|i| format!("N{i:03}")).collect();
-        let found = store
-            .find_payments_by_out_trade_nos("acct", &nos)
+        let queued = store
+            .queue_reconciliation("acct", "2027-01-15")
             .await
             .unwrap();
-        assert_eq!(found.len(), 25, "{}", db.label);
-        assert!(store
-            .find_payments_by_out_trade_nos("other", &nos)
+        assert_eq!(queued.state, "queued");
+        db.clock.set(T0 + 1000);
+        let run = store
+            .begin_reconciliation(&queued.id)
             .await
             .unwrap()
-            .is_empty());
-        let too_many: Vec<String> = (0..1001).map(|i| i.to_string()).collect();
-        assert!(matches!(
-            store
-                .find_payments_by_out_trade_nos("acct", &too_many)
-                .await,
-            Err(StoreError::Invalid(_))
-        ));
-
-        let run = store
-            .start_reconciliation("acct", "2027-01-15")
+            .unwrap();
+        assert_eq!((run.state.as_str(), run.started_at), ("running", T0 + 1000));
+        assert_eq!(run.created_at, queued.created_at);
+        store
+            .record_reconciliation_progress(&run.id, 7)
             .await
             .unwrap();
-        assert_eq!(run.state, "running");
-        // The bill matched the first 20; two rows were unknown here.
-        let recorded = store
-            .record_reconciliation_batch(
+        assert_eq!(
+            store
+                .get_reconciliation(&run.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .rows_read,
+            7
+        );
+
+        // The bill has the first 20 (N005 one fen high) and two rows unknown here; N000 was
+        // paid "yesterday" in this window, so it is remembered as matched elsewhere.
+        let window = DayWindow {
+            from: T0 + 1,
+            to: T0 + 1000,
+            day_end: T0 + 86_400_000,
+        };
+        let mut rows: Vec<BillRow> = (0..20).map(|i| row(&format!("N{i:03}"), 100 + i)).collect();
+        rows[5].amount = Fen(106);
+        rows.push(row("X1", 1));
+        rows.push(row("X2", 2));
+        let mut stage = store.stage_bill("acct").await.unwrap();
+        stage.load(&rows[..10]).await.unwrap();
+        stage.load(&rows[10..]).await.unwrap();
+        stage.loaded().await.unwrap();
+        assert_eq!(stage.rows(), 22);
+        let yardstick = stage.count_discrepancies(&rules(), window).await.unwrap();
+        let counts = stage.find_discrepancies(&rules(), window).await.unwrap();
+        assert_eq!(counts, yardstick, "{}", db.label);
+        assert_eq!(counts.rows_matched, 20);
+        assert_eq!(counts.of(MISSING_LOCALLY), 2);
+        assert_eq!(counts.of("amount_mismatch"), 1);
+        // N020..N024 settled in the window without a bill row.
+        assert_eq!(counts.of(MISSING_AT_PROVIDER), 5, "{}", db.label);
+        let totals = serde_json::json!({"bill_rows": 22});
+        let recorded = stage
+            .record(
+                &store,
                 &run,
-                &ids[..20],
-                &[
-                    discrepancy("missing_locally", "X1"),
-                    discrepancy("missing_locally", "X2"),
-                ],
+                window,
+                &counts,
+                RunMatched {
+                    rows_read: 22,
+                    bill_sha256: Some("ab"),
+                    totals: &totals,
+                },
             )
             .await
             .unwrap();
-        assert_eq!(recorded.len(), 2);
-        // Recording the same matches again (a retried batch) is harmless.
-        store
-            .record_reconciliation_batch(&run, &ids[..20], &[])
+        stage.close().await.unwrap();
+        assert_eq!(
+            (
+                recorded.rows_read,
+                recorded.rows_matched,
+                recorded.bill_sha256.as_deref()
+            ),
+            (22, 20, Some("ab"))
+        );
+        assert!(recorded.matched_at.is_some());
+
+        let mut first = store.list_discrepancies(&run.id, None, 3).await.unwrap();
+        let rest = store
+            .list_discrepancies(&run.id, Some(&first[2].id), 100)
             .await
             .unwrap();
-        let mut left = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = store
-                .list_unreconciled_payments("acct", T0, T0 + 86_400_000, after.as_deref(), 2)
-                .await
-                .unwrap();
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            left.extend(page.into_iter().map(|p| p.out_trade_no));
-        }
+        first.extend(rest);
+        // In recording order: bill rows in bill order, then local rows.
+        let seen: Vec<(&str, &str)> = first
+            .iter()
+            .map(|d| {
+                (
+                    d.discrepancy.kind.as_str(),
+                    d.discrepancy.out_trade_no.as_str(),
+                )
+            })
+            .collect();
         assert_eq!(
-            left,
-            vec!["N020", "N021", "N022", "N023", "N024"],
+            seen,
+            vec![
+                ("amount_mismatch", "N005"),
+                ("missing_locally", "X1"),
+                ("missing_locally", "X2"),
+                ("missing_at_provider", "N020"),
+                ("missing_at_provider", "N021"),
+                ("missing_at_provider", "N022"),
+                ("missing_at_provider", "N023"),
+                ("missing_at_provider", "N024"),
+            ],
             "{}",
             db.label
         );
-        // Outside the window nothing is missing.
-        assert!(store
-            .list_unreconciled_payments("acct", T0 + 100, T0 + 200, None, 10)
-            .await
-            .unwrap()
-            .is_empty());
-        let totals = store
-            .local_day_totals("acct", T0, T0 + 86_400_000)
+        let amount = &first[0];
+        assert_eq!(amount.discrepancy.bill_amount, Some(Fen(106)));
+        assert_eq!(amount.discrepancy.local_amount, Some(Fen(105)));
+        assert_eq!(
+            amount.discrepancy.provider_trade_no.as_deref(),
+            Some("TN005")
+        );
+        assert_eq!(amount.resolution, "open");
+
+        // A run of the day before does not call N000 missing: this run matched it.
+        let before = DayWindow {
+            from: T0 - 86_400_000,
+            to: T0 + 1,
+            day_end: T0 + 1,
+        };
+        let mut stage = store.stage_bill("acct").await.unwrap();
+        stage.loaded().await.unwrap();
+        let counts = stage.count_discrepancies(&rules(), before).await.unwrap();
+        stage.close().await.unwrap();
+        assert_eq!(counts.of(MISSING_AT_PROVIDER), 0, "{}", db.label);
+
+        let healable = store
+            .list_open_healable_discrepancies(&run.id, None, 10)
             .await
             .unwrap();
-        assert_eq!(totals.payment_count, 25);
-        assert_eq!(totals.payment_amount, Fen((100..125).sum()));
-        assert_eq!(totals.refund_count, 0);
-
+        assert!(healable.is_empty());
         assert!(store
-            .resolve_discrepancy(&recorded[0], "healed", Some("query: paid"))
+            .resolve_discrepancy(&first[1].id, "healed", Some("query: paid"))
             .await
             .unwrap());
         assert!(!store
             .resolve_discrepancy("dsc_nope", "healed", None)
             .await
             .unwrap());
-        let first = store.list_discrepancies(&run.id, None, 1).await.unwrap();
-        let rest = store
-            .list_discrepancies(&run.id, Some(&first[0].id), 10)
+        let by = store.count_discrepancies(&run.id).await.unwrap();
+        assert_eq!(
+            by,
+            vec![
+                ("amount_mismatch".to_string(), "open".to_string(), 1),
+                ("missing_at_provider".to_string(), "open".to_string(), 5),
+                ("missing_locally".to_string(), "healed".to_string(), 1),
+                ("missing_locally".to_string(), "open".to_string(), 1),
+            ]
+        );
+
+        let local = store
+            .local_day_totals("acct", T0, T0 + 86_400_000)
             .await
             .unwrap();
-        assert_eq!(first.len() + rest.len(), 2);
-        let healed = first
-            .iter()
-            .chain(&rest)
-            .find(|d| d.id == recorded[0])
-            .unwrap();
-        assert_eq!(healed.resolution, "healed");
-        assert_eq!(healed.detail.as_deref(), Some("query: paid"));
-        assert_eq!(healed.discrepancy.out_trade_no, "X1");
+        assert_eq!(local.payment_count, 25);
+        assert_eq!(local.payment_amount, Fen((100..125).sum()));
+        assert_eq!(local.refund_count, 0);
 
-        let totals_json = serde_json::json!({"bill_rows": 22});
         let done = store
-            .finish_reconciliation(&run.id, &totals_json, None)
+            .finish_reconciliation(&run.id, &totals, None)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(
-            (done.state.as_str(), &done.totals),
-            ("completed", &totals_json)
-        );
+        assert_eq!((done.state.as_str(), &done.totals), ("completed", &totals));
+        assert!(store.begin_reconciliation(&run.id).await.unwrap().is_none());
         let failed = store
             .start_reconciliation("acct", "2027-01-15")
             .await

@@ -107,31 +107,129 @@ pub struct TradeBillRecord {
 }
 
 impl TradeBillRecord {
+    /// One row, its columns looked up by name (see [`TradeBillLayout`] for many rows).
     pub fn from_row(row: &BillRow) -> Result<TradeBillRecord, BillError> {
-        let s = |c: &str| row.get(c).filter(|v| !v.is_empty()).map(str::to_string);
+        TradeBillLayout::new(row.columns()).record(row)
+    }
+}
+
+/// Where each trade-bill column sits in a bill's header: looked up once per bill, not once per
+/// row and column (a million-row bill spent most of its parse comparing column names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeBillLayout {
+    trade_time: Option<usize>,
+    appid: Option<usize>,
+    mch_id: Option<usize>,
+    sub_mch_id: Option<usize>,
+    sub_mch_id_alt: Option<usize>,
+    transaction_id: Option<usize>,
+    out_trade_no: Option<usize>,
+    openid: Option<usize>,
+    trade_type: Option<usize>,
+    trade_state: Option<usize>,
+    settlement_total: Option<usize>,
+    coupon_fee: Option<usize>,
+    refund_id: Option<usize>,
+    out_refund_no: Option<usize>,
+    refund_fee: Option<usize>,
+    coupon_refund_fee: Option<usize>,
+    refund_status: Option<usize>,
+    body: Option<usize>,
+    attach: Option<usize>,
+    service_fee: Option<usize>,
+    rate: Option<usize>,
+    order_total: Option<usize>,
+    applied_refund: Option<usize>,
+}
+
+impl TradeBillLayout {
+    pub fn new(columns: &[String]) -> TradeBillLayout {
+        let at = |name: &str| columns.iter().position(|c| c == name);
+        TradeBillLayout {
+            trade_time: at("交易时间"),
+            appid: at("公众账号ID"),
+            mch_id: at("商户号"),
+            sub_mch_id: at("特约商户号"),
+            sub_mch_id_alt: at("子商户号"),
+            transaction_id: at("微信订单号"),
+            out_trade_no: at("商户订单号"),
+            openid: at("用户标识"),
+            trade_type: at("交易类型"),
+            trade_state: at("交易状态"),
+            settlement_total: at("应结订单金额"),
+            coupon_fee: at("代金券金额"),
+            refund_id: at("微信退款单号"),
+            out_refund_no: at("商户退款单号"),
+            refund_fee: at("退款金额"),
+            coupon_refund_fee: at("充值券退款金额"),
+            refund_status: at("退款状态"),
+            body: at("商品名称"),
+            attach: at("商户数据包"),
+            service_fee: at("手续费"),
+            rate: at("费率"),
+            order_total: at("订单金额"),
+            applied_refund: at("申请退款金额"),
+        }
+    }
+
+    /// The record of a row read under this layout's header.
+    pub fn record(&self, row: &BillRow) -> Result<TradeBillRecord, BillError> {
+        self.take_record(row.clone())
+    }
+
+    /// [`TradeBillLayout::record`], moving the row's texts into the record instead of copying
+    /// them.
+    pub fn take_record(&self, row: BillRow) -> Result<TradeBillRecord, BillError> {
+        let line = row.line;
+        let mut values = row.values;
+        let amount = |values: &[String], i: Option<usize>, column: &str| match i
+            .and_then(|i| values.get(i))
+            .map(String::as_str)
+        {
+            None | Some("") => Ok(None),
+            Some(v) => parse_bill_amount(v)
+                .map(Some)
+                .ok_or_else(|| BillError::Amount {
+                    line,
+                    column: column.into(),
+                    value: v.to_string(),
+                }),
+        };
+        let settlement_total = amount(&values, self.settlement_total, "应结订单金额")?;
+        let coupon_fee = amount(&values, self.coupon_fee, "代金券金额")?;
+        let refund_fee = amount(&values, self.refund_fee, "退款金额")?;
+        let coupon_refund_fee = amount(&values, self.coupon_refund_fee, "充值券退款金额")?;
+        let service_fee = amount(&values, self.service_fee, "手续费")?;
+        let order_total = amount(&values, self.order_total, "订单金额")?;
+        let applied_refund = amount(&values, self.applied_refund, "申请退款金额")?;
+        let mut text = |i: Option<usize>| {
+            i.and_then(|i| values.get_mut(i))
+                .map(std::mem::take)
+                .filter(|v| !v.is_empty())
+        };
         Ok(TradeBillRecord {
-            trade_time: s("交易时间"),
-            appid: s("公众账号ID"),
-            mch_id: s("商户号"),
-            sub_mch_id: s("特约商户号").or_else(|| s("子商户号")),
-            transaction_id: s("微信订单号"),
-            out_trade_no: s("商户订单号"),
-            openid: s("用户标识"),
-            trade_type: s("交易类型"),
-            trade_state: s("交易状态"),
-            settlement_total: row.amount("应结订单金额")?,
-            coupon_fee: row.amount("代金券金额")?,
-            refund_id: s("微信退款单号"),
-            out_refund_no: s("商户退款单号"),
-            refund_fee: row.amount("退款金额")?,
-            coupon_refund_fee: row.amount("充值券退款金额")?,
-            refund_status: s("退款状态"),
-            body: s("商品名称"),
-            attach: s("商户数据包"),
-            service_fee: row.amount("手续费")?,
-            rate: s("费率"),
-            order_total: row.amount("订单金额")?,
-            applied_refund: row.amount("申请退款金额")?,
+            trade_time: text(self.trade_time),
+            appid: text(self.appid),
+            mch_id: text(self.mch_id),
+            sub_mch_id: text(self.sub_mch_id).or_else(|| text(self.sub_mch_id_alt)),
+            transaction_id: text(self.transaction_id),
+            out_trade_no: text(self.out_trade_no),
+            openid: text(self.openid),
+            trade_type: text(self.trade_type),
+            trade_state: text(self.trade_state),
+            settlement_total,
+            coupon_fee,
+            refund_id: text(self.refund_id),
+            out_refund_no: text(self.out_refund_no),
+            refund_fee,
+            coupon_refund_fee,
+            refund_status: text(self.refund_status),
+            body: text(self.body),
+            attach: text(self.attach),
+            service_fee,
+            rate: text(self.rate),
+            order_total,
+            applied_refund,
         })
     }
 }
@@ -256,26 +354,27 @@ impl<R: BufRead> BillReader<R> {
         self.summary.as_ref()
     }
 
-    fn read_line(&mut self) -> Result<Option<String>, BillError> {
+    /// Reads the next non-empty line into `self.buf`; `false` at the end.
+    fn read_line(&mut self) -> Result<bool, BillError> {
         loop {
             self.buf.clear();
             if self.input.read_until(b'\n', &mut self.buf)? == 0 {
-                return Ok(None);
+                return Ok(false);
             }
             self.line_no += 1;
-            let line = decode_line(&self.buf, self.line_no)?;
-            if !line.is_empty() {
-                return Ok(Some(line.to_string()));
+            if !decode_line(&self.buf, self.line_no)?.is_empty() {
+                return Ok(true);
             }
         }
     }
 
     fn next_inner(&mut self) -> Result<Option<BillRow>, BillError> {
-        let Some(line) = self.read_line()? else {
+        if !self.read_line()? {
             return Ok(None);
-        };
+        }
+        let line = decode_line(&self.buf, self.line_no)?;
         if line.starts_with('`') {
-            let values = split_record(&line);
+            let values = split_record(line);
             if values.len() != self.columns.len() {
                 return Err(BillError::Width {
                     line: self.line_no,
@@ -291,8 +390,8 @@ impl<R: BufRead> BillReader<R> {
         }
         // A line without the back-quote after the records is the summary header.
         let columns: Arc<[String]> = line.split(',').map(str::to_string).collect();
-        if let Some(values_line) = self.read_line()? {
-            let values = split_record(&values_line);
+        if self.read_line()? {
+            let values = split_record(decode_line(&self.buf, self.line_no)?);
             if values.len() != columns.len() {
                 return Err(BillError::Width {
                     line: self.line_no,
@@ -306,7 +405,7 @@ impl<R: BufRead> BillReader<R> {
                 values,
             });
         }
-        if self.read_line()?.is_some() {
+        if self.read_line()? {
             return Err(BillError::Trailing { line: self.line_no });
         }
         Ok(None)

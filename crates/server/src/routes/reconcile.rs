@@ -1,5 +1,5 @@
-//! `POST /v1/reconciliations` (run an account's day now) and `GET /v1/reconciliations/{id}`
-//! (the run, its totals and its discrepancies).
+//! `POST /v1/reconciliations` (queue a run of an account's day; a job does the work) and
+//! `GET /v1/reconciliations/{id}` (the run, its progress, totals and discrepancies).
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -29,13 +29,15 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/reconciliations/:id", get(show))
 }
 
-/// Download an account's bill of one day and reconcile it now
+/// Reconcile an account's bill of one day
 ///
-/// Scope: write. Healable differences are healed by active queries. A run that failed (bill
-/// unavailable) is answered with state `failed` and its error.
+/// Scope: write. Answers at once with the run in state `queued`; a job downloads the bill,
+/// matches it and heals healable differences by active queries, recording its progress
+/// (`rows_read`, `rows_matched`). Follow it with `GET /v1/reconciliations/{id}` until it is
+/// `completed` or `failed` (with its error).
 #[utoipa::path(post, path = "/v1/reconciliations", operation_id = "createReconciliation",
     request_body = CreateReconciliation,
-    responses((status = 201, body = ReconciliationView)))]
+    responses((status = 202, body = ReconciliationView)))]
 pub(super) async fn create(
     State(s): State<AppState>,
     // Healing may change payments and refunds: the same scope as writing them.
@@ -50,7 +52,7 @@ pub(super) async fn create(
         &headers,
         "/v1/reconciliations",
         &bytes,
-        StatusCode::CREATED,
+        StatusCode::ACCEPTED,
         || async {
             let input: CreateReconciliation = parse_json(&bytes)?;
             let rec = gw

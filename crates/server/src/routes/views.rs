@@ -321,13 +321,21 @@ pub struct ReconciliationView {
     pub account: String,
     /// `YYYY-MM-DD`, the provider's (Beijing) day.
     pub date: String,
-    /// `running`, `completed` or `failed`.
+    /// `queued`, `running`, `completed` or `failed`.
     pub state: String,
+    /// Bill rows read so far.
+    pub rows_read: i64,
+    /// Bill rows that found their local payment or refund (known once matched).
+    pub rows_matched: i64,
+    /// SHA-256 (hex) of the bill the run read.
+    pub bill_sha256: Option<String>,
     /// Bill rows, payments, refunds and fees (fen); local counts and sums; matched;
     /// discrepancies by kind; healed, heal_failed, open.
     #[schema(value_type = Object)]
     pub totals: Value,
     pub error: Option<String>,
+    pub created_at: i64,
+    /// When its job began (the creation time while queued).
     pub started_at: i64,
     pub finished_at: Option<i64>,
     pub discrepancies: Vec<DiscrepancyView>,
@@ -365,8 +373,12 @@ impl From<&crate::service::Reconciliation> for ReconciliationView {
             account: run.account.clone(),
             date: run.bill_date.clone(),
             state: run.state.clone(),
+            rows_read: run.rows_read,
+            rows_matched: run.rows_matched,
+            bill_sha256: run.bill_sha256.clone(),
             totals: run.totals.clone(),
             error: run.error.clone(),
+            created_at: run.created_at,
             started_at: run.started_at,
             finished_at: run.finished_at,
             discrepancies: r

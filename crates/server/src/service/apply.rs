@@ -42,7 +42,7 @@ impl JobKind {
     ) -> NewJob {
         let (payment_id, refund_id) = match self {
             JobKind::RefundQuery => (payment_id.map(str::to_string), Some(subject_id.to_string())),
-            JobKind::Reconcile | JobKind::Retention => (None, None),
+            JobKind::Reconcile | JobKind::ReconcileRun | JobKind::Retention => (None, None),
             JobKind::Query
             | JobKind::Expire
             | JobKind::Recover

@@ -8,7 +8,7 @@
 
 use paybridge_core::decide::PaymentObservation;
 use paybridge_core::PaymentStatus;
-use paybridge_store::{Audit, Job};
+use paybridge_store::{Audit, Job, KindFilter};
 use serde_json::Value;
 
 use super::close::CLOSE_WATCH_EVERY_MS;
@@ -27,6 +27,8 @@ pub enum JobKind {
     RefundQuery,
     /// An account's daily reconciliation (see `service::reconcile`); keyed by account.
     Reconcile,
+    /// A reconciliation run asked for through the API; keyed by the run's id.
+    ReconcileRun,
     /// The recovery point of a create: scheduled with the payment, before the provider call;
     /// resends the create if nothing settled it (the process died, the answer was lost).
     Recover,
@@ -45,6 +47,7 @@ impl JobKind {
             JobKind::Expire => "payment.expire",
             JobKind::RefundQuery => "refund.query",
             JobKind::Reconcile => "reconcile.daily",
+            JobKind::ReconcileRun => "reconcile.run",
             JobKind::Recover => "payment.recover",
             JobKind::CloseWatch => "payment.close_watch",
             JobKind::LateRefund => "payment.late_refund",
@@ -58,6 +61,7 @@ impl JobKind {
             JobKind::Expire,
             JobKind::RefundQuery,
             JobKind::Reconcile,
+            JobKind::ReconcileRun,
             JobKind::Recover,
             JobKind::CloseWatch,
             JobKind::LateRefund,
@@ -67,6 +71,12 @@ impl JobKind {
         .find(|k| k.as_str() == s)
     }
 }
+
+/// The reconciliation pool's queue: the daily runs and the runs asked for (each walks a whole
+/// bill, so they do not hold the slots of queries and expiries).
+pub const RECONCILE_QUEUE: KindFilter<'static> = KindFilter::Family("reconcile.");
+/// Everything else.
+pub const GENERAL_QUEUE: KindFilter<'static> = KindFilter::ExceptFamily("reconcile.");
 
 /// Seconds between active queries: fast while a buyer is likely at the till, then backing off.
 const QUERY_BACKOFF: &[i64] = &[3, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
@@ -117,9 +127,20 @@ impl Gateway {
 
     /// Claims and runs the jobs due at `now`; returns how many ran.
     pub async fn run_jobs_once(&self, now: i64, limit: u32) -> Result<usize, ServiceError> {
+        self.run_jobs_of_once(now, limit, KindFilter::All).await
+    }
+
+    /// [`Gateway::run_jobs_once`] for the kinds `filter` admits (a worker pool's queue, e.g.
+    /// [`RECONCILE_QUEUE`]).
+    pub async fn run_jobs_of_once(
+        &self,
+        now: i64,
+        limit: u32,
+        filter: KindFilter<'_>,
+    ) -> Result<usize, ServiceError> {
         let jobs = self
             .store
-            .claim_jobs(&self.instance, now, limit, self.job_lease_ms)
+            .claim_jobs_of(&self.instance, now, limit, self.job_lease_ms, filter)
             .await?;
         let count = jobs.len();
         for job in jobs {
@@ -194,6 +215,15 @@ impl Gateway {
                 let next = self.run_reconcile_job(job).await;
                 Ok(Next::RetryIn(next - self.now_ms(), None))
             }
+            JobKind::ReconcileRun => match self.run_queued_reconciliation(&job.key).await {
+                Ok(true) => Ok(Next::Done),
+                // Not finished (the database failed under it): the next attempt resumes it.
+                Ok(false) => Ok(Next::RetryIn(backoff(QUERY_BACKOFF, job.attempts), None)),
+                Err(e) => Ok(Next::RetryIn(
+                    backoff(QUERY_BACKOFF, job.attempts),
+                    Some(e.to_string()),
+                )),
+            },
             JobKind::Recover => self.run_recover(job).await,
             JobKind::CloseWatch => {
                 let Some(id) = &job.payment_id else {
@@ -345,7 +375,12 @@ mod tests {
         assert_eq!(backoff(QUERY_BACKOFF, 2), 5000);
         assert_eq!(backoff(QUERY_BACKOFF, 100), 3_600_000);
         assert_eq!(backoff(QUERY_BACKOFF, 0), 3000);
-        for k in [JobKind::Query, JobKind::Expire, JobKind::RefundQuery] {
+        for k in [
+            JobKind::Query,
+            JobKind::Expire,
+            JobKind::RefundQuery,
+            JobKind::ReconcileRun,
+        ] {
             assert_eq!(JobKind::parse(k.as_str()), Some(k));
         }
     }

@@ -1,8 +1,9 @@
 //! Reconciliation and late payments, wired into the gateway.
 //!
 //! Each account with a bill source gets a daily `reconcile.daily` job (10:00 Beijing, for the
-//! previous Beijing day, when the providers' bills are out); the API and the CLI run a day on
-//! demand. Healing goes through the gateway's own active query, so a healed payment takes the
+//! previous Beijing day, when the providers' bills are out). The API queues a run of a day on
+//! demand (`queued`, answered at once) for a `reconcile.run` job of the reconciliation pool;
+//! the CLI queues one and does its work itself while following it. Healing goes through the gateway's own active query, so a healed payment takes the
 //! same conditional transition, event and webhook as a notified one. A payment found paid after
 //! it was closed keeps its money and its `late_payment` flag, and with the `refund` policy is
 //! refunded in full automatically.
@@ -14,7 +15,7 @@ use async_trait::async_trait;
 use paybridge_core::{PaymentStatus, RefundStatus};
 use paybridge_reconcile::{
     parse_bill_date, AlipayBills, BillFile, BillSource, Engine, Healer, Progress, ReconcileError,
-    RunReport, WechatV2Bills, WechatV3Bills,
+    RunReport, SavedBill, WechatV2Bills, WechatV3Bills,
 };
 use paybridge_store::{
     ApiKey, Audit, DiscrepancyRecord, Job, KeyClaim, NewJob, NewRefund, Payment, ReconciliationRun,
@@ -200,24 +201,6 @@ impl Gateway {
             .map_err(reconcile_error)
     }
 
-    /// Reconciles a bill already at hand (a saved download) for one account's day, healing
-    /// through active queries like [`Gateway::reconcile_day`].
-    pub async fn reconcile_bill(
-        &self,
-        account: &str,
-        date: Date,
-        bill: BillFile,
-        progress: &dyn Progress,
-    ) -> Result<RunReport, ServiceError> {
-        self.account(account)?;
-        let healer = GatewayHealer(self);
-        Engine::new(self.store.clone())
-            .with_healer(&healer)
-            .reconcile_file(account, date, bill, progress)
-            .await
-            .map_err(reconcile_error)
-    }
-
     /// The daily job: reconciles yesterday (Beijing) and returns when to run next.
     pub(super) async fn run_reconcile_job(&self, job: &Job) -> i64 {
         let now = self.now_ms();
@@ -350,7 +333,8 @@ impl Gateway {
         Ok(())
     }
 
-    /// `POST /v1/reconciliations`: runs the day now and answers with the run.
+    /// `POST /v1/reconciliations`: queues a run of the day and answers with it at once (state
+    /// `queued`); a job of the reconciliation pool does the work, recording its progress.
     pub async fn create_reconciliation(
         &self,
         key: &ApiKey,
@@ -363,18 +347,81 @@ impl Gateway {
         }
         let day = parse_bill_date(date).map_err(reconcile_error)?;
         check_bill_day(day, self.now_ms())?;
-        match self.reconcile_day(account, day, &()).await {
-            Ok(report) => self.reconciliation_view(&report.run).await,
-            Err(e) if e.is_fault() => {
-                // The failed run is recorded with its reason: answer with it.
-                let runs = self.store.list_reconciliations(account, date).await?;
-                match runs.first() {
-                    Some(run) if run.state == "failed" => self.reconciliation_view(run).await,
-                    _ => Err(e),
-                }
+        self.bill_source(account)?;
+        let run = self.queue_reconciliation(account, day).await?;
+        let job = JobKind::ReconcileRun.job(&run.id, None, Value::Null, self.now_ms());
+        if let Err(e) = self.store.schedule_job(&job).await {
+            // A queued run nobody will take would wait forever: close it with the reason.
+            let reason = format!("the run could not be scheduled: {e}");
+            if let Err(e) = self
+                .store
+                .finish_reconciliation(&run.id, &json!({}), Some(&reason))
+                .await
+            {
+                tracing::error!(run = %run.id, error = %e, "cannot fail an unscheduled run");
             }
-            Err(e) => Err(e),
+            return Err(e.into());
         }
+        self.reconciliation_view(&run).await
+    }
+
+    /// Records a run of an account's day in state `queued`, for [`Gateway::run_reconciliation`]
+    /// (the API's job, or the CLI, which follows the run while it works).
+    pub async fn queue_reconciliation(
+        &self,
+        account: &str,
+        date: Date,
+    ) -> Result<ReconciliationRun, ServiceError> {
+        self.account(account)?;
+        let day = date.to_string();
+        Ok(self.store.queue_reconciliation(account, &day).await?)
+    }
+
+    /// Does the work of a queued run (or resumes one a crashed job left running): the bill
+    /// downloaded through the account's source, or `bill` when one is at hand (a saved
+    /// download). `None` when the run was already finished.
+    pub async fn run_reconciliation(
+        &self,
+        run_id: &str,
+        bill: Option<BillFile>,
+        progress: &dyn Progress,
+    ) -> Result<Option<RunReport>, ServiceError> {
+        let run = self
+            .store
+            .get_reconciliation(run_id)
+            .await?
+            .ok_or(ServiceError::NotFound("reconciliation"))?;
+        let source: Arc<dyn BillSource> = match bill {
+            Some(file) => Arc::new(SavedBill(file)),
+            None => self.bill_source(&run.account)?,
+        };
+        let healer = GatewayHealer(self);
+        Engine::new(self.store.clone())
+            .with_healer(&healer)
+            .resume(run_id, source.as_ref(), progress)
+            .await
+            .map_err(reconcile_error)
+    }
+
+    /// The `reconcile.run` job: `true` once the run is finished (completed, or failed with its
+    /// reason recorded), `false` when it must be tried again (the database failed under it).
+    pub(super) async fn run_queued_reconciliation(
+        &self,
+        run_id: &str,
+    ) -> Result<bool, ServiceError> {
+        let result = self.run_reconciliation(run_id, None, &()).await;
+        if let Err(ServiceError::Validation(reason)) = &result {
+            // The account lost its bill source since the run was queued: nothing to retry.
+            self.store
+                .finish_reconciliation(run_id, &json!({}), Some(reason))
+                .await?;
+            return Ok(true);
+        }
+        if let Err(e) = &result {
+            tracing::warn!(run = %run_id, error = %e, "reconciliation run failed");
+        }
+        let run = self.store.get_reconciliation(run_id).await?;
+        Ok(run.is_none_or(|r| r.state == "completed" || r.state == "failed"))
     }
 
     /// `GET /v1/reconciliations/{id}`: the run with its discrepancies.

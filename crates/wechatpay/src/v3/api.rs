@@ -412,25 +412,51 @@ pub fn download_path(download_url: &str) -> Result<String, V3Error> {
 /// Checks a downloaded bill (gunzipped first when requested) against `hash_value` (SHA-1) and
 /// returns the text bytes.
 pub fn check_bill(link: &BillLink, downloaded: &[u8], gzip: bool) -> Result<Vec<u8>, V3Error> {
-    let data = if gzip {
-        use std::io::Read;
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(downloaded)
-            // A bill of a busy merchant is tens of MB; cap what a hostile gzip can expand to.
-            .take(512 * 1024 * 1024)
-            .read_to_end(&mut out)
-            .map_err(|e| V3Error::Bill(format!("gzip: {e}")))?;
-        out
-    } else {
-        downloaded.to_vec()
-    };
+    let mut out = Vec::new();
+    check_bill_into(link, downloaded, gzip, &mut out)?;
+    Ok(out)
+}
+
+/// A bill of a busy merchant is tens of MB; cap what a hostile gzip can expand to.
+const MAX_BILL_BYTES: u64 = 512 * 1024 * 1024;
+
+/// [`check_bill`] streaming: the bill is decompressed into `out` (a temporary file) piece by
+/// piece, its SHA-1 computed on the way, so the bill text is never one buffer. Returns its
+/// length. On a mismatch `out` holds a bill that must not be used.
+pub fn check_bill_into(
+    link: &BillLink,
+    downloaded: &[u8],
+    gzip: bool,
+    out: &mut impl std::io::Write,
+) -> Result<u64, V3Error> {
+    use std::io::Read;
     if !link.hash_type.eq_ignore_ascii_case("SHA1") {
         return Err(V3Error::Bill(format!(
             "unsupported hash_type {}",
             link.hash_type
         )));
     }
-    let actual = paybridge_crypto::sha1_hex(&data);
+    let mut input: Box<dyn Read + '_> = if gzip {
+        Box::new(flate2::read::GzDecoder::new(downloaded).take(MAX_BILL_BYTES))
+    } else {
+        Box::new(downloaded)
+    };
+    let mut hash = paybridge_crypto::Sha1Stream::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(V3Error::Bill(format!("gzip: {e}"))),
+        };
+        hash.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .map_err(|e| V3Error::Bill(format!("writing the bill: {e}")))?;
+        total += n as u64;
+    }
+    let actual = hash.finish_hex();
     if !paybridge_crypto::constant_time_eq(
         actual.as_bytes(),
         link.hash_value.to_ascii_lowercase().as_bytes(),
@@ -440,7 +466,7 @@ pub fn check_bill(link: &BillLink, downloaded: &[u8], gzip: bool) -> Result<Vec<
             link.hash_value
         )));
     }
-    Ok(data)
+    Ok(total)
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, V3Error> {

@@ -284,6 +284,20 @@ impl<T: Transport> V3Client<T> {
         link_request: &ApiRequest,
         gzip: bool,
     ) -> Result<Vec<u8>, V3Error> {
+        let mut out = Vec::new();
+        self.download_bill_into(link_request, gzip, &mut out)
+            .await?;
+        Ok(out)
+    }
+
+    /// [`V3Client::download_bill`] into `out` (a temporary file): the bill is decompressed and
+    /// its SHA-1 checked piece by piece, so only the compressed download is held in memory.
+    pub async fn download_bill_into(
+        &self,
+        link_request: &ApiRequest,
+        gzip: bool,
+        out: &mut (impl std::io::Write + Send),
+    ) -> Result<u64, V3Error> {
         let resp = self.call(link_request).await?;
         let link: BillLink = api::parse_bill_link(&resp.body)?;
         let path = api::download_path(&link.download_url)?;
@@ -297,7 +311,7 @@ impl<T: Transport> V3Client<T> {
         if !(200..300).contains(&file.status) {
             return Err(V3Error::from_response(file.status, &file.body));
         }
-        api::check_bill(&link, &file.body, gzip)
+        api::check_bill_into(&link, &file.body, gzip, out)
     }
 
     /// Sends a request carrying RSA-OAEP encrypted fields: `Wechatpay-Serial` names the key.
