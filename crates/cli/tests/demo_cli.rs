@@ -150,20 +150,61 @@ async fn the_demo_starts_and_a_payment_is_paid_with_a_signed_webhook() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn bench_notify_runs_in_process() {
+/// Runs `paybridge bench ARGS` and returns its JSON report.
+fn bench(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_paybridge"))
-        .args(["bench", "notify", "--count", "20", "--concurrency", "4"])
+        .arg("bench")
+        .args(args)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{stdout}\n{}",
+        "{args:?}: {stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(report["notifications"], 20, "{report}");
-    assert_eq!(report["not_success"], 0, "{report}");
-    assert_eq!(report["target"], "sqlite");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn bench_notify_runs_in_process_for_every_protocol() {
+    for protocol in ["alipay", "wechat-v2", "wechat-v3"] {
+        let report = bench(&[
+            "notify",
+            "--count",
+            "20",
+            "--concurrency",
+            "4",
+            "--duplicates",
+            "1",
+            "--protocol",
+            protocol,
+        ]);
+        assert_eq!(report["count"], 40, "{protocol}: {report}");
+        assert_eq!(report["payments"], 20, "{protocol}: {report}");
+        assert_eq!(report["not_acknowledged"], 0, "{protocol}: {report}");
+        assert_eq!(report["target"], "sqlite");
+    }
+}
+
+#[test]
+fn bench_create_and_webhooks_run_in_process() {
+    let report = bench(&[
+        "create",
+        "--count",
+        "10",
+        "--concurrency",
+        "4",
+        "--protocol",
+        "wechat-v3",
+    ]);
+    assert_eq!(
+        (report["count"].clone(), report["not_pending"].clone()),
+        (10.into(), 0.into()),
+        "{report}"
+    );
+    // Every payment paid once: one signed `payment.paid` delivery per endpoint each.
+    let report = bench(&["webhooks", "--count", "10", "--endpoints", "2"]);
+    assert_eq!(report["count"], 20, "{report}");
+    assert_eq!(report["bad_signatures"], 0, "{report}");
 }
