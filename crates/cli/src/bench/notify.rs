@@ -112,6 +112,14 @@ pub(super) fn paid_notification(
     let run_id = now_ms;
     let trade_no = format!("4200{run_id}{i:07}");
     let (account, _, _) = protocol.account();
+    let merchant = || {
+        target
+            .sandbox
+            .wechat
+            .merchants
+            .first()
+            .ok_or("no WeChat merchant in the sandbox config")
+    };
     match protocol {
         Protocol::Alipay => {
             let app_id = target
@@ -158,12 +166,7 @@ pub(super) fn paid_notification(
             })
         }
         Protocol::WechatV2 => {
-            let m = target
-                .sandbox
-                .wechat
-                .merchants
-                .first()
-                .ok_or("no WeChat merchant in the sandbox config")?;
+            let m = merchant()?;
             let amount = AMOUNT.to_string();
             let nonce = format!("n{run_id}{i:07}");
             let time_end = wechat_v2_time(now_ms);
@@ -191,12 +194,7 @@ pub(super) fn paid_notification(
             })
         }
         Protocol::WechatV3 => {
-            let m = target
-                .sandbox
-                .wechat
-                .merchants
-                .first()
-                .ok_or("no WeChat merchant in the sandbox config")?;
+            let m = merchant()?;
             let transaction = json!({
                 "appid": m.appid, "mchid": m.mchid, "out_trade_no": no,
                 "transaction_id": trade_no, "trade_type": "NATIVE", "trade_state": "SUCCESS",
