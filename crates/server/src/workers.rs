@@ -186,14 +186,20 @@ async fn delivery_pool(gw: Arc<Gateway>, limits: WorkerLimits, cancel: Cancellat
     let mut running: JoinSet<()> = JoinSet::new();
     let configured: Vec<String> = gw.endpoints.iter().map(|e| e.id.clone()).collect();
     let configured_ids: Vec<&str> = configured.iter().map(String::as_str).collect();
+    let mut orphans_due = tokio::time::Instant::now();
     loop {
-        // Each endpoint claims what its own free slots can run, then the deliveries to
-        // endpoints no longer configured (given up at once): nothing claimed has to wait or
-        // be handed back, and a hanging endpoint's backlog is never claimed at all.
+        // Each endpoint claims what its own free slots can run, then (once a poll interval:
+        // they are rare) the deliveries to endpoints no longer configured, given up at once.
+        // Nothing claimed has to wait or be handed back, and a hanging endpoint's backlog is
+        // never claimed at all.
+        let orphans = tokio::time::Instant::now() >= orphans_due;
+        if orphans {
+            orphans_due = tokio::time::Instant::now() + limits.poll;
+        }
         let lanes = configured_ids
             .iter()
             .map(|id| Some(*id))
-            .chain(std::iter::once(None));
+            .chain(orphans.then_some(None));
         for lane in lanes {
             let free = slots.available_permits();
             if free == 0 {
