@@ -83,9 +83,10 @@ fn stored_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
 
 impl Gateway {
     /// A provider notification: checked against the IP allowlist, verified and decoded (pure
-    /// CPU), then applied together with its inbox row in ONE transaction; the provider is
-    /// answered "accepted" only after that commit. What changes nothing is kept bounded (see
-    /// [`super::inbox`]).
+    /// CPU), then applied together with its inbox row in ONE transaction, which it shares with
+    /// the other notifications its group-commit writer holds (`paybridge_store::GroupCommit`);
+    /// the provider is answered "accepted" only after that commit. What changes nothing is
+    /// kept bounded (see [`super::inbox`]).
     pub async fn handle_notification(
         self: &Arc<Self>,
         kind: NotifyKind,
