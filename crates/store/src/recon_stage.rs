@@ -83,6 +83,16 @@ pub struct MatchCounts {
 }
 
 impl MatchCounts {
+    /// The counts of a match over `rows` staged bill rows: those missing here did not match.
+    fn new(rows: i64, by_kind: Vec<(String, i64)>) -> MatchCounts {
+        let mut counts = MatchCounts {
+            rows_matched: rows,
+            by_kind,
+        };
+        counts.rows_matched -= counts.of(MISSING_LOCALLY);
+        counts
+    }
+
     pub fn of(&self, kind: &str) -> i64 {
         self.by_kind
             .iter()
@@ -570,12 +580,7 @@ impl BillStage {
                 .fetch_all(&mut *conn)
                 .await?
         });
-        let mut counts = MatchCounts {
-            rows_matched: self.rows,
-            by_kind,
-        };
-        counts.rows_matched -= counts.of(MISSING_LOCALLY);
-        Ok(counts)
+        Ok(MatchCounts::new(self.rows, by_kind))
     }
 
     /// Records what [`BillStage::find_discrepancies`] found, in one short transaction: the
@@ -671,12 +676,7 @@ impl BillStage {
                 .fetch_all(&mut *conn)
                 .await?
         });
-        let mut counts = MatchCounts {
-            rows_matched: self.rows,
-            by_kind,
-        };
-        counts.rows_matched -= counts.of(MISSING_LOCALLY);
-        Ok(counts)
+        Ok(MatchCounts::new(self.rows, by_kind))
     }
 
     /// Drops the temporary tables and gives the connection back.
