@@ -13,7 +13,7 @@ python3 -m venv .venv >/dev/null
 npm install --no-audit --no-fund --silent >/dev/null
 
 cargo build -q -p paybridge --manifest-path "$root/Cargo.toml"
-bin="$root/target/debug/paybridge"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/paybridge"
 
 data="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"

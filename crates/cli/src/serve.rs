@@ -186,7 +186,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
             instance = %gw.instance,
             "paybridge gateway started"
         );
-        let served = runtime::serve(listener, gw, config.limits.clone(), async {
+        let pages = paybridge_web::router(gw.clone());
+        let served = runtime::serve_with(listener, gw, config.limits.clone(), pages, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await;

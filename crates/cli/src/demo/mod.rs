@@ -123,16 +123,23 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
         api_key.expose(),
         sandbox_toml.display()
     );
+    // What a script driving the demo (the browser tests) needs, beside the database: owner-only,
+    // as it holds the API key.
+    let about = serde_json::json!({
+        "base_url": base,
+        "api_key": api_key.expose(),
+        "sandbox_url": sandbox.base_url(),
+        "database": db,
+        "sandbox_config": sandbox_toml,
+    });
+    let about_path = data_dir.join("demo.json");
+    write_private(&about_path, &about.to_string())
+        .map_err(|e| format!("cannot write {}: {e}", about_path.display()))?;
     println!("\n  Press Ctrl-C to stop.");
-    let served = runtime::serve_with(
-        listener,
-        gw,
-        config.limits.clone(),
-        page::router(demo_state),
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-        },
-    )
+    let pages = page::router(demo_state).merge(paybridge_web::router(gw.clone()));
+    let served = runtime::serve_with(listener, gw, config.limits.clone(), pages, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
     .await;
     workers.shutdown().await;
     served.map_err(|e| e.to_string())

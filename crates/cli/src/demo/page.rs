@@ -103,15 +103,16 @@ async fn page(State(d): State<Arc<Demo>>) -> Html<String> {
 }
 
 const PAGE: &str = r#"<!doctype html>
-<html><head><meta charset="utf-8"><title>paybridge demo</title>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>paybridge demo</title>
 <style>
 body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
 fieldset{border:1px solid #ccc;border-radius:6px;margin-bottom:1em}
 label{display:inline-block;margin:.3em 1em .3em 0}
-pre{background:#f6f6f6;padding:.6em;overflow:auto;max-height:18em;font-size:12px}
+pre{background:#f6f6f6;padding:.6em;overflow:auto;max-height:18em;font-size:12px;white-space:pre-wrap;word-break:break-all}
 .status{font-size:1.6em;font-weight:bold}
 .ok{color:#0a7a2f}.bad{color:#b00020}
-code{background:#f0f0f0;padding:0 .2em}
+code{background:#f0f0f0;padding:0 .2em;word-break:break-all}
+input,select{max-width:100%}
 </style></head><body>
 <h1>paybridge demo</h1>
 <p>This gateway runs against the built-in sandbox (an emulator of Alipay and WeChat Pay). Create an
