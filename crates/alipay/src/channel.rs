@@ -249,7 +249,7 @@ impl PaymentChannel for AlipayChannel {
             )));
         }
         let keys = self.client.config().keys.all_verifying_keys();
-        if form.verify(&keys).is_none() {
+        if form.verify(&keys.iter().collect::<Vec<_>>()).is_none() {
             return Err(bad("signature does not verify (rules V1 and V2)".into()));
         }
         let notify = TradeNotify::from_form(&form).map_err(|e| bad(e.to_string()))?;

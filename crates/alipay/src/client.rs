@@ -181,7 +181,7 @@ impl AlipayClient {
                             status: resp.status,
                         });
                     } else {
-                        match api::parse(&self.config, req, &body) {
+                        match self.parse_learning_certs(req, &body).await {
                             Err(AlipayError::Gateway(e))
                                 if e.retry_safe() && signed.idempotent && !last =>
                             {
@@ -191,6 +191,67 @@ impl AlipayClient {
                         }
                     }
                 }
+            }
+            self.pause(attempt).await;
+            attempt += 1;
+        }
+    }
+
+    /// Reads an answer; when it is signed with an Alipay certificate we do not hold yet (Alipay
+    /// rotated it), fetches that certificate, trusts it only if it chains to the configured
+    /// root, and reads the same answer again (the request is never sent twice for this).
+    async fn parse_learning_certs<A: AlipayApi>(
+        &self,
+        req: &A,
+        body: &str,
+    ) -> Result<A::Response, AlipayError> {
+        match api::parse(&self.config, req, body) {
+            Err(AlipayError::UnknownCertSn { sn, .. })
+                if self.config.keys.certificates().is_some() =>
+            {
+                self.fetch_alipay_cert(&sn).await?;
+                api::parse(&self.config, req, body)
+            }
+            other => other,
+        }
+    }
+
+    /// `alipay.open.app.alipaycert.download` of `sn`, trusted per
+    /// [`api::cert_download::accept_download`]. Returns the SN now trusted.
+    pub async fn fetch_alipay_cert(&self, sn: &str) -> Result<String, AlipayError> {
+        let req = api::AlipayCertDownload {
+            alipay_cert_sn: sn.to_string(),
+        };
+        let mut attempt = 1;
+        loop {
+            let signed = self.sign(&req, &CallOptions::default())?;
+            let last = attempt >= self.max_attempts;
+            tracing::info!(alipay_cert_sn = %sn, attempt, "alipay certificate download");
+            match self.transport.send(signed.to_http_request()).await {
+                Ok(resp) if resp.status == 200 => {
+                    let body = String::from_utf8_lossy(&resp.body);
+                    let trusted = api::cert_download::accept_download(
+                        &self.config,
+                        &body,
+                        sn,
+                        self.clock.now_unix(),
+                    );
+                    match &trusted {
+                        Ok(_) => tracing::info!(alipay_cert_sn = %sn, "alipay certificate trusted"),
+                        Err(e) => {
+                            tracing::warn!(alipay_cert_sn = %sn, error = %e, "alipay certificate refused")
+                        }
+                    }
+                    return trusted;
+                }
+                Ok(resp) if resp.status < 500 || last => {
+                    return Err(AlipayError::HttpStatus {
+                        method: api::cert_download::METHOD.into(),
+                        status: resp.status,
+                    })
+                }
+                Err(e) if last || matches!(e, TransportError::Build(_)) => return Err(e.into()),
+                Ok(_) | Err(_) => {}
             }
             self.pause(attempt).await;
             attempt += 1;

@@ -39,7 +39,7 @@ impl AesKey {
 }
 
 /// How Alipay's signatures are checked.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum VerifyKeys {
     /// Public-key mode: the console's Alipay public key.
     PublicKey(RsaPublicKey),
@@ -99,6 +99,7 @@ impl AlipayKeys {
         for pem in alipay_cert_pems {
             set.add_pem(pem)?;
         }
+        set.set_roots(root_bundle_pem)?;
         if set.is_empty() {
             return Err(AlipayError::Key(
                 "no Alipay public certificate given".into(),
@@ -115,9 +116,9 @@ impl AlipayKeys {
     /// The key for a message that names `cert_sn` (responses in certificate mode). Without an
     /// SN the newest certificate is used; an SN we do not hold is an error (fetch the new
     /// certificate, do not guess).
-    pub fn verifying_key(&self, cert_sn: Option<&str>) -> Result<&RsaPublicKey, String> {
+    pub fn verifying_key(&self, cert_sn: Option<&str>) -> Result<RsaPublicKey, String> {
         match (&self.verify, cert_sn) {
-            (VerifyKeys::PublicKey(k), _) => Ok(k),
+            (VerifyKeys::PublicKey(k), _) => Ok(k.clone()),
             (VerifyKeys::Certificates(set), Some(sn)) if !sn.is_empty() => {
                 set.get(sn).ok_or_else(|| sn.to_string())
             }
@@ -126,10 +127,18 @@ impl AlipayKeys {
     }
 
     /// Every key Alipay may currently sign with (notifications name no certificate).
-    pub fn all_verifying_keys(&self) -> Vec<&RsaPublicKey> {
+    pub fn all_verifying_keys(&self) -> Vec<RsaPublicKey> {
         match &self.verify {
-            VerifyKeys::PublicKey(k) => vec![k],
-            VerifyKeys::Certificates(set) => set.keys().collect(),
+            VerifyKeys::PublicKey(k) => vec![k.clone()],
+            VerifyKeys::Certificates(set) => set.keys(),
+        }
+    }
+
+    /// Certificate mode: the set that grows when Alipay rotates its certificate.
+    pub fn certificates(&self) -> Option<&AlipayCertSet> {
+        match &self.verify {
+            VerifyKeys::PublicKey(_) => None,
+            VerifyKeys::Certificates(set) => Some(set),
         }
     }
 }

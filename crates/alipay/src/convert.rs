@@ -194,6 +194,8 @@ pub fn channel_error(operation: &'static str, err: AlipayError) -> ChannelError 
         | AlipayError::MalformedResponse { .. }
         | AlipayError::BadResponseSignature { .. }
         | AlipayError::UnknownCertSn { .. }
+        // The answer to the real request could not be checked: it may have been carried out.
+        | AlipayError::CertNotTrusted { .. }
         | AlipayError::Bill(_)) => unknown(e.to_string()),
         e @ (AlipayError::Key(_) | AlipayError::Crypto(_)) => ChannelError::Config(e.to_string()),
         AlipayError::InvalidRequest(r) => ChannelError::Invalid(r),

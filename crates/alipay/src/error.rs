@@ -78,6 +78,11 @@ pub enum AlipayError {
     BadResponseSignature { method: String },
     #[error("response of {method} names alipay_cert_sn {sn}, which is not loaded")]
     UnknownCertSn { method: String, sn: String },
+    #[error("Alipay certificate {sn} handed out by alipay.open.app.alipaycert.download: {source}")]
+    CertNotTrusted {
+        sn: String,
+        source: crate::cert_mode::CertTrustError,
+    },
     #[error(transparent)]
     Gateway(Box<GatewayError>),
     #[error("invalid request: {0}")]

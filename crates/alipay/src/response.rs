@@ -190,7 +190,7 @@ fn verify_parts(
             method: method.to_string(),
             sn,
         })?;
-    if verify_content(key, parts.content, sign) {
+    if verify_content(&key, parts.content, sign) {
         Ok(())
     } else {
         Err(AlipayError::BadResponseSignature {

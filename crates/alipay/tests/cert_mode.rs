@@ -129,8 +129,103 @@ fn notifications_verify_under_any_trusted_certificate() {
         ];
         let body = encode_form(&sign_notify(fields, NotifyRule::V1, k).unwrap(), "utf-8").unwrap();
         assert_eq!(
-            NotifyForm::parse(&body).unwrap().verify(&keys),
+            NotifyForm::parse(&body)
+                .unwrap()
+                .verify(&keys.iter().collect::<Vec<_>>()),
             Some(NotifyRule::V1)
         );
     }
+}
+
+/// Alipay rotated its certificate: the account holds only the old one, a response names the
+/// new SN, and the download of the new certificate is trusted only when it chains to the
+/// configured root, is the one asked for, is valid now and signs its own answer.
+#[test]
+fn a_rotated_certificate_is_trusted_only_through_the_configured_root() {
+    use paybridge_alipay::api::cert_download::{accept_download, METHOD as DOWNLOAD};
+    use paybridge_alipay::cert_mode::CertTrustError;
+
+    let (root_key, app_key, old_key, new_key, stranger_key) = (key(), key(), key(), key(), key());
+    let root_spec = spec("Test Root", 1, 2_000_000_000, true);
+    let root = self_signed_rsa_cert(&root_key, &root_spec).unwrap();
+    let issue_by = |issuer: &RsaPrivateKey, k: &RsaPrivateKey, cn: &str, serial: u8, end: i64| {
+        issue_rsa_cert(k, &spec(cn, serial, end, false), issuer, &root_spec)
+            .unwrap()
+            .pem
+    };
+    let app_pem = issue_by(&root_key, &app_key, "app", 2, 1_900_000_000);
+    let old_pem = issue_by(&root_key, &old_key, "alipay old", 3, 1_900_000_000);
+    let new_pem = issue_by(&root_key, &new_key, "alipay new", 4, 1_900_000_000);
+    // Same issuer name, another key: a certificate a forger would hand out.
+    let forged_pem = issue_by(&stranger_key, &new_key, "alipay new", 4, 1_900_000_000);
+    let expired_pem = issue_by(&root_key, &new_key, "alipay new", 5, 1_750_000_000);
+    let keys = AlipayKeys::cert_mode(
+        &b64_encode(app_key.to_pkcs8_der()),
+        &app_pem,
+        &[&old_pem],
+        &root.pem,
+    )
+    .unwrap();
+    let config = AlipayConfig::new("2021000000000002", keys);
+    let set = config.keys.certificates().unwrap();
+    let sn_new = cert_sn_from_pem(&new_pem).unwrap();
+    let now = 1_800_000_000;
+
+    let query = signed_method_response(METHOD, CONTENT, &new_key, Some(&sn_new)).unwrap();
+    assert!(matches!(
+        open_response(&config, METHOD, &query),
+        Err(AlipayError::UnknownCertSn { .. })
+    ));
+    let answer = |pem: &str, signer: &RsaPrivateKey| {
+        let content = serde_json::json!({
+            "code": "10000",
+            "msg": "Success",
+            "alipay_cert_content": b64_encode(pem.as_bytes()),
+        })
+        .to_string();
+        signed_method_response(DOWNLOAD, &content, signer, Some(&sn_new)).unwrap()
+    };
+    let refused = |raw: &str| match accept_download(&config, raw, &sn_new, now) {
+        Err(AlipayError::CertNotTrusted { source, .. }) => source,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(
+        refused(&answer(&forged_pem, &new_key)),
+        CertTrustError::Untrusted { .. }
+    ));
+    assert!(matches!(
+        refused(&answer(&old_pem, &new_key)),
+        CertTrustError::WrongCertificate { .. }
+    ));
+    let expired_sn = cert_sn_from_pem(&expired_pem).unwrap();
+    let expired_answer = {
+        let content = serde_json::json!({
+            "code": "10000", "msg": "Success",
+            "alipay_cert_content": b64_encode(expired_pem.as_bytes()),
+        })
+        .to_string();
+        signed_method_response(DOWNLOAD, &content, &new_key, Some(&expired_sn)).unwrap()
+    };
+    assert!(matches!(
+        accept_download(&config, &expired_answer, &expired_sn, now),
+        Err(AlipayError::CertNotTrusted {
+            source: CertTrustError::Expired { .. },
+            ..
+        })
+    ));
+    // A genuine chain whose answer is not signed by it is refused too.
+    assert!(matches!(
+        accept_download(&config, &answer(&new_pem, &stranger_key), &sn_new, now),
+        Err(AlipayError::BadResponseSignature { .. })
+    ));
+    // Nothing refused was trusted.
+    assert_eq!(set.sns().len(), 1);
+    assert!(open_response(&config, METHOD, &query).is_err());
+
+    assert_eq!(
+        accept_download(&config, &answer(&new_pem, &new_key), &sn_new, now).unwrap(),
+        sn_new
+    );
+    assert!(open_response(&config, METHOD, &query).is_ok());
+    assert_eq!(set.sns().len(), 2);
 }

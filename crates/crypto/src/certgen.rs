@@ -161,4 +161,32 @@ mod tests {
         assert_eq!(root_parsed.subject_rfc2253(), parsed.issuer_rfc2253());
         assert_eq!(root_parsed.issuer_rfc2253(), root_parsed.subject_rfc2253());
     }
+
+    #[test]
+    fn a_chain_verifies_only_under_the_key_that_signed_it() {
+        let (root_key, other_key, leaf_key) = (key(), key(), key());
+        let root_spec = spec("Sandbox Root CA", &[0x01], true);
+        let root = Certificate::from_pem(&self_signed_rsa_cert(&root_key, &root_spec).unwrap().pem)
+            .unwrap();
+        // Same name, another key: what a forger would present as the root.
+        let impostor =
+            Certificate::from_pem(&self_signed_rsa_cert(&other_key, &root_spec).unwrap().pem)
+                .unwrap();
+        let leaf_spec = spec("Sandbox Alipay Public Key", &[0x02], false);
+        let leaf = Certificate::from_pem(
+            &issue_rsa_cert(&leaf_key, &leaf_spec, &root_key, &root_spec)
+                .unwrap()
+                .pem,
+        )
+        .unwrap();
+        leaf.verify_issued_by(&root).unwrap();
+        root.verify_issued_by(&root).unwrap();
+        assert!(leaf.verify_issued_by(&impostor).is_err());
+        // A certificate whose subject is not the leaf's issuer is refused by name.
+        let err = leaf.verify_issued_by(&leaf).unwrap_err().to_string();
+        assert!(err.contains("issued by"), "{err}");
+        assert!(leaf.is_valid_at(1_800_000_000));
+        assert!(!leaf.is_valid_at(2_000_000_001));
+        assert!(!leaf.is_valid_at(1_699_999_999));
+    }
 }

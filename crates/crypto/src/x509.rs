@@ -17,6 +17,9 @@ pub struct Certificate {
     spki: Vec<u8>,
     not_before: i64,
     not_after: i64,
+    /// The signed part and the issuer's signature over it, for [`Certificate::verify_issued_by`].
+    tbs: Vec<u8>,
+    signature: Vec<u8>,
 }
 
 impl Certificate {
@@ -29,6 +32,14 @@ impl Certificate {
             .to_der()
             .map_err(|e| CryptoError::Certificate(e.to_string()))?;
         let serial = tbs.serial_number.as_bytes().to_vec();
+        let tbs_der = tbs
+            .to_der()
+            .map_err(|e| CryptoError::Certificate(e.to_string()))?;
+        let signature = cert
+            .signature
+            .as_bytes()
+            .ok_or_else(|| CryptoError::Certificate("signature is not whole bytes".into()))?
+            .to_vec();
         Ok(Certificate {
             der: der.to_vec(),
             serial,
@@ -38,6 +49,8 @@ impl Certificate {
             spki,
             not_before: tbs.validity.not_before.to_unix_duration().as_secs() as i64,
             not_after: tbs.validity.not_after.to_unix_duration().as_secs() as i64,
+            tbs: tbs_der,
+            signature,
         })
     }
 
@@ -112,6 +125,42 @@ impl Certificate {
 
     pub fn to_pem(&self) -> String {
         crate::encode_pem("CERTIFICATE", &self.der)
+    }
+
+    /// Whether `now` (unix seconds) lies within the validity period.
+    pub fn is_valid_at(&self, now: i64) -> bool {
+        self.not_before <= now && now <= self.not_after
+    }
+
+    /// Checks that `issuer` issued this certificate: its subject is our issuer and its RSA key
+    /// verifies our signature (PKCS#1 v1.5 with SHA-256, -384 or -512). SHA-1 signatures are
+    /// refused: a chain that relies on one proves nothing today.
+    pub fn verify_issued_by(&self, issuer: &Certificate) -> Result<(), CryptoError> {
+        if issuer.subject != self.issuer {
+            return Err(CryptoError::Certificate(format!(
+                "issued by {}, not by {}",
+                self.issuer, issuer.subject
+            )));
+        }
+        let algorithm: &'static dyn aws_lc_rs::signature::VerificationAlgorithm =
+            match self.signature_algorithm.as_str() {
+                "1.2.840.113549.1.1.11" => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+                "1.2.840.113549.1.1.12" => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA384,
+                "1.2.840.113549.1.1.13" => &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512,
+                other => {
+                    return Err(CryptoError::Certificate(format!(
+                        "signature algorithm {other} is not accepted for a certificate chain"
+                    )))
+                }
+            };
+        aws_lc_rs::signature::UnparsedPublicKey::new(algorithm, &issuer.spki)
+            .verify(&self.tbs, &self.signature)
+            .map_err(|_| {
+                CryptoError::Certificate(format!(
+                    "the signature of {} does not verify with the key of {}",
+                    self.subject, issuer.subject
+                ))
+            })
     }
 }
 

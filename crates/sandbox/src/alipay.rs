@@ -288,6 +288,7 @@ pub(crate) async fn gateway(
         "alipay.trade.close" => close(&ctx),
         "alipay.trade.cancel" => cancel(&ctx),
         "alipay.data.dataservice.bill.downloadurl.query" => crate::bills::alipay_download_url(&ctx),
+        "alipay.open.app.alipaycert.download" => alipay_cert_download(&ctx),
         _ => {
             let mut a = invalid("isv.invalid-method", "不存在的方法名");
             a.error_node = true;
@@ -607,6 +608,29 @@ fn refund_query(ctx: &Ctx<'_>) -> Result<Answer, Answer> {
         ]);
     }
     Ok(ok(fields))
+}
+
+/// `alipay.open.app.alipaycert.download`: the certificate the sandbox signs with, named by its
+/// SN (base64 of the PEM file, as Alipay hands it out). Another SN is not Alipay's (the
+/// sub_code is this sandbox's: the SDKs document none for it).
+fn alipay_cert_download(ctx: &Ctx<'_>) -> Result<Answer, Answer> {
+    let asked = biz_str(ctx.biz, "alipay_cert_sn")
+        .ok_or_else(|| invalid("isv.missing-parameter", "缺少参数 alipay_cert_sn"))?;
+    match (
+        ctx.inner.keys.alipay_cert_sn.as_deref(),
+        ctx.inner.config.alipay.alipay_cert.as_deref(),
+    ) {
+        (Some(sn), Some(pem)) if sn == asked => Ok(ok(vec![(
+            "alipay_cert_content",
+            paybridge_crypto::b64_encode(pem.as_bytes()).into(),
+        )])),
+        _ => Err(fail(
+            "40004",
+            "Business Failed",
+            "isv.alipay-cert-not-exist",
+            "支付宝公钥证书不存在",
+        )),
+    }
 }
 
 fn close(ctx: &Ctx<'_>) -> Result<Answer, Answer> {

@@ -87,6 +87,10 @@ pub struct AlipaySection {
     pub root_cert: Option<String>,
     #[serde(default)]
     pub alipay_cert: Option<String>,
+    /// The sandbox root's own key, kept so [`SandboxConfig::rotate_alipay_cert`] can issue
+    /// Alipay a new certificate under the same root.
+    #[serde(default)]
+    pub root_private_key: Option<String>,
     #[serde(default)]
     pub apps: Vec<AlipayApp>,
 }
@@ -99,6 +103,12 @@ pub enum WechatKeyMode {
     PublicKey,
     /// Platform certificates, served at `/v3/certificates`.
     Certificate,
+    /// Moving from platform certificates to the public key, as WeChat Pay runs a migration:
+    /// certificates are still served and sign notifications and answers, except the answer to
+    /// a request that carries `Wechatpay-Serial: <public_key_id>`, which is signed with the
+    /// public key (`public_key_private_key`). A merchant that does not send the header never
+    /// sees a public-key signature.
+    Migrating,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +151,10 @@ pub struct WechatSection {
     /// Certificate mode: the platform certificate of `private_key` (PEM).
     #[serde(default)]
     pub platform_cert: Option<String>,
+    /// Migrating mode: the key behind `public_key_id` (WeChat Pay's public key pair is not the
+    /// platform certificate's).
+    #[serde(default)]
+    pub public_key_private_key: Option<String>,
     #[serde(default)]
     pub merchants: Vec<WechatMerchant>,
 }
@@ -196,6 +210,17 @@ fn spec(cn: &str, org: &str, serial: Vec<u8>, now: i64, ca: bool) -> CertSpec {
     }
 }
 
+/// The sandbox CA (its name and serial are what certificates issued by it refer to).
+fn root_spec(now_unix: i64) -> CertSpec {
+    spec(
+        "Sandbox Root CA",
+        "paybridge sandbox",
+        vec![0x01],
+        now_unix,
+        true,
+    )
+}
+
 fn serial_bytes() -> Vec<u8> {
     // 20 random bytes with the top bit cleared: a positive serial, as the providers issue.
     let mut b = paybridge_crypto::random_bytes::<20>().to_vec();
@@ -207,18 +232,63 @@ fn serial_bytes() -> Vec<u8> {
 }
 
 impl SandboxConfig {
+    /// WeChat Pay starts moving the merchant from platform certificates to a public key (a new
+    /// key pair under `public_key_id`): see [`WechatKeyMode::Migrating`].
+    pub fn begin_wechat_migration(&mut self) -> Result<(), ConfigError> {
+        self.wechat.mode = WechatKeyMode::Migrating;
+        self.wechat.public_key_private_key = Some(private_pem(&new_key()?));
+        Ok(())
+    }
+
+    /// The migration completed: only the public key signs, certificates are gone.
+    pub fn finish_wechat_migration(&mut self) -> Result<(), ConfigError> {
+        let key = self
+            .wechat
+            .public_key_private_key
+            .take()
+            .ok_or_else(|| key_err("wechat", "no migration was begun"))?;
+        self.wechat.mode = WechatKeyMode::PublicKey;
+        self.wechat.private_key = key;
+        Ok(())
+    }
+
+    /// Alipay rotates its certificate: a new signing key and a new certificate for it, issued
+    /// by the same root. Merchants configured with the old certificate see an unknown
+    /// `alipay_cert_sn` in responses and must fetch the new one
+    /// (`alipay.open.app.alipaycert.download`).
+    pub fn rotate_alipay_cert(&mut self, now_unix: i64) -> Result<(), ConfigError> {
+        let root_key =
+            self.alipay.root_private_key.as_deref().ok_or_else(|| {
+                key_err("alipay.root_private_key", "needed to issue a certificate")
+            })?;
+        let root_key = RsaPrivateKey::from_text(root_key)
+            .map_err(|e| key_err("alipay.root_private_key", e))?;
+        let root_spec = root_spec(now_unix);
+        let alipay_key = new_key()?;
+        let cert = issue_rsa_cert(
+            &alipay_key,
+            &spec(
+                "Alipay Sandbox Public Key",
+                "paybridge sandbox",
+                serial_bytes(),
+                now_unix,
+                false,
+            ),
+            &root_key,
+            &root_spec,
+        )
+        .map_err(|e| key_err("certificate generation", e))?;
+        self.alipay.private_key = private_pem(&alipay_key);
+        self.alipay.alipay_cert = Some(cert.pem);
+        Ok(())
+    }
+
     /// A complete fresh setup: an Alipay app in public-key mode (`2021000000000001`), one in
     /// certificate mode (`2021000000000002`), and a WeChat merchant (`1900000001`), with all
     /// keys and certificates generated. `now_unix` sets the certificates' validity.
     pub fn generate(now_unix: i64) -> Result<SandboxConfig, ConfigError> {
         let root_key = new_key()?;
-        let root_spec = spec(
-            "Sandbox Root CA",
-            "paybridge sandbox",
-            vec![0x01],
-            now_unix,
-            true,
-        );
+        let root_spec = root_spec(now_unix);
         let gen = |e: paybridge_crypto::CryptoError| key_err("certificate generation", e);
         let root = self_signed_rsa_cert(&root_key, &root_spec).map_err(gen)?;
         let issue = |key: &RsaPrivateKey, cn: &str| {
@@ -257,6 +327,7 @@ impl SandboxConfig {
                 private_key: private_pem(&alipay_key),
                 root_cert: Some(root.pem.clone()),
                 alipay_cert: Some(alipay_cert.pem),
+                root_private_key: Some(private_pem(&root_key)),
                 apps: vec![
                     AlipayApp {
                         app_id: "2021000000000001".into(),
@@ -283,6 +354,7 @@ impl SandboxConfig {
                 private_key: private_pem(&platform_key),
                 public_key_id: Some(format!("PUB_KEY_ID_0119000000012026{}", random_digits(8))),
                 platform_cert: Some(platform_cert.pem),
+                public_key_private_key: None,
                 merchants: vec![WechatMerchant {
                     mchid: "1900000001".into(),
                     appid: "wx0000000000000001".into(),
@@ -445,6 +517,9 @@ pub struct Keys {
     /// `Wechatpay-Serial` of our signatures (upper-case hex, or the exact PUB_KEY_ID_...).
     pub wechat_serial: String,
     pub wechat_cert: Option<Certificate>,
+    /// Migrating mode: the public key's private half and its `PUB_KEY_ID_...`, signing answers
+    /// to requests that name that id in `Wechatpay-Serial`.
+    pub wechat_migration: Option<(RsaPrivateKey, String)>,
     pub merchants: HashMap<String, MerchantKeys>,
     /// Signs forged notifications: a key nobody trusts.
     pub forger: RsaPrivateKey,
@@ -526,17 +601,36 @@ impl Keys {
             }
             None => None,
         };
-        let wechat_serial = match c.wechat.mode {
-            WechatKeyMode::PublicKey => c
-                .wechat
-                .public_key_id
-                .clone()
-                .ok_or_else(|| key_err("wechat", "public_key mode needs public_key_id"))?,
-            WechatKeyMode::Certificate => wechat_cert
+        let public_key_id = || {
+            c.wechat.public_key_id.clone().ok_or_else(|| {
+                key_err(
+                    "wechat",
+                    "public_key and migrating modes need public_key_id",
+                )
+            })
+        };
+        let cert_serial = || {
+            wechat_cert
                 .as_ref()
-                .ok_or_else(|| key_err("wechat", "certificate mode needs platform_cert"))?
-                .serial_hex()
-                .to_ascii_uppercase(),
+                .map(|cert| cert.serial_hex().to_ascii_uppercase())
+                .ok_or_else(|| {
+                    key_err(
+                        "wechat",
+                        "certificate and migrating modes need platform_cert",
+                    )
+                })
+        };
+        let (wechat_serial, wechat_migration) = match c.wechat.mode {
+            WechatKeyMode::PublicKey => (public_key_id()?, None),
+            WechatKeyMode::Certificate => (cert_serial()?, None),
+            WechatKeyMode::Migrating => {
+                let text = c.wechat.public_key_private_key.as_deref().ok_or_else(|| {
+                    key_err("wechat", "migrating mode needs public_key_private_key")
+                })?;
+                let key = RsaPrivateKey::from_text(text)
+                    .map_err(|e| key_err("wechat.public_key_private_key", e))?;
+                (cert_serial()?, Some((key, public_key_id()?)))
+            }
         };
         let mut merchants = HashMap::new();
         for m in &c.wechat.merchants {
@@ -567,6 +661,7 @@ impl Keys {
             wechat_key,
             wechat_public_key,
             wechat_mode: c.wechat.mode.clone(),
+            wechat_migration,
             wechat_serial,
             wechat_cert,
             merchants,

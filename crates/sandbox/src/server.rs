@@ -431,6 +431,17 @@ impl Sandbox {
         &self.inner.keys.wechat_serial
     }
 
+    /// During a migration ([`crate::WechatKeyMode::Migrating`]): the public key's id and PEM,
+    /// as the merchant console shows them.
+    pub fn wechat_migration_public_key(&self) -> Option<(String, String)> {
+        let (key, id) = self.inner.keys.wechat_migration.as_ref()?;
+        let public = key.public_key().ok()?;
+        Some((
+            id.clone(),
+            paybridge_crypto::encode_pem("PUBLIC KEY", public.spki_der()),
+        ))
+    }
+
     pub fn now(&self) -> Millis {
         self.inner.now()
     }

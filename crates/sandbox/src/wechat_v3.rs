@@ -10,7 +10,7 @@ use axum::extract::State as AxState;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use paybridge_core::Fen;
-use paybridge_crypto::random_string;
+use paybridge_crypto::{random_string, RsaPrivateKey};
 use paybridge_wechatpay::v3::provider::{
     certificates_body, error_body, notify_body, sign_response, verify_request, CertificateOut,
 };
@@ -64,7 +64,7 @@ fn param(message: &str) -> Reply {
     err(400, "PARAM_ERROR", message)
 }
 
-fn finish(inner: &Inner, r: Reply) -> Response {
+fn finish(inner: &Inner, r: Reply, asked_serial: Option<&str>) -> Response {
     let body_bytes = r.raw.unwrap_or_else(|| r.body.into_bytes());
     let mut resp = (r.status, body_bytes.clone()).into_response();
     let headers = resp.headers_mut();
@@ -78,13 +78,8 @@ fn finish(inner: &Inner, r: Reply) -> Response {
     );
     if r.signed {
         let ts = inner.now().div_euclid(1000);
-        match sign_response(
-            &inner.keys.wechat_key,
-            &inner.keys.wechat_serial,
-            ts,
-            &random_string(32),
-            &body_bytes,
-        ) {
+        let (key, serial) = answer_signer(inner, asked_serial);
+        match sign_response(key, serial, ts, &random_string(32), &body_bytes) {
             Ok(pairs) => {
                 for (k, v) in pairs {
                     if let (Ok(name), Ok(value)) = (
@@ -155,7 +150,20 @@ pub(crate) async fn dispatch(
     body: Bytes,
 ) -> Response {
     let reply = handle(&inner, &method, &uri, &headers, &body);
-    finish(&inner, reply)
+    let serial = headers
+        .get("wechatpay-serial")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    finish(&inner, reply, serial)
+}
+
+/// The key and serial an answer is signed with: during a migration, the public key when the
+/// request asked for it by its id; otherwise the merchant's current key.
+fn answer_signer<'a>(inner: &'a Inner, asked: Option<&str>) -> (&'a RsaPrivateKey, &'a str) {
+    match &inner.keys.wechat_migration {
+        Some((key, id)) if asked == Some(id.as_str()) => (key, id),
+        _ => (&inner.keys.wechat_key, &inner.keys.wechat_serial),
+    }
 }
 
 fn handle(inner: &Inner, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Reply {
@@ -567,7 +575,7 @@ fn query_refund(r: &Req<'_>, no: &str) -> Reply {
 }
 
 fn certificates(r: &Req<'_>) -> Reply {
-    let (WechatKeyMode::Certificate, Some(cert)) =
+    let (WechatKeyMode::Certificate | WechatKeyMode::Migrating, Some(cert)) =
         (&r.inner.keys.wechat_mode, r.inner.keys.wechat_cert.as_ref())
     else {
         return err(

@@ -15,7 +15,7 @@ use paybridge_alipay::request::CallOptions;
 use paybridge_alipay::{AesKey, AlipayConfig, AlipayError, AlipayKeys};
 use paybridge_core::Fen;
 use paybridge_crypto::RsaPublicKey;
-use paybridge_sandbox::{BarcodeMode, Sandbox};
+use paybridge_sandbox::{BarcodeMode, Clock as _, Sandbox, SystemClock};
 
 // Request builders: one place to follow the protocol crate's constructors.
 fn req_precreate(no: &str, fen: Fen, subject: &str) -> TradePrecreate {
@@ -498,6 +498,70 @@ async fn certificate_mode_and_aes_content_encryption() {
         !last.response_body.contains("A-AES-1"),
         "the response node is encrypted"
     );
+}
+
+/// Alipay rotated its certificate after the merchant configured the old one: the first
+/// answer names an unknown `alipay_cert_sn`; the client downloads that certificate once,
+/// trusts it because it chains to the configured root, and reads the same answer (the
+/// request is not sent again).
+#[tokio::test]
+async fn a_rotated_alipay_certificate_is_fetched_once_and_trusted_through_the_root() {
+    let now = SystemClock.now_ms() / 1000;
+    let mut config = paybridge_sandbox::SandboxConfig::generate(now).unwrap();
+    config.time_scale = "1/10000".into();
+    let old_cert = config.alipay.alipay_cert.clone().unwrap();
+    config.rotate_alipay_cert(now).unwrap();
+    assert_ne!(
+        config.alipay.alipay_cert.as_deref(),
+        Some(old_cert.as_str())
+    );
+    let sb = Sandbox::start_with(
+        config,
+        paybridge_sandbox::StartOptions {
+            manual_clock: Some(paybridge_sandbox::ManualClock::new(SystemClock.now_ms())),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let cfg = sb.config();
+    let app = &cfg.alipay.apps[1];
+    let keys = AlipayKeys::cert_mode(
+        app.app_private_key.as_deref().unwrap(),
+        app.app_cert.as_deref().unwrap(),
+        &[&old_cert],
+        cfg.alipay.root_cert.as_deref().unwrap(),
+    )
+    .unwrap();
+    let c = AlipayClient::new(
+        AlipayConfig::new(CERT_APP, keys).with_gateway(sb.gateway_url()),
+        transport(),
+    );
+    let sent = |method: &str| {
+        sb.requests()
+            .iter()
+            .filter(|r| {
+                r.body.contains(&format!("method={method}"))
+                    || r.uri.contains(&format!("method={method}"))
+            })
+            .count()
+    };
+    let created = c
+        .execute(
+            &req_create("A-ROT-1", Fen(10), "rotated", "2088102177846880"),
+            &CallOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.out_trade_no, "A-ROT-1");
+    assert_eq!(sent("alipay.trade.create"), 1);
+    assert_eq!(sent("alipay.open.app.alipaycert.download"), 1);
+    assert_eq!(c.config().keys.certificates().unwrap().sns().len(), 2);
+    // Known from now on: no second download.
+    c.execute(&req_query("A-ROT-1"), &CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(sent("alipay.open.app.alipaycert.download"), 1);
 }
 
 #[tokio::test]

@@ -358,6 +358,91 @@ async fn v3_certificate_mode_serves_and_signs_with_platform_certificates() {
         .any(|r| r.uri == "/v3/certificates" && r.status == 200));
 }
 
+/// WeChat Pay moves a merchant from platform certificates to a public key. While it migrates,
+/// its answers are signed with the public key only for requests that name that key in
+/// `Wechatpay-Serial`: a client that holds only the public key works because it sends the
+/// header on every request, and keeps working once the certificates are gone.
+#[tokio::test]
+async fn v3_public_key_migration_never_stalls_a_client_that_names_its_key() {
+    let mut config = SandboxConfig::generate(SystemClock.now_ms() / 1000).unwrap();
+    config.wechat.mode = WechatKeyMode::Certificate;
+    config.begin_wechat_migration().unwrap();
+    let start = |config: SandboxConfig| async move {
+        Sandbox::start_with(
+            config,
+            StartOptions {
+                manual_clock: Some(ManualClock::new(SystemClock.now_ms())),
+                ..StartOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let sb = start(config.clone()).await;
+    let (pub_id, pub_pem) = sb.wechat_migration_public_key().unwrap();
+    let cert_serial = sb.wechat_serial().to_string();
+    assert_ne!(pub_id, cert_serial);
+    let client_with_public_key = |sb: &Sandbox| {
+        let m = &sb.config().wechat.merchants[0];
+        let mut cfg = V3Config::new(
+            Merchant::Direct {
+                mchid: m.mchid.clone(),
+                appid: m.appid.clone(),
+            },
+            m.api_v3_key.as_bytes().to_vec(),
+        );
+        cfg.base_url = sb.base_url().to_string();
+        cfg.backup_base_url = None;
+        cfg.platform_certificates = false;
+        let key = RsaPrivateKey::from_text(m.merchant_private_key.as_deref().unwrap()).unwrap();
+        let mut verifier = Verifier::new();
+        verifier.add_public_key(&pub_id, RsaPublicKey::from_text(&pub_pem).unwrap());
+        let clock = sb.clock();
+        V3Client::new(
+            cfg,
+            MerchantSigner::new(m.mchid.clone(), m.merchant_serial.clone(), key),
+            verifier,
+            transport(),
+            Arc::new(move || clock.now_ms() / 1000),
+        )
+    };
+    let rx = Receiver::start(204, "").await;
+    let answered_under = |sb: &Sandbox| {
+        let last = sb.requests().pop().unwrap();
+        let header = |list: &[(String, String)]| {
+            list.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("wechatpay-serial"))
+                .map(|(_, v)| v.clone())
+        };
+        (header(&last.headers), header(&last.response_headers))
+    };
+
+    // Holding only the public key: the request names it, the answer is signed with it.
+    let c = client_with_public_key(&sb);
+    c.prepay(&prepay(PrepayKind::Native, "W3-MIG-1", 1, &rx))
+        .await
+        .unwrap();
+    assert_eq!(
+        answered_under(&sb),
+        (Some(pub_id.clone()), Some(pub_id.clone()))
+    );
+    // A client still on certificates downloads them and is answered under the certificate.
+    let legacy = v3_client(&sb, false);
+    legacy.query_by_out_trade_no("W3-MIG-1").await.unwrap();
+    assert_eq!(answered_under(&sb).1, Some(cert_serial.clone()));
+
+    // The migration completes: certificates are gone, the public-key client is unaffected.
+    drop(sb);
+    config.finish_wechat_migration().unwrap();
+    let sb = start(config).await;
+    let c = client_with_public_key(&sb);
+    c.prepay(&prepay(PrepayKind::Native, "W3-MIG-2", 1, &rx))
+        .await
+        .unwrap();
+    assert_eq!(answered_under(&sb).1, Some(pub_id.clone()));
+    assert_eq!(sb.wechat_serial(), pub_id);
+}
+
 #[tokio::test]
 async fn v3_trade_and_fundflow_bills_with_hash_and_gzip() {
     let sb = sandbox().await;

@@ -17,6 +17,8 @@ use super::verify::{SignatureHeaders, Verifier, VerifyError};
 
 pub use crate::clock::{system_clock, Clock};
 
+const WECHATPAY_SERIAL: &str = "Wechatpay-Serial";
+
 /// How often platform certificates are re-downloaded when certificate mode is on.
 pub const CERT_REFRESH_SECS: i64 = 12 * 3600;
 /// The shortest interval between refreshes prompted by an unverifiable notification.
@@ -151,6 +153,19 @@ impl<T: Transport> V3Client<T> {
         }
         for (k, v) in extra {
             http = http.header(k.clone(), v.clone());
+        }
+        // Every request names the key we want answers signed with (see
+        // `Verifier::preferred_serial`); one that encrypted fields already names its key.
+        if !extra
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(WECHATPAY_SERIAL))
+        {
+            let now = self.now();
+            if let Some(serial) =
+                self.with_verifier(|v| v.preferred_serial(now).map(str::to_string))
+            {
+                http = http.header(WECHATPAY_SERIAL, serial);
+            }
         }
         Ok(http)
     }
@@ -321,7 +336,7 @@ impl<T: Transport> V3Client<T> {
         serial: &str,
     ) -> Result<HttpResponse, V3Error> {
         let resp = self
-            .send(req, &[("Wechatpay-Serial".to_string(), serial.to_string())])
+            .send(req, &[(WECHATPAY_SERIAL.to_string(), serial.to_string())])
             .await?;
         self.check(resp).await
     }

@@ -173,6 +173,17 @@ impl Verifier {
         });
     }
 
+    /// The serial to send as `Wechatpay-Serial` with a request that encrypts nothing: the
+    /// public key when one is held (WeChat Pay signs a migrating merchant's answers with its
+    /// public key only for requests that name it), else the newest valid platform certificate.
+    pub fn preferred_serial(&self, now: i64) -> Option<&str> {
+        self.keys
+            .values()
+            .find(|k| matches!(k.source, KeySource::PublicKey))
+            .or_else(|| self.encryption_key(now))
+            .map(|k| k.serial.as_str())
+    }
+
     /// The platform certificate to encrypt sensitive fields with: the newest valid one (by
     /// `not_before`), or a public key when no certificate is held.
     pub fn encryption_key(&self, now: i64) -> Option<&VerifierKey> {
