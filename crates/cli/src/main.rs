@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod alipay;
 mod bench;
 mod demo;
+mod doctor;
 mod reconcile;
 mod sandbox;
 mod sandbox_accounts;
@@ -41,6 +42,8 @@ enum Command {
     Sandbox(sandbox::SandboxArgs),
     /// Run the gateway: merchant API, provider notifications, webhooks, jobs.
     Serve(serve::ServeArgs),
+    /// Check a gateway configuration: every problem at once, per account and field, with a fix.
+    Doctor(doctor::DoctorArgs),
     /// Gateway + sandbox + SQLite + generated keys, with a page to try a payment end to end.
     Demo(demo::DemoArgs),
     /// Create, list or revoke merchant API keys of a gateway.
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Wechat { cmd } => workbench::finish(wechat::run(cmd)),
         Command::Sandbox(args) => sandbox::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Demo(args) => demo::run(args),
         Command::ApiKey { cmd } => serve::run_api_key(cmd),
         Command::Reconcile(args) => reconcile::run(args),

@@ -143,6 +143,18 @@ pub(crate) fn compose_exit_code(e: &ComposeError) -> ExitCode {
 
 pub fn run(args: ServeArgs) -> ExitCode {
     init_tracing("info");
+    // Every problem at once, before anything starts (the loader below stops at the first).
+    let report = paybridge_server::doctor::diagnose_file(&args.config, crate::doctor::now_unix());
+    if report.has_errors() {
+        eprintln!(
+            "paybridge serve: the configuration has errors; nothing was started.\n{}",
+            report.render_text()
+        );
+        return ExitCode::from(2);
+    }
+    for f in &report.findings {
+        tracing::warn!(scope = %f.scope, field = %f.field, fix = %f.fix, "configuration: {}", f.problem);
+    }
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {

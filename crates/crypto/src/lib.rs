@@ -6,6 +6,7 @@
 mod certgen;
 mod digest;
 mod error;
+mod inspect;
 mod keys;
 mod p12;
 mod pem;
@@ -19,6 +20,7 @@ pub use digest::{
     Sha1Stream, Sha256Stream,
 };
 pub use error::CryptoError;
+pub use inspect::{inspect_key_text, Armor, KeyMaterial};
 pub use keys::{generate_rsa_private_key_pkcs8, RsaPrivateKey, RsaPublicKey};
 pub use p12::{pkcs12_identity, write_pkcs12, Pkcs12Identity};
 pub use pem::{decode_pem_blocks, encode_pem, PemBlock};

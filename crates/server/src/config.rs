@@ -541,7 +541,7 @@ pub struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    fn path(&self, p: &str) -> PathBuf {
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
         let path = Path::new(p);
         if path.is_absolute() {
             path.to_path_buf()
@@ -550,7 +550,7 @@ impl Resolver<'_> {
         }
     }
 
-    fn read_file(&self, field: &str, p: &str) -> Result<String, String> {
+    pub(crate) fn read_file(&self, field: &str, p: &str) -> Result<String, String> {
         let path = self.path(p);
         std::fs::read_to_string(&path)
             .map_err(|e| format!("{field}: cannot read {}: {e}", path.display()))
@@ -558,7 +558,7 @@ impl Resolver<'_> {
 
     /// Reads a secret given as `<name>_file` or `<name>_env`; exactly one must be set when
     /// `required`.
-    fn secret(
+    pub(crate) fn secret(
         &self,
         name: &str,
         file: Option<&String>,

@@ -8,6 +8,7 @@
 pub mod channels;
 pub mod compose;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod listener;
 pub mod routes;
