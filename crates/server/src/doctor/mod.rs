@@ -4,8 +4,11 @@
 //! `serve` runs the same checks before starting and refuses to start on any error.
 
 mod material;
+mod online;
 mod providers;
 mod server;
+
+pub use online::diagnose_online;
 
 use std::path::PathBuf;
 
