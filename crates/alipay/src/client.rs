@@ -78,6 +78,27 @@ pub fn redact_text(text: &str) -> String {
     }
 }
 
+/// The largest file [`AlipayClient::download_into`] takes (a bill ZIP of a busy day is tens of MB).
+pub const MAX_DOWNLOAD_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Counts what reached the sink, so a download cut midway is not repeated into it.
+struct Written<'a> {
+    sink: &'a mut (dyn std::io::Write + Send),
+    bytes: u64,
+}
+
+impl std::io::Write for Written<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.sink.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.sink.flush()
+    }
+}
+
 pub struct AlipayClient {
     config: Arc<AlipayConfig>,
     transport: Arc<dyn Transport>,
@@ -271,24 +292,40 @@ impl AlipayClient {
         self.execute(&req, opts).await
     }
 
-    /// Downloads a file (the bill ZIP) with a plain GET; safe to repeat.
+    /// Downloads a file (the bill ZIP) with a plain GET into memory.
     pub async fn download(&self, url: &str) -> Result<Vec<u8>, AlipayError> {
+        let mut body = Vec::new();
+        self.download_into(url, &mut body).await?;
+        Ok(body)
+    }
+
+    /// Streams a file (the bill ZIP) into `sink` as it arrives (at most [`MAX_DOWNLOAD_BYTES`]);
+    /// repeated while nothing has been written, since a GET is safe to repeat. Returns its size.
+    pub async fn download_into(
+        &self,
+        url: &str,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64, AlipayError> {
+        let mut sink = Written { sink, bytes: 0 };
         let mut attempt = 1;
         loop {
             let last = attempt >= self.max_attempts;
+            let req = HttpRequest::new("GET", url).idempotent(true);
             match self
                 .transport
-                .send(HttpRequest::new("GET", url).idempotent(true))
+                .send_streaming(req, &mut sink, MAX_DOWNLOAD_BYTES)
                 .await
             {
-                Ok(resp) if resp.status == 200 => return Ok(resp.body),
-                Ok(resp) if resp.status < 500 || last => {
+                Ok((resp, n)) if resp.status == 200 => return Ok(n),
+                Ok((resp, _)) if resp.status < 500 || last => {
                     return Err(AlipayError::HttpStatus {
                         method: "bill download".into(),
                         status: resp.status,
                     })
                 }
-                Err(e) if last || matches!(e, TransportError::Build(_)) => return Err(e.into()),
+                Err(e) if last || sink.bytes > 0 || matches!(e, TransportError::Build(_)) => {
+                    return Err(e.into())
+                }
                 Ok(_) | Err(_) => {}
             }
             self.pause(attempt).await;
@@ -307,6 +344,20 @@ impl AlipayClient {
             .await?
             .bill_download_url;
         self.download(&url).await
+    }
+
+    /// [`AlipayClient::download_trade_bill`] streamed into `sink` (a temporary file).
+    pub async fn download_trade_bill_into(
+        &self,
+        bill_date: &str,
+        opts: &CallOptions,
+        sink: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64, AlipayError> {
+        let url = self
+            .execute(&BillDownloadUrlQuery::trade(bill_date), opts)
+            .await?
+            .bill_download_url;
+        self.download_into(&url, sink).await
     }
 }
 

@@ -110,15 +110,92 @@ impl TransportError {
     }
 }
 
+/// How long a streamed download (a bill) may take in all; `TransportConfig::timeout` is for
+/// API calls.
+pub const STREAM_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
 #[async_trait]
 pub trait Transport: Send + Sync {
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError>;
+
+    /// [`Transport::send`] for large answers (bills): the body of a 2xx answer goes to `sink`
+    /// as it arrives, never held whole, and more than `max_bytes` fails the download. Other
+    /// answers (small errors) come back whole in the response. Returns the response (its body
+    /// empty when streamed) and the bytes streamed. A sink that fails, or a body cut short,
+    /// is [`TransportError::Unknown`]: the download may be tried again.
+    ///
+    /// The default buffers and then writes; transports that can stream override it.
+    async fn send_streaming(
+        &self,
+        req: HttpRequest,
+        sink: &mut (dyn std::io::Write + Send),
+        max_bytes: u64,
+    ) -> Result<(HttpResponse, u64), TransportError> {
+        let url = req.url.clone();
+        let mut resp = self.send(req).await?;
+        if !(200..300).contains(&resp.status) {
+            return Ok((resp, 0));
+        }
+        let body = std::mem::take(&mut resp.body);
+        let mut counter = Counted::new(sink, max_bytes, &url);
+        counter.write(&body)?;
+        Ok((resp, counter.written))
+    }
+}
+
+/// A sink with a byte budget; its failures are the download's.
+pub struct Counted<'a> {
+    sink: &'a mut (dyn std::io::Write + Send),
+    max_bytes: u64,
+    url: &'a str,
+    pub written: u64,
+}
+
+impl<'a> Counted<'a> {
+    pub fn new(sink: &'a mut (dyn std::io::Write + Send), max_bytes: u64, url: &'a str) -> Self {
+        Counted {
+            sink,
+            max_bytes,
+            url,
+            written: 0,
+        }
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), TransportError> {
+        let failed = |reason: String| TransportError::Unknown {
+            url: self.url.to_string(),
+            reason,
+        };
+        self.written += chunk.len() as u64;
+        if self.written > self.max_bytes {
+            return Err(failed(format!("the body exceeds {} bytes", self.max_bytes)));
+        }
+        self.sink
+            .write_all(chunk)
+            .map_err(|e| failed(format!("writing the body: {e}")))
+    }
+
+    pub fn finish(&mut self) -> Result<(), TransportError> {
+        self.sink.flush().map_err(|e| TransportError::Unknown {
+            url: self.url.to_string(),
+            reason: format!("writing the body: {e}"),
+        })
+    }
 }
 
 #[async_trait]
 impl<T: Transport + ?Sized> Transport for Arc<T> {
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
         (**self).send(req).await
+    }
+
+    async fn send_streaming(
+        &self,
+        req: HttpRequest,
+        sink: &mut (dyn std::io::Write + Send),
+        max_bytes: u64,
+    ) -> Result<(HttpResponse, u64), TransportError> {
+        (**self).send_streaming(req, sink, max_bytes).await
     }
 }
 
@@ -173,18 +250,23 @@ impl ReqwestTransport {
     }
 }
 
-#[async_trait]
-impl Transport for ReqwestTransport {
-    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+impl ReqwestTransport {
+    /// Sends; the answer's head is read, its body left to the caller.
+    async fn start(
+        &self,
+        req: HttpRequest,
+        timeout: Option<Duration>,
+    ) -> Result<(reqwest::Response, u16, Vec<(String, String)>, String), TransportError> {
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|e| TransportError::Build(e.to_string()))?;
         let mut builder = self.client.request(method, &req.url);
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
-        let started = std::time::Instant::now();
-        let result = builder.body(req.body).send().await;
-        let resp = match result {
+        if let Some(t) = timeout {
+            builder = builder.timeout(t);
+        }
+        let resp = match builder.body(req.body).send().await {
             Ok(r) => r,
             Err(e) => {
                 let reason = e.to_string();
@@ -213,26 +295,176 @@ impl Transport for ReqwestTransport {
                 )
             })
             .collect();
+        Ok((resp, status, headers, req.url))
+    }
+}
+
+#[async_trait]
+impl Transport for ReqwestTransport {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let started = std::time::Instant::now();
+        let (resp, status, headers, url) = self.start(req, None).await?;
         let body = resp
             .bytes()
             .await
             .map_err(|e| TransportError::Unknown {
-                url: req.url.clone(),
+                url: url.clone(),
                 reason: e.to_string(),
             })?
             .to_vec();
-        tracing::debug!(url = %req.url, status, bytes = body.len(), ms = started.elapsed().as_millis() as u64, "provider response");
+        tracing::debug!(url = %url, status, bytes = body.len(), ms = started.elapsed().as_millis() as u64, "provider response");
         Ok(HttpResponse {
             status,
             headers,
             body,
         })
     }
+
+    async fn send_streaming(
+        &self,
+        req: HttpRequest,
+        sink: &mut (dyn std::io::Write + Send),
+        max_bytes: u64,
+    ) -> Result<(HttpResponse, u64), TransportError> {
+        let started = std::time::Instant::now();
+        let (mut resp, status, headers, url) = self.start(req, Some(STREAM_TIMEOUT)).await?;
+        let cut = |e: reqwest::Error| TransportError::Unknown {
+            url: url.clone(),
+            reason: e.to_string(),
+        };
+        if !(200..300).contains(&status) {
+            let body = resp.bytes().await.map_err(cut)?.to_vec();
+            return Ok((
+                HttpResponse {
+                    status,
+                    headers,
+                    body,
+                },
+                0,
+            ));
+        }
+        let mut counter = Counted::new(sink, max_bytes, &url);
+        while let Some(chunk) = resp.chunk().await.map_err(cut)? {
+            counter.write(&chunk)?;
+        }
+        counter.finish()?;
+        let written = counter.written;
+        tracing::debug!(url = %url, status, bytes = written, ms = started.elapsed().as_millis() as u64, "provider response streamed");
+        Ok((
+            HttpResponse {
+                status,
+                headers,
+                body: Vec::new(),
+            },
+            written,
+        ))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers every connection once with `status` and `body` in 64 KiB chunks (chunked
+    /// encoding, so the client cannot know the length in advance).
+    async fn server(status: u16, body: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut head = vec![0u8; 4096];
+                    let _ = socket.read(&mut head).await;
+                    let mut out = format!(
+                        "HTTP/1.1 {status} X\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+                    )
+                    .into_bytes();
+                    for chunk in body.chunks(64 * 1024) {
+                        out.extend(format!("{:x}\r\n", chunk.len()).as_bytes());
+                        out.extend(chunk);
+                        out.extend(b"\r\n");
+                    }
+                    out.extend(b"0\r\n\r\n");
+                    let _ = socket.write_all(&out).await;
+                });
+            }
+        });
+        format!("http://{addr}/bill")
+    }
+
+    fn transport() -> ReqwestTransport {
+        ReqwestTransport::new(&TransportConfig::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_reaches_the_sink_and_is_not_returned() {
+        let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let url = server(200, body.clone()).await;
+        let mut sink = Vec::new();
+        let (resp, n) = transport()
+            .send_streaming(HttpRequest::new("GET", url), &mut sink, 10_000_000)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((resp.status, n), (200, body.len() as u64));
+        assert!(resp.body.is_empty());
+        assert_eq!(sink, body);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_budget_fails_as_unknown() {
+        let url = server(200, vec![7u8; 300_000]).await;
+        let mut sink = Vec::new();
+        let err = transport()
+            .send_streaming(HttpRequest::new("GET", url), &mut sink, 100_000)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("expected an error"));
+        assert!(matches!(err, TransportError::Unknown { .. }), "{err:?}");
+        assert!(sink.len() <= 100_000 + 64 * 1024);
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_comes_back_whole_and_the_sink_stays_empty() {
+        let url = server(404, br#"{"code":"NO_STATEMENT_EXIST"}"#.to_vec()).await;
+        let mut sink = Vec::new();
+        let (resp, n) = transport()
+            .send_streaming(HttpRequest::new("GET", url), &mut sink, 1_000)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((resp.status, n), (404, 0));
+        assert_eq!(resp.body, br#"{"code":"NO_STATEMENT_EXIST"}"#);
+        assert!(sink.is_empty());
+    }
+
+    /// The default (buffered) implementation keeps the same contract.
+    #[tokio::test]
+    async fn the_default_implementation_honours_the_budget() {
+        struct Fixed;
+        #[async_trait]
+        impl Transport for Fixed {
+            async fn send(&self, _req: HttpRequest) -> Result<HttpResponse, TransportError> {
+                Ok(HttpResponse {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: vec![1; 10],
+                })
+            }
+        }
+        let mut sink = Vec::new();
+        let (resp, n) = Fixed
+            .send_streaming(HttpRequest::new("GET", "http://x/"), &mut sink, 10)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((resp.status, n, sink.len()), (200, 10, 10));
+        assert!(Fixed
+            .send_streaming(HttpRequest::new("GET", "http://x/"), &mut Vec::new(), 9)
+            .await
+            .is_err());
+    }
 
     #[tokio::test]
     async fn connection_refused_is_not_sent() {

@@ -91,14 +91,43 @@ async fn main() {
             );
             eprintln!("engine: {} rows in {:.2?}", t.bill_rows, started.elapsed());
         }
+        Some("download") => {
+            // One engine pass whose bill comes through the APIv3 client: the gzip download
+            // streamed from a local provider, decompressed and SHA-1 checked into a temporary
+            // file, then reconciled. Its peak RSS covers the download.
+            let gz = arg(&args, "--gz").expect("--gz FILE (the bill, gzipped)");
+            let store = Store::open(&db).await.unwrap();
+            let started = Instant::now();
+            let source = fake_provider::bills(&bill, &gz).await;
+            let file =
+                paybridge_reconcile::BillSource::download(&source, parse_bill_date(DATE).unwrap())
+                    .await
+                    .unwrap();
+            let downloaded = started.elapsed();
+            let report = Engine::new(store)
+                .reconcile_file(ACCOUNT, parse_bill_date(DATE).unwrap(), file, &())
+                .await
+                .unwrap();
+            let t = &report.totals;
+            assert_eq!(
+                (t.missing_locally, t.missing_at_provider),
+                (LEFT_OUT, LEFT_OUT)
+            );
+            eprintln!(
+                "download + engine: {} rows in {:.2?} (download {:.2?})",
+                t.bill_rows,
+                started.elapsed(),
+                downloaded
+            );
+        }
         Some("run") => {
             let repeat = arg(&args, "--repeat").map_or(3, |n| n.parse().unwrap());
             let in_memory = args.iter().any(|a| a == "--in-memory");
             run(&db, &bill, &format, in_memory, repeat.max(1)).await
         }
         _ => eprintln!(
-            "usage: reconcile_bench seed|run|engine|parse --db URL --bill FILE [--rows N] \
-             [--format wechat|alipay] [--in-memory] [--repeat N]"
+            "usage: reconcile_bench seed|run|engine|download|parse --db URL --bill FILE [--rows N] \
+             [--format wechat|alipay] [--in-memory] [--repeat N] [--gz FILE]"
         ),
     }
 }
@@ -344,4 +373,136 @@ async fn bill_rows_of(store: &Store) -> u64 {
     let (from, to) = beijing_day_bounds(date);
     let local = store.local_day_totals(ACCOUNT, from, to).await.unwrap();
     local.payment_count as u64
+}
+
+/// A WeChat Pay APIv3 stand-in for the `download` step: `GET /v3/bill/tradebill` answers a
+/// signed link to the gzipped bill, `GET /bill.gz` streams the file from disk. Plain HTTP/1.1
+/// on loopback, enough for one client.
+mod fake_provider {
+    use std::sync::Arc;
+
+    use paybridge_crypto::{generate_rsa_private_key_pkcs8, RsaPrivateKey};
+    use paybridge_http::{ReqwestTransport, TransportConfig};
+    use paybridge_reconcile::WechatV3Bills;
+    use paybridge_wechatpay::v3::api::Merchant;
+    use paybridge_wechatpay::v3::client::{system_clock, V3Client, V3Config};
+    use paybridge_wechatpay::v3::{MerchantSigner, Verifier};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    const SERIAL: &str = "PUB_KEY_ID_0100000000000000000000000000";
+
+    fn key() -> RsaPrivateKey {
+        RsaPrivateKey::from_der(&generate_rsa_private_key_pkcs8().unwrap()).unwrap()
+    }
+
+    /// The SHA-1 of the bill text, read in pieces.
+    fn sha1_of(path: &str) -> String {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).unwrap();
+        let mut hash = paybridge_crypto::Sha1Stream::default();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = f.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+        }
+        hash.finish_hex()
+    }
+
+    pub async fn bills(text: &str, gz: &str) -> WechatV3Bills<Arc<ReqwestTransport>> {
+        let platform = Arc::new(key());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let link = serde_json::json!({
+            "hash_type": "SHA1",
+            "hash_value": sha1_of(text),
+            "download_url": format!("{base}/bill.gz"),
+        })
+        .to_string();
+        let gz = gz.to_string();
+        let signer = platform.clone();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let (link, gz, signer) = (link.clone(), gz.clone(), signer.clone());
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = BufReader::new(read);
+                    loop {
+                        let mut request_line = String::new();
+                        if lines.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        loop {
+                            let mut header = String::new();
+                            lines.read_line(&mut header).await.unwrap();
+                            if header == "\r\n" || header.is_empty() {
+                                break;
+                            }
+                        }
+                        if request_line.contains("/v3/bill/tradebill") {
+                            let ts = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .unwrap()
+                                .as_secs() as i64;
+                            let headers = paybridge_wechatpay::v3::provider::sign_response(
+                                &signer,
+                                SERIAL,
+                                ts,
+                                "nonce",
+                                link.as_bytes(),
+                            )
+                            .unwrap();
+                            let mut head = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+                                link.len()
+                            );
+                            for (k, v) in headers {
+                                head.push_str(&format!("{k}: {v}\r\n"));
+                            }
+                            head.push_str("\r\n");
+                            write.write_all(head.as_bytes()).await.unwrap();
+                            write.write_all(link.as_bytes()).await.unwrap();
+                        } else {
+                            let mut file = tokio::fs::File::open(&gz).await.unwrap();
+                            let len = file.metadata().await.unwrap().len();
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n"
+                            );
+                            write.write_all(head.as_bytes()).await.unwrap();
+                            tokio::io::copy(&mut file, &mut write).await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let mut config = V3Config::new(
+            Merchant::Direct {
+                mchid: "1900000001".into(),
+                appid: "wx0000000000000001".into(),
+            },
+            b"0123456789abcdef0123456789abcdef".to_vec(),
+        );
+        config.base_url = base;
+        config.backup_base_url = None;
+        config.platform_certificates = false;
+        let mut verifier = Verifier::new();
+        verifier.add_public_key(SERIAL, platform.public_key().unwrap());
+        let transport = Arc::new(ReqwestTransport::new(&TransportConfig::default()).unwrap());
+        WechatV3Bills {
+            client: V3Client::new(
+                config,
+                MerchantSigner::new(
+                    "1900000001",
+                    "5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+                    key(),
+                ),
+                verifier,
+                transport,
+                system_clock(),
+            ),
+        }
+    }
 }

@@ -245,12 +245,13 @@ pub struct AlipayBills {
 #[async_trait]
 impl BillSource for AlipayBills {
     async fn download(&self, date: Date) -> Result<BillFile, ReconcileError> {
-        let zip = self
-            .client
-            .download_trade_bill(&dashed(date), &self.options)
+        // Streamed into a temporary file: the ZIP is read back entry by entry.
+        let mut file = tempfile::NamedTempFile::new().map_err(|e| download_error(date, e))?;
+        self.client
+            .download_trade_bill_into(&dashed(date), &self.options, &mut file)
             .await
             .map_err(|e| download_error(date, e))?;
-        Ok(BillFile::AlipayZip(BillBytes::Memory(zip)))
+        Ok(BillFile::AlipayZip(BillBytes::Temp(Arc::new(file))))
     }
 }
 

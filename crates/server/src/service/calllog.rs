@@ -112,28 +112,34 @@ impl RecordingTransport {
     }
 }
 
-#[async_trait]
-impl Transport for RecordingTransport {
-    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
-        let ctx = CONTEXT.try_with(|c| c.clone()).unwrap_or_default();
-        let request = format!(
+impl RecordingTransport {
+    fn describe(req: &HttpRequest) -> String {
+        format!(
             "{} {}\n{}\n\n{}",
             req.method,
             redact_url(&req.url),
             redact_headers(&req.headers),
             redact_text(&String::from_utf8_lossy(&req.body))
-        );
-        let started = Instant::now();
-        let result = self.inner.send(req).await;
+        )
+    }
+
+    /// Records one exchange: `answer` is the status and what to keep of the body.
+    async fn record(
+        &self,
+        ctx: CallContext,
+        request: String,
+        started: Instant,
+        answer: Result<(u16, String), &TransportError>,
+    ) {
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let (response, http_status, outcome) = match &result {
-            Ok(r) => (
-                Some(redact_text(&String::from_utf8_lossy(&r.body))),
-                Some(r.status),
-                if (200..300).contains(&r.status) {
+        let (response, http_status, outcome) = match answer {
+            Ok((status, body)) => (
+                Some(body),
+                Some(status),
+                if (200..300).contains(&status) {
                     "ok".to_string()
                 } else {
-                    format!("http_{}", r.status)
+                    format!("http_{status}")
                 },
             ),
             Err(e) => (
@@ -163,6 +169,43 @@ impl Transport for RecordingTransport {
             Some(deferred) => deferred.push(call),
             None => self.sink.record(call).await,
         }
+    }
+}
+
+#[async_trait]
+impl Transport for RecordingTransport {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let ctx = CONTEXT.try_with(|c| c.clone()).unwrap_or_default();
+        let request = Self::describe(&req);
+        let started = Instant::now();
+        let result = self.inner.send(req).await;
+        let answer = result
+            .as_ref()
+            .map(|r| (r.status, redact_text(&String::from_utf8_lossy(&r.body))));
+        self.record(ctx, request, started, answer).await;
+        result
+    }
+
+    /// A streamed body (a bill) is not kept in the call log: only its size.
+    async fn send_streaming(
+        &self,
+        req: HttpRequest,
+        sink: &mut (dyn std::io::Write + Send),
+        max_bytes: u64,
+    ) -> Result<(HttpResponse, u64), TransportError> {
+        let ctx = CONTEXT.try_with(|c| c.clone()).unwrap_or_default();
+        let request = Self::describe(&req);
+        let started = Instant::now();
+        let result = self.inner.send_streaming(req, sink, max_bytes).await;
+        let answer = result.as_ref().map(|(r, streamed)| {
+            let body = if (200..300).contains(&r.status) {
+                format!("({streamed} bytes streamed)")
+            } else {
+                redact_text(&String::from_utf8_lossy(&r.body))
+            };
+            (r.status, body)
+        });
+        self.record(ctx, request, started, answer).await;
         result
     }
 }

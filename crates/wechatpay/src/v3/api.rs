@@ -418,55 +418,132 @@ pub fn check_bill(link: &BillLink, downloaded: &[u8], gzip: bool) -> Result<Vec<
 }
 
 /// A bill of a busy merchant is tens of MB; cap what a hostile gzip can expand to.
-const MAX_BILL_BYTES: u64 = 512 * 1024 * 1024;
+pub const MAX_BILL_BYTES: u64 = 512 * 1024 * 1024;
 
-/// [`check_bill`] streaming: the bill is decompressed into `out` (a temporary file) piece by
-/// piece, its SHA-1 computed on the way, so the bill text is never one buffer. Returns its
-/// length. On a mismatch `out` holds a bill that must not be used.
+/// [`check_bill`] of a download held in memory, the text written to `out`.
 pub fn check_bill_into(
     link: &BillLink,
     downloaded: &[u8],
     gzip: bool,
     out: &mut impl std::io::Write,
 ) -> Result<u64, V3Error> {
-    use std::io::Read;
-    if !link.hash_type.eq_ignore_ascii_case("SHA1") {
-        return Err(V3Error::Bill(format!(
-            "unsupported hash_type {}",
-            link.hash_type
-        )));
+    let mut check = BillCheck::new(link, gzip, out)?;
+    std::io::Write::write_all(&mut check, downloaded).map_err(bill_io)?;
+    check.finish()
+}
+
+fn bill_io(e: std::io::Error) -> V3Error {
+    V3Error::Bill(e.to_string())
+}
+
+/// A bill checked as it is written, so neither the download nor its text is ever one buffer:
+/// gunzipped when asked, the SHA-1 of the text taken on the way, at most [`MAX_BILL_BYTES`] of
+/// text passed to `out` (a temporary file). [`BillCheck::finish`] compares the digest; until
+/// it has, `out` holds a bill that must not be used.
+pub struct BillCheck<'a, W: std::io::Write> {
+    hash_value: String,
+    stage: Stage<'a, W>,
+}
+
+enum Stage<'a, W: std::io::Write> {
+    Plain(Hashing<'a, W>),
+    Gzip(Box<flate2::write::GzDecoder<Hashing<'a, W>>>),
+}
+
+struct Hashing<'a, W: std::io::Write> {
+    hash: paybridge_crypto::Sha1Stream,
+    out: &'a mut W,
+    total: u64,
+    limit: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Hashing<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.total + buf.len() as u64 > self.limit {
+            return Err(std::io::Error::other(format!(
+                "the bill exceeds {} bytes",
+                self.limit
+            )));
+        }
+        self.hash.update(buf);
+        self.out.write_all(buf)?;
+        self.total += buf.len() as u64;
+        Ok(buf.len())
     }
-    let mut input: Box<dyn Read + '_> = if gzip {
-        Box::new(flate2::read::GzDecoder::new(downloaded).take(MAX_BILL_BYTES))
-    } else {
-        Box::new(downloaded)
-    };
-    let mut hash = paybridge_crypto::Sha1Stream::default();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(V3Error::Bill(format!("gzip: {e}"))),
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl<'a, W: std::io::Write> BillCheck<'a, W> {
+    pub fn new(link: &BillLink, gzip: bool, out: &'a mut W) -> Result<Self, V3Error> {
+        if !link.hash_type.eq_ignore_ascii_case("SHA1") {
+            return Err(V3Error::Bill(format!(
+                "unsupported hash_type {}",
+                link.hash_type
+            )));
+        }
+        let hashing = Hashing {
+            hash: paybridge_crypto::Sha1Stream::default(),
+            out,
+            total: 0,
+            limit: MAX_BILL_BYTES,
         };
-        hash.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| V3Error::Bill(format!("writing the bill: {e}")))?;
-        total += n as u64;
+        Ok(BillCheck {
+            hash_value: link.hash_value.to_ascii_lowercase(),
+            stage: if gzip {
+                Stage::Gzip(Box::new(flate2::write::GzDecoder::new(hashing)))
+            } else {
+                Stage::Plain(hashing)
+            },
+        })
     }
-    let actual = hash.finish_hex();
-    if !paybridge_crypto::constant_time_eq(
-        actual.as_bytes(),
-        link.hash_value.to_ascii_lowercase().as_bytes(),
-    ) {
-        return Err(V3Error::Bill(format!(
-            "SHA-1 {actual} does not match hash_value {}",
-            link.hash_value
-        )));
+
+    /// A smaller cap than [`MAX_BILL_BYTES`] on the text.
+    pub fn with_limit(mut self, bytes: u64) -> Self {
+        match &mut self.stage {
+            Stage::Plain(h) => h.limit = bytes,
+            Stage::Gzip(gz) => gz.get_mut().limit = bytes,
+        }
+        self
     }
-    Ok(total)
+
+    /// Ends the bill (a gzip stream must be complete) and checks its SHA-1. Returns the length
+    /// of the text.
+    pub fn finish(self) -> Result<u64, V3Error> {
+        let mut hashing = match self.stage {
+            Stage::Plain(h) => h,
+            Stage::Gzip(gz) => gz
+                .finish()
+                .map_err(|e| V3Error::Bill(format!("gzip: {e}")))?,
+        };
+        std::io::Write::flush(&mut hashing).map_err(bill_io)?;
+        let actual = hashing.hash.finish_hex();
+        if !paybridge_crypto::constant_time_eq(actual.as_bytes(), self.hash_value.as_bytes()) {
+            return Err(V3Error::Bill(format!(
+                "SHA-1 {actual} does not match hash_value {}",
+                self.hash_value
+            )));
+        }
+        Ok(hashing.total)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for BillCheck<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &mut self.stage {
+            Stage::Plain(h) => h.write(buf),
+            Stage::Gzip(gz) => gz.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.stage {
+            Stage::Plain(h) => h.flush(),
+            Stage::Gzip(gz) => gz.flush(),
+        }
+    }
 }
 
 fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, V3Error> {
@@ -629,5 +706,39 @@ mod tests {
         assert_eq!(check_bill(&link, &gz, true).unwrap(), text);
         assert!(check_bill(&link, b"tampered", false).is_err());
         assert!(check_bill(&link, text, true).is_err());
+        // Streamed a byte at a time, as a download arrives: the same text, the same check.
+        let mut out = Vec::new();
+        let mut check = BillCheck::new(&link, true, &mut out).unwrap();
+        for b in &gz {
+            check.write_all(std::slice::from_ref(b)).unwrap();
+        }
+        assert_eq!(check.finish().unwrap(), text.len() as u64);
+        assert_eq!(out, text);
+        // A gzip stream cut short is not a bill.
+        let mut out = Vec::new();
+        let mut check = BillCheck::new(&link, true, &mut out).unwrap();
+        check.write_all(&gz[..gz.len() - 8]).unwrap();
+        assert!(check.finish().is_err());
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_bill_cap() {
+        use std::io::Write;
+        let link = BillLink {
+            hash_type: "SHA1".into(),
+            hash_value: "00".into(),
+            download_url: "https://x/y".into(),
+        };
+        // 8 MiB of zeros in 8 KiB of gzip, against a 1 MiB cap (the real one is 512 MiB).
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![0u8; 8 << 20]).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 64 * 1024);
+        let mut sink = std::io::sink();
+        let mut check = BillCheck::new(&link, true, &mut sink)
+            .unwrap()
+            .with_limit(1 << 20);
+        let err = check.write_all(&gz).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
     }
 }

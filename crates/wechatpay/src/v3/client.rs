@@ -305,8 +305,8 @@ impl<T: Transport> V3Client<T> {
         Ok(out)
     }
 
-    /// [`V3Client::download_bill`] into `out` (a temporary file): the bill is decompressed and
-    /// its SHA-1 checked piece by piece, so only the compressed download is held in memory.
+    /// [`V3Client::download_bill`] into `out` (a temporary file): the download is streamed,
+    /// decompressed and SHA-1 checked as it arrives ([`api::BillCheck`]), never held whole.
     pub async fn download_bill_into(
         &self,
         link_request: &ApiRequest,
@@ -322,11 +322,16 @@ impl<T: Transport> V3Client<T> {
             body: String::new(),
             idempotent: true,
         };
-        let file = self.send(&req, &[]).await?;
+        let mut check = api::BillCheck::new(&link, gzip, out)?;
+        let http = self.http_request(&self.config.base_url, &req, &[])?;
+        let (file, _) = self
+            .transport
+            .send_streaming(http, &mut check, api::MAX_BILL_BYTES)
+            .await?;
         if !(200..300).contains(&file.status) {
             return Err(V3Error::from_response(file.status, &file.body));
         }
-        api::check_bill_into(&link, &file.body, gzip, out)
+        check.finish()
     }
 
     /// Sends a request carrying RSA-OAEP encrypted fields: `Wechatpay-Serial` names the key.
