@@ -574,6 +574,7 @@ pub(crate) fn wechat_v3_download(r: &crate::wechat_v3::Req<'_>) -> crate::wechat
                 signed: false,
                 content_type: f.content_type,
                 raw: Some(f.bytes.clone()),
+                delay_ms: 0,
             }
         }
         _ => err(404, "RESOURCE_NOT_EXISTS", "账单链接已失效"),
