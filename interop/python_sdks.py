@@ -205,6 +205,28 @@ def _():
     assert q["code"] == "10000" and q["trade_status"] == "TRADE_SUCCESS", q
 
 
+@check("python-alipay-sdk DCAliPay: api_alipay_fund_trans_uni_transfer (certificate mode) -> SUCCESS; a repeat is the same transfer")
+def _():
+    from alipay import DCAliPay
+    dc = DCAliPay(
+        appid=cert_app["app_id"],
+        app_private_key_string=cert_app["app_private_key"],
+        app_public_key_cert_string=cert_app["app_cert"],
+        alipay_public_key_cert_string=CONF["alipay"]["alipay_cert"],
+        alipay_root_cert_string=CONF["alipay"]["root_cert"],
+    )
+    dc._gateway = KEYS["alipay"]["gateway"]
+    out = "py-dc-xfer-" + uuid.uuid4().hex[:12]
+    r = dc.api_alipay_fund_trans_uni_transfer(out_biz_no=out, identity_type="ALIPAY_USER_ID",
+                                              identity="2088123412341234", trans_amount="0.50")
+    assert r["code"] == "10000" and r["status"] == "SUCCESS" and r["order_id"], r
+    again = dc.api_alipay_fund_trans_uni_transfer(out_biz_no=out, identity_type="ALIPAY_USER_ID",
+                                                  identity="2088123412341234", trans_amount="0.50")
+    assert again["order_id"] == r["order_id"], again
+    payouts = json.loads(urllib.request.urlopen(f"{BASE}/_sandbox/payouts?out_no={out}").read())
+    assert len(payouts) == 1 and payouts[0]["status"] == "SUCCESS", payouts
+
+
 # ---------------------------------------------------------------- wechatpayv3 (APIv3)
 from wechatpayv3 import WeChatPay, WeChatPayType  # noqa: E402
 
