@@ -26,7 +26,9 @@ use paybridge_sandbox::notifier::{
     DeliveryState, ALIPAY_MESSAGE_RETRY_SECS, WECHAT_TRANSFER_RETRY_SECS,
 };
 use paybridge_sandbox::{PayoutFault, PayoutState, Sandbox};
+use paybridge_wechatpay::bill::BillReader;
 use paybridge_wechatpay::status::TransferBillState;
+use paybridge_wechatpay::v3::api;
 use paybridge_wechatpay::v3::client::{V3Client, V3Config};
 use paybridge_wechatpay::v3::error::V3Error;
 use paybridge_wechatpay::v3::transfer::{
@@ -202,6 +204,28 @@ async fn wechat_create_confirm_notification_query_receipt() {
         409
     );
     assert_eq!(sb.payout_balance(MCHID), Fen(before.as_i64() - 300_000));
+
+    // The payout is an expense in the day's fund-flow bill (and no trade).
+    let date = paybridge_sandbox::clock::beijing_date(sb.now());
+    let flow = c
+        .download_bill(&api::fundflow_bill(&date, "BASIC", false), false)
+        .await
+        .unwrap();
+    assert_eq!(BillReader::new(flow.as_slice()).unwrap().count(), 1);
+    let text = String::from_utf8(flow).unwrap();
+    assert!(
+        text.contains("商家转账") && text.contains("WXP0001") && text.contains("3000.00"),
+        "{text}"
+    );
+    assert!(
+        c.download_bill(
+            &api::trade_bill(&c.config.merchant, &date, "ALL", false),
+            false
+        )
+        .await
+        .is_err(),
+        "no trade bill: a payout is not a trade"
+    );
 
     // 电子回单: apply, query, download; the PDF matches its hash.
     let by = BillRef::OutBillNo("WXP0001".into());
