@@ -153,7 +153,7 @@ pub(crate) fn transfer(ctx: &Ctx<'_>) -> Result<Answer, Answer> {
         amount,
         payee: identity,
         payee_type: identity_type,
-        named: name.is_some(),
+        name: name.clone(),
         remark: if title.is_empty() { remark } else { title },
         scene: SCENE.into(),
         notify_url: ctx

@@ -114,7 +114,8 @@ pub struct NewPayout {
     pub payee: String,
     /// `openid`, `ALIPAY_USER_ID`, `ALIPAY_LOGON_ID`, `ALIPAY_OPEN_ID`.
     pub payee_type: String,
-    pub named: bool,
+    /// The real name the merchant sent (checked, and shown encrypted in queries).
+    pub name: Option<String>,
     pub remark: String,
     pub scene: String,
     pub notify_url: Option<String>,
@@ -147,6 +148,9 @@ pub struct Payout {
     pub payee: String,
     pub payee_type: String,
     pub named: bool,
+    /// Personal data: kept out of the control API's JSON and of `Debug`.
+    #[serde(skip)]
+    pub name: Option<paybridge_crypto::Secret<String>>,
     pub remark: String,
     pub scene: String,
     pub notify_url: Option<String>,
@@ -296,7 +300,8 @@ impl PayoutLedger {
             amount: new.amount,
             payee: new.payee,
             payee_type: new.payee_type,
-            named: new.named,
+            named: new.name.is_some(),
+            name: new.name.map(paybridge_crypto::Secret::new),
             remark: new.remark,
             scene: new.scene,
             notify_url: new.notify_url,
@@ -405,7 +410,7 @@ mod tests {
             amount: Fen(fen),
             payee: "op".into(),
             payee_type: "openid".into(),
-            named: false,
+            name: None,
             remark: "r".into(),
             scene: "1000".into(),
             notify_url: None,

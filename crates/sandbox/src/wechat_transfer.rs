@@ -116,8 +116,9 @@ fn created_json(p: &Payout) -> Value {
     v
 }
 
-/// A bill as the queries show it (and, with `mch_id`, the notification resource).
-fn bill_json(p: &Payout) -> Value {
+/// A bill as the queries show it (and the notification resource). Queries carry the name the
+/// merchant sent, encrypted under the merchant's key as WeChat encrypts answers.
+fn bill_json(p: &Payout, merchant_key: Option<&paybridge_crypto::RsaPublicKey>) -> Value {
     let mut v = json!({
         "mch_id": p.account,
         "out_bill_no": p.out_no,
@@ -132,6 +133,11 @@ fn bill_json(p: &Payout) -> Value {
     });
     if let Some(r) = &p.fail_reason {
         v["fail_reason"] = json!(r);
+    }
+    if let (Some(name), Some(key)) = (&p.name, merchant_key) {
+        if let Ok(ct) = sensitive::encrypt(key, name.expose()) {
+            v["user_name"] = json!(ct);
+        }
     }
     v
 }
@@ -206,7 +212,7 @@ fn create(r: &Req<'_>, headers: &HeaderMap) -> Reply {
         amount: Fen(amount),
         payee: openid,
         payee_type: "openid".into(),
-        named: name.is_some(),
+        name: name.clone(),
         remark,
         scene,
         notify_url: r.s("notify_url"),
@@ -259,7 +265,7 @@ fn query(
 ) -> Reply {
     let st = r.inner.lock();
     match find(&st.payouts, &r.merchant.mchid) {
-        Some(p) => ok_json(bill_json(&p)),
+        Some(p) => ok_json(bill_json(&p, Some(&r.merchant.public_key))),
         None => not_found(),
     }
 }
@@ -382,7 +388,7 @@ pub(crate) fn notification(
     let (Some(url), Some(m)) = (p.notify_url.clone(), inner.keys.merchants.get(&p.account)) else {
         return Ok(None);
     };
-    let honest = bill_json(p);
+    let honest = bill_json(p, None);
     let mut spoiled = honest.clone();
     match fault {
         BodyFault::TamperedAmount => spoiled["transfer_amount"] = json!(p.amount.as_i64() + 100),

@@ -191,11 +191,19 @@ async fn wechat_create_confirm_notification_query_receipt() {
     );
     let q = c.query_transfer_bill("WXP0001").await.unwrap();
     assert_eq!(q.snapshot().status, ProviderPayoutStatus::Succeeded);
+    let name = q
+        .decrypt_user_name(c.signer().private_key())
+        .unwrap()
+        .unwrap();
+    assert_eq!(name.expose(), "张三");
     let q2 = c
         .query_transfer_bill_by_no(&created.transfer_bill_no)
         .await
         .unwrap();
-    assert_eq!(q2, q);
+    assert_eq!(
+        (q2.out_bill_no.as_str(), q2.state, q2.transfer_amount),
+        ("WXP0001", TransferBillState::Success, Some(Fen(300_000)))
+    );
     // Confirming twice changes nothing.
     assert_eq!(
         payout_action(&sb, &created.transfer_bill_no, "confirm")

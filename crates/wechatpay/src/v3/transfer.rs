@@ -477,6 +477,19 @@ impl TransferBillCreated {
 }
 
 impl TransferBill {
+    /// The payee's name, which the answer carries encrypted under the merchant's key.
+    pub fn decrypt_user_name(
+        &self,
+        merchant_key: &paybridge_crypto::RsaPrivateKey,
+    ) -> Result<Option<Secret<String>>, V3Error> {
+        match self.user_name.as_deref().filter(|n| !n.is_empty()) {
+            None => Ok(None),
+            Some(ct) => super::sensitive::decrypt(merchant_key, ct)
+                .map(|n| Some(Secret::new(n)))
+                .map_err(|e| V3Error::Crypto(e.to_string())),
+        }
+    }
+
     /// A query does not return `package_info`; the one from the create stays valid until the
     /// bill leaves WAIT_USER_CONFIRM.
     pub fn snapshot(&self) -> PayoutSnapshot {
@@ -783,6 +796,54 @@ mod tests {
         // Without a key nothing names a serial, and nothing needed one.
         let r = create_transfer_bill(&direct(), &bill(400, None), None).unwrap();
         assert_eq!(r.wechatpay_serial, None);
+    }
+
+    #[test]
+    fn signed_wire_forms_of_create_and_cancel() {
+        use crate::v3::provider::verify_request;
+        use crate::v3::sign::{request_message, MerchantSigner};
+        let (merchant_key, _) = key();
+        let public = merchant_key.public_key().unwrap();
+        let signer = MerchantSigner::new(
+            "1230000109",
+            "5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+            merchant_key,
+        );
+        let create = create_transfer_bill(&direct(), &bill(400, None), None)
+            .unwrap()
+            .request;
+        assert_eq!(
+            request_message(create.method, &create.path, "1554208460", "593BEC0C930BF1AFEB40B4A08C8FB242", &create.body),
+            format!("POST\n/v3/fund-app/mch-transfer/transfer-bills\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\n{}\n", create.body)
+        );
+        let cancel = cancel_transfer_bill("plfk2020042013");
+        // No body: the message ends with an empty line.
+        assert_eq!(
+            request_message(cancel.method, &cancel.path, "1554208460", "593BEC0C930BF1AFEB40B4A08C8FB242", &cancel.body),
+            "POST\n/v3/fund-app/mch-transfer/transfer-bills/out-bill-no/plfk2020042013/cancel\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\n\n"
+        );
+        for r in [&create, &cancel, &query_by_out_bill_no("plfk2020042013")] {
+            let signed = signer
+                .sign_request(
+                    r.method,
+                    &r.path,
+                    &r.body,
+                    "1554208460",
+                    "593BEC0C930BF1AFEB40B4A08C8FB242",
+                )
+                .unwrap();
+            let parts = verify_request(
+                &signed.authorization,
+                r.method,
+                &r.path,
+                r.body.as_bytes(),
+                Some("1230000109"),
+                &public,
+                1_554_208_500,
+            )
+            .unwrap();
+            assert_eq!(parts.serial_no, "5157F09EFDC096DE15EBE81A47057A7232F1B8E1");
+        }
     }
 
     #[test]
