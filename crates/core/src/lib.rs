@@ -10,6 +10,9 @@ pub mod state;
 pub mod types;
 
 pub use money::{Fen, MoneyError};
-pub use payout::{PayoutSnapshot, ProviderPayoutStatus};
+pub use payout::{
+    CreatePayout, PayoutNotification, PayoutPayee, PayoutSnapshot, ProviderPayoutStatus,
+    SceneReport,
+};
 pub use state::{PaymentStatus, RefundStatus, TransitionError};
 pub use types::{Channel, Mode, ParseEnumError, Scene};

@@ -72,6 +72,82 @@ pub struct PayoutSnapshot {
     pub updated_at: Option<String>,
 }
 
+/// Whom a payout goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PayoutPayee {
+    /// WeChat Pay: the payee's openid under `app_id` (the account's own app when `None`).
+    WechatOpenId {
+        openid: String,
+        app_id: Option<String>,
+    },
+    /// Alipay `ALIPAY_USER_ID` (`2088…`).
+    AlipayUserId { user_id: String },
+    /// Alipay `ALIPAY_LOGON_ID` (e-mail or mobile); needs `payee_name`.
+    AlipayLogonId { logon_id: String },
+    /// Alipay `ALIPAY_OPEN_ID`.
+    AlipayOpenId { open_id: String },
+}
+
+/// One `{info_type, info_content}` the provider wants reported for the transfer scene.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SceneReport {
+    pub info_type: String,
+    pub info_content: String,
+}
+
+/// Everything needed to pay money out at a provider.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatePayout {
+    /// The payout's own id, sent as `out_bill_no` / `out_biz_no`: the same number is never a
+    /// second transfer.
+    pub out_no: String,
+    pub amount: Fen,
+    pub payee: PayoutPayee,
+    /// The payee's real name, checked by the provider. Personal data: redacted from `Debug`.
+    pub payee_name: Option<String>,
+    /// Shown to the payee (WeChat `transfer_remark`, Alipay `remark`).
+    pub remark: String,
+    /// Alipay `order_title`, the line in the payee's bill.
+    pub title: Option<String>,
+    pub notify_url: Option<String>,
+    /// WeChat `transfer_scene_id` (required there), Alipay `transfer_scene_name`.
+    pub scene: Option<String>,
+    pub scene_report: Vec<SceneReport>,
+    /// WeChat `user_recv_perception`.
+    pub recv_perception: Option<String>,
+}
+
+impl std::fmt::Debug for CreatePayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatePayout")
+            .field("out_no", &self.out_no)
+            .field("amount", &self.amount)
+            .field("payee", &self.payee)
+            .field(
+                "payee_name",
+                &self.payee_name.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("remark", &self.remark)
+            .field("title", &self.title)
+            .field("notify_url", &self.notify_url)
+            .field("scene", &self.scene)
+            .field("scene_report", &self.scene_report)
+            .field("recv_perception", &self.recv_perception)
+            .finish()
+    }
+}
+
+/// A verified payout notification: its dedup id, the merchant it names, what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayoutNotification {
+    /// WeChat envelope `id`, Alipay `notify_id`.
+    pub notify_id: Option<String>,
+    /// WeChat `mch_id`, Alipay `app_id`.
+    pub merchant_id: Option<String>,
+    pub snapshot: PayoutSnapshot,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +169,28 @@ mod tests {
         .collect();
         assert_eq!(finals, vec![Succeeded, Failed, Cancelled]);
         assert_eq!(AwaitingConfirmation.as_str(), "awaiting_confirmation");
+    }
+
+    #[test]
+    fn the_payee_name_never_reaches_debug() {
+        let p = CreatePayout {
+            out_no: "P1".into(),
+            amount: Fen(100),
+            payee: PayoutPayee::AlipayLogonId {
+                logon_id: "a@b.c".into(),
+            },
+            payee_name: Some("王五".into()),
+            remark: "r".into(),
+            title: None,
+            notify_url: None,
+            scene: None,
+            scene_report: vec![],
+            recv_perception: None,
+        };
+        let shown = format!("{p:?}");
+        assert!(
+            !shown.contains("王五") && shown.contains("[REDACTED]"),
+            "{shown}"
+        );
     }
 }

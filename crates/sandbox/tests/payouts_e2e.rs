@@ -13,13 +13,15 @@ use paybridge_alipay::api::{
     AlipayApi, FundAccountQuery, FundTransCommonQuery, FundTransStatus, FundTransUniTransfer,
     GenericRequest, Payee,
 };
+use paybridge_alipay::channel::AlipayChannel;
 use paybridge_alipay::client::AlipayClient;
 use paybridge_alipay::convert::is_payout_not_found;
 use paybridge_alipay::fund_notify::verify_fund_notify;
 use paybridge_alipay::notify::NotifyForm;
 use paybridge_alipay::request::CallOptions;
 use paybridge_alipay::{AlipayConfig, AlipayError, AlipayKeys};
-use paybridge_core::{Fen, ProviderPayoutStatus};
+use paybridge_core::channel::{ChannelError, InboundRequest};
+use paybridge_core::{CreatePayout, Fen, PayoutPayee, ProviderPayoutStatus, SceneReport};
 use paybridge_crypto::{RsaPrivateKey, RsaPublicKey, Secret};
 use paybridge_http::ReqwestTransport;
 use paybridge_sandbox::notifier::{
@@ -29,6 +31,7 @@ use paybridge_sandbox::{PayoutFault, PayoutState, Sandbox};
 use paybridge_wechatpay::bill::BillReader;
 use paybridge_wechatpay::status::TransferBillState;
 use paybridge_wechatpay::v3::api;
+use paybridge_wechatpay::v3::channel::V3Channel;
 use paybridge_wechatpay::v3::client::{V3Client, V3Config};
 use paybridge_wechatpay::v3::error::V3Error;
 use paybridge_wechatpay::v3::transfer::{
@@ -711,4 +714,170 @@ async fn alipay_messages_follow_the_message_schedule() {
     let offsets: Vec<i64> = record.attempts.iter().map(|a| a.offset_ms).collect();
     // 2 minutes, scaled 1/10000, is 12 ms.
     assert_eq!(offsets[1], 12);
+}
+
+fn inbound(r: &Received) -> InboundRequest {
+    InboundRequest {
+        method: "POST".into(),
+        path: r.path.clone(),
+        query: None,
+        headers: r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+        body: r.body.clone(),
+    }
+}
+
+fn payout(out_no: &str, fen: i64, payee: PayoutPayee, rx: &Receiver) -> CreatePayout {
+    CreatePayout {
+        out_no: out_no.into(),
+        amount: Fen(fen),
+        payee,
+        payee_name: None,
+        remark: "推广奖励".into(),
+        title: Some("十一月佣金".into()),
+        notify_url: Some(rx.url.clone()),
+        scene: None,
+        scene_report: vec![],
+        recv_perception: None,
+    }
+}
+
+#[tokio::test]
+async fn the_channels_payout_calls_in_the_gateways_vocabulary() {
+    let sb = sandbox().await;
+    let rx = Receiver::start(200, "success").await;
+    let wx = V3Channel::new(wechat(&sb));
+    let mut p = payout(
+        "WXCHAN1",
+        300,
+        PayoutPayee::WechatOpenId {
+            openid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o".into(),
+            app_id: None,
+        },
+        &rx,
+    );
+    // The scene is required at WeChat: refused before anything is sent.
+    assert!(matches!(
+        wx.create_payout(&p).await,
+        Err(ChannelError::Invalid(_))
+    ));
+    p.scene = Some("1000".into());
+    p.scene_report = vec![
+        SceneReport {
+            info_type: "活动名称".into(),
+            info_content: "双十一推广".into(),
+        },
+        SceneReport {
+            info_type: "奖励说明".into(),
+            info_content: "邀请三位好友".into(),
+        },
+    ];
+    let created = wx.create_payout(&p).await.unwrap();
+    assert_eq!(created.status, ProviderPayoutStatus::AwaitingConfirmation);
+    assert!(created.package_info.is_some());
+    assert_eq!(
+        wx.query_payout("WXCHAN1").await.unwrap().status,
+        ProviderPayoutStatus::AwaitingConfirmation
+    );
+    assert_eq!(
+        wx.query_payout("WXNEVER1").await.unwrap().status,
+        ProviderPayoutStatus::NotFound
+    );
+    payout_action(&sb, "WXCHAN1", "confirm").await;
+    sb.run_due().await;
+    let n = wx
+        .decode_payout_notification(&inbound(&rx.received()[0]), sb.now() / 1000)
+        .unwrap();
+    assert_eq!(
+        (
+            n.snapshot.out_no.as_str(),
+            n.snapshot.status,
+            n.merchant_id.as_deref()
+        ),
+        ("WXCHAN1", ProviderPayoutStatus::Succeeded, Some(MCHID))
+    );
+    let mut other = p.clone();
+    other.out_no = "WXCHAN2".into();
+    let c2 = wx.create_payout(&other).await.unwrap();
+    assert_eq!(c2.status, ProviderPayoutStatus::AwaitingConfirmation);
+    assert_eq!(
+        wx.cancel_payout("WXCHAN2").await.unwrap().status,
+        ProviderPayoutStatus::Cancelled
+    );
+    sb.set_payout_fault(MCHID, Some("WXCHAN3"), PayoutFault::InsufficientBalance);
+    other.out_no = "WXCHAN3".into();
+    match wx.create_payout(&other).await {
+        Err(ChannelError::Refused { code, .. }) => assert_eq!(code, "NOT_ENOUGH"),
+        r => panic!("{r:?}"),
+    }
+    sb.set_payout_fault(
+        MCHID,
+        Some("WXCHAN4"),
+        PayoutFault::Timeout { delay_ms: 20 },
+    );
+    other.out_no = "WXCHAN4".into();
+    assert!(matches!(
+        wx.create_payout(&other).await,
+        Err(ChannelError::Unknown { .. })
+    ));
+    assert_eq!(
+        wx.query_payout("WXCHAN4").await.unwrap().status,
+        ProviderPayoutStatus::AwaitingConfirmation,
+        "the lost create made the bill; the query settles it"
+    );
+
+    let ali = AlipayChannel::new(alipay(&sb));
+    let arx = Receiver::start(200, "success").await;
+    let mut a = payout(
+        "AP-CHAN-1",
+        250,
+        PayoutPayee::AlipayLogonId {
+            logon_id: "payee@example.com".into(),
+        },
+        &arx,
+    );
+    a.payee_name = Some("王五".into());
+    let before = ali.payout_balance("2088102177800000").await.unwrap();
+    let s = ali.create_payout(&a).await.unwrap();
+    assert_eq!(
+        (s.status, s.amount),
+        (ProviderPayoutStatus::Succeeded, Some(Fen(250)))
+    );
+    assert_eq!(
+        ali.payout_balance("2088102177800000").await.unwrap(),
+        Fen(before.as_i64() - 250)
+    );
+    assert_eq!(
+        ali.query_payout("AP-CHAN-1").await.unwrap().status,
+        ProviderPayoutStatus::Succeeded
+    );
+    assert_eq!(
+        ali.query_payout("AP-CHAN-NONE").await.unwrap().status,
+        ProviderPayoutStatus::NotFound
+    );
+    sb.run_due().await;
+    let n = ali
+        .decode_payout_notification(&inbound(&arx.received()[0]))
+        .unwrap();
+    assert_eq!(
+        (n.snapshot.out_no.as_str(), n.snapshot.status),
+        ("AP-CHAN-1", ProviderPayoutStatus::Succeeded)
+    );
+    sb.set_payout_fault(CERT_APP, Some("AP-CHAN-2"), PayoutFault::NameMismatch);
+    a.out_no = "AP-CHAN-2".into();
+    match ali.create_payout(&a).await {
+        Err(ChannelError::Refused { code, .. }) => assert_eq!(code, "PAYEE_USER_INFO_ERROR"),
+        r => panic!("{r:?}"),
+    }
+    a.payee = PayoutPayee::WechatOpenId {
+        openid: "o".into(),
+        app_id: None,
+    };
+    assert!(matches!(
+        ali.create_payout(&a).await,
+        Err(ChannelError::Invalid(_))
+    ));
 }

@@ -4,7 +4,7 @@
 //! twice; after an unknown outcome resend exactly the same request, never a new number.
 
 use paybridge_core::money::MAX_TRADE_FEN;
-use paybridge_core::{Fen, PayoutSnapshot};
+use paybridge_core::{CreatePayout, Fen, PayoutPayee, PayoutSnapshot};
 use paybridge_crypto::Secret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -135,6 +135,40 @@ impl FundTransUniTransfer {
             transfer_scene_name: None,
             transfer_scene_report_infos: Vec::new(),
         }
+    }
+
+    /// The provider-neutral payout as a uni.transfer (validated when it is signed).
+    pub fn from_payout(p: &CreatePayout) -> Result<Self, AlipayError> {
+        let identity = match &p.payee {
+            PayoutPayee::AlipayUserId { user_id } => PayeeIdentity::UserId(user_id.clone()),
+            PayoutPayee::AlipayLogonId { logon_id } => PayeeIdentity::LogonId(logon_id.clone()),
+            PayoutPayee::AlipayOpenId { open_id } => PayeeIdentity::OpenId(open_id.clone()),
+            PayoutPayee::WechatOpenId { .. } => {
+                return Err(AlipayError::InvalidRequest(
+                    "an Alipay transfer goes to an Alipay account, not a WeChat openid".into(),
+                ))
+            }
+        };
+        let mut t = FundTransUniTransfer::new(
+            p.out_no.clone(),
+            p.amount,
+            Payee {
+                identity,
+                name: p.payee_name.clone().map(Secret::new),
+            },
+        );
+        t.order_title = p.title.clone();
+        t.remark = Some(p.remark.clone()).filter(|r| !r.is_empty());
+        t.transfer_scene_name = p.scene.clone();
+        t.transfer_scene_report_infos = p
+            .scene_report
+            .iter()
+            .map(|r| TransferSceneReportInfo {
+                info_type: r.info_type.clone(),
+                info_content: r.info_content.clone(),
+            })
+            .collect();
+        Ok(t)
     }
 
     /// The rules that can be checked before sending.

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use paybridge_core::{Fen, PayoutSnapshot, ProviderPayoutStatus};
+use paybridge_core::{CreatePayout, Fen, PayoutPayee, PayoutSnapshot, ProviderPayoutStatus};
 use paybridge_crypto::Secret;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
@@ -75,6 +75,10 @@ pub enum TransferBillError {
     NoEncryptionKey,
     #[error("encrypting user_name: {0}")]
     Encrypt(String),
+    #[error("a WeChat Pay transfer goes to a WeChat openid, not {0}")]
+    Payee(&'static str),
+    #[error("a WeChat Pay transfer needs its transfer_scene_id")]
+    NoScene,
     #[error("hash_type {0:?} of the receipt is not supported")]
     HashType(String),
     #[error("the receipt's {hash_type} does not match hash_value")]
@@ -220,6 +224,42 @@ impl CreateTransferBill {
             }
         }
         Ok(())
+    }
+}
+
+impl CreateTransferBill {
+    /// The provider-neutral payout as a transfer bill (validated when it is built into a
+    /// request).
+    pub fn from_payout(p: &CreatePayout) -> Result<Self, TransferBillError> {
+        let (openid, appid) = match &p.payee {
+            PayoutPayee::WechatOpenId { openid, app_id } => (openid.clone(), app_id.clone()),
+            PayoutPayee::AlipayUserId { .. } => {
+                return Err(TransferBillError::Payee("an Alipay user id"))
+            }
+            PayoutPayee::AlipayLogonId { .. } => {
+                return Err(TransferBillError::Payee("an Alipay logon id"))
+            }
+            PayoutPayee::AlipayOpenId { .. } => {
+                return Err(TransferBillError::Payee("an Alipay open id"))
+            }
+        };
+        Ok(CreateTransferBill {
+            appid,
+            out_bill_no: p.out_no.clone(),
+            transfer_scene_id: p.scene.clone().ok_or(TransferBillError::NoScene)?,
+            openid,
+            user_name: p.payee_name.clone().map(Secret::new),
+            transfer_amount: p.amount,
+            transfer_remark: p.remark.clone(),
+            notify_url: p.notify_url.clone(),
+            user_recv_perception: p.recv_perception.clone(),
+            transfer_scene_report_infos: p
+                .scene_report
+                .iter()
+                .map(|r| SceneReportInfo::new(r.info_type.clone(), r.info_content.clone()))
+                .collect(),
+            user_recv_style: None,
+        })
     }
 }
 
