@@ -90,6 +90,8 @@ pub fn verify_fund_notify(
 ) -> Result<FundOrderChanged, AlipayError> {
     let bad = |m: String| AlipayError::MalformedNotify(m);
     let keys = config.keys.all_verifying_keys();
+    let keys: Vec<&paybridge_crypto::RsaPublicKey> =
+        keys.iter().map(std::borrow::Borrow::borrow).collect();
     let rule = form
         .verify(&keys)
         .ok_or_else(|| bad("signature does not verify (rules V1 and V2)".into()))?;
