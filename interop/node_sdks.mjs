@@ -1,5 +1,5 @@
 // Drives real third-party Node.js SDKs against a running paybridge sandbox: alipay-sdk
-// (Alipay gateway.do) and wechatpay-axios-plugin (WeChat Pay APIv3 and APIv2), pointed at the
+// (Alipay gateway.do, payments and the fund APIs of payouts) and wechatpay-axios-plugin (WeChat Pay APIv3 and APIv2), pointed at the
 // sandbox unchanged except for their base URL. Prints PASS/FAIL per check and a final
 // `N passed, M failed` line.
 //
@@ -138,6 +138,50 @@ await check('alipay-sdk (certificate mode): SDK-computed cert SNs accepted, cert
   assert(sdk.checkNotifySign(Object.fromEntries(new URLSearchParams(n.body))), 'notification rejected');
   const q = await sdk.exec('alipay.trade.query', { bizContent: { out_trade_no: out } });
   assert(q.code === '10000' && q.tradeStatus === 'TRADE_SUCCESS', q);
+});
+
+await check('alipay-sdk (certificate mode): alipay.fund.trans.uni.transfer -> order.changed message verifies -> common.query -> account.query; a repeat is the same transfer', async () => {
+  const certApp = CONF.alipay.apps.find((a) => a.mode === 'cert');
+  const sdk = new AlipaySdk({
+    appId: certApp.app_id,
+    privateKey: certApp.app_private_key,
+    keyType: 'PKCS8',
+    appCertContent: certApp.app_cert,
+    alipayPublicCertContent: CONF.alipay.alipay_cert,
+    alipayRootCertContent: CONF.alipay.root_cert,
+    gateway: KEYS.alipay.gateway,
+  });
+  const before = await sdk.exec('alipay.fund.account.query', {
+    bizContent: { alipay_user_id: '2088102177800000', account_type: 'ACCTRANS_ACCOUNT' },
+  });
+  assert(before.code === '10000' && before.availableAmount, before);
+  const out = `node-xfer-${randomUUID().slice(0, 12)}`;
+  const transfer = {
+    notify_url: `${INBOX}/alipay-fund`,
+    bizContent: {
+      out_biz_no: out, trans_amount: '1.23', product_code: 'TRANS_ACCOUNT_NO_PWD', biz_scene: 'DIRECT_TRANSFER',
+      order_title: 'interop', payee_info: { identity: 'payee@example.com', identity_type: 'ALIPAY_LOGON_ID', name: '王五' },
+    },
+  };
+  const r = await sdk.exec('alipay.fund.trans.uni.transfer', transfer);
+  assert(r.code === '10000' && r.status === 'SUCCESS' && r.orderId, r);
+  const again = await sdk.exec('alipay.fund.trans.uni.transfer', transfer);
+  assert(again.code === '10000' && again.orderId === r.orderId, again);
+  const n = await waitFor('/alipay-fund', out);
+  const params = Object.fromEntries(new URLSearchParams(n.body));
+  assert(params.msg_method === 'alipay.fund.trans.order.changed', params);
+  assert(sdk.checkNotifySign(params), 'order.changed message rejected by the SDK');
+  assert(JSON.parse(params.biz_content).status === 'SUCCESS', params);
+  const q = await sdk.exec('alipay.fund.trans.common.query', {
+    bizContent: { out_biz_no: out, product_code: 'TRANS_ACCOUNT_NO_PWD', biz_scene: 'DIRECT_TRANSFER' },
+  });
+  assert(q.code === '10000' && q.status === 'SUCCESS' && q.transAmount === '1.23', q);
+  const after = await sdk.exec('alipay.fund.account.query', {
+    bizContent: { alipay_user_id: '2088102177800000', account_type: 'ACCTRANS_ACCOUNT' },
+  });
+  // Yuan strings to integer fen without a float.
+  const fen = (y) => { const [i, f = ''] = y.split('.'); return Number(i) * 100 + Number((f + '00').slice(0, 2)); };
+  assert(fen(before.availableAmount) - fen(after.availableAmount) === 123, [before, after]);
 });
 
 // ------------------------------------------------------------------ wechatpay-axios-plugin

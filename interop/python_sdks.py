@@ -1,7 +1,8 @@
 """Drives real third-party Python SDKs against a running paybridge sandbox.
 
-python-alipay-sdk (Alipay gateway.do), wechatpayv3 (WeChat Pay APIv3, public-key mode) and
-wechatpy (WeChat Pay APIv2) are pointed at the sandbox unchanged except for their base URL.
+python-alipay-sdk (Alipay gateway.do), wechatpayv3 (WeChat Pay APIv3, public-key mode, payments
+and 商家转账 transfer bills) and wechatpy (WeChat Pay APIv2) are pointed at the sandbox unchanged
+except for their base URL.
 Each check prints PASS/FAIL; the last line is `N passed, M failed`.
 
 Usage: python_sdks.py SANDBOX_BASE_URL SANDBOX_TOML
@@ -204,6 +205,28 @@ def _():
     assert q["code"] == "10000" and q["trade_status"] == "TRADE_SUCCESS", q
 
 
+@check("python-alipay-sdk DCAliPay: api_alipay_fund_trans_uni_transfer (certificate mode) -> SUCCESS; a repeat is the same transfer")
+def _():
+    from alipay import DCAliPay
+    dc = DCAliPay(
+        appid=cert_app["app_id"],
+        app_private_key_string=cert_app["app_private_key"],
+        app_public_key_cert_string=cert_app["app_cert"],
+        alipay_public_key_cert_string=CONF["alipay"]["alipay_cert"],
+        alipay_root_cert_string=CONF["alipay"]["root_cert"],
+    )
+    dc._gateway = KEYS["alipay"]["gateway"]
+    out = "py-dc-xfer-" + uuid.uuid4().hex[:12]
+    r = dc.api_alipay_fund_trans_uni_transfer(out_biz_no=out, identity_type="ALIPAY_USER_ID",
+                                              identity="2088123412341234", trans_amount="0.50")
+    assert r["code"] == "10000" and r["status"] == "SUCCESS" and r["order_id"], r
+    again = dc.api_alipay_fund_trans_uni_transfer(out_biz_no=out, identity_type="ALIPAY_USER_ID",
+                                                  identity="2088123412341234", trans_amount="0.50")
+    assert again["order_id"] == r["order_id"], again
+    payouts = json.loads(urllib.request.urlopen(f"{BASE}/_sandbox/payouts?out_no={out}").read())
+    assert len(payouts) == 1 and payouts[0]["status"] == "SUCCESS", payouts
+
+
 # ---------------------------------------------------------------- wechatpayv3 (APIv3)
 from wechatpayv3 import WeChatPay, WeChatPayType  # noqa: E402
 
@@ -256,6 +279,54 @@ def _():
 def _():
     code, msg = wxpay.query(out_trade_no="nope" + uuid.uuid4().hex[:8])
     assert code == 404 and json.loads(msg)["code"] == "ORDER_NOT_EXIST", (code, msg)
+
+
+def wait_v3(prefix, predicate, timeout=30):
+    """The first v3 notification to `prefix` the SDK verifies and decrypts and `predicate` accepts."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for path, headers, body in list(INBOX.items):
+            if path.startswith(prefix):
+                res = wxpay.callback(headers, body)
+                if res and predicate(res):
+                    return res
+        time.sleep(0.05)
+    raise AssertionError(f"no notification to {prefix} the SDK could verify, decrypt and match")
+
+
+TRANSFER_SCENE = [{"info_type": "活动名称", "info_content": "互通测试"}, {"info_type": "奖励说明", "info_content": "邀请好友"}]
+
+
+@check("wechatpayv3: mch_transfer_bills (encrypted user_name) -> payee confirms -> callback decrypts -> query -> receipt; repeat is the same bill; cancel")
+def _():
+    out = "pyxfer" + uuid.uuid4().hex[:16]
+    args = dict(out_bill_no=out, transfer_scene_id="1000", openid="oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+                transfer_amount=200, transfer_remark="互通测试奖励", user_name="张三",
+                user_recv_perception="现金奖励", transfer_scene_report_infos=TRANSFER_SCENE,
+                notify_url=INBOX.url + "/wxtransfer")
+    code, msg = wxpay.mch_transfer_bills(**args)
+    assert code == 200, (code, msg)
+    bill = json.loads(msg)
+    assert bill["state"] == "WAIT_USER_CONFIRM" and bill["package_info"], bill
+    code, again = wxpay.mch_transfer_bills(**args)
+    assert code == 200 and json.loads(again)["transfer_bill_no"] == bill["transfer_bill_no"], again
+    control(f"/_sandbox/payouts/{bill['transfer_bill_no']}/confirm")
+    found = wait_v3("/wxtransfer", lambda r: r["resource"].get("out_bill_no") == out)
+    assert found["event_type"] == "MCHTRANSFER.BILL.FINISHED", found
+    assert found["resource"]["state"] == "SUCCESS" and found["resource"]["transfer_amount"] == 200, found
+    code, msg = wxpay.mch_transfer_bills_query(out_bill_no=out)
+    assert code == 200 and json.loads(msg)["state"] == "SUCCESS", (code, msg)
+    code, msg = wxpay.mch_transfer_bills_query(transfer_bill_no=bill["transfer_bill_no"])
+    assert code == 200 and json.loads(msg)["out_bill_no"] == out, (code, msg)
+    code, msg = wxpay.mch_transfer_elecsign(out_bill_no=out)
+    assert code == 200, (code, msg)
+    code, msg = wxpay.mch_transfer_elecsign_query(out_bill_no=out)
+    assert code == 200 and json.loads(msg)["state"] == "FINISHED", (code, msg)
+    other = "pyxfer" + uuid.uuid4().hex[:16]
+    code, msg = wxpay.mch_transfer_bills(**dict(args, out_bill_no=other, user_name=None))
+    assert code == 200, (code, msg)
+    code, msg = wxpay.mch_transfer_bills_cancel(out_bill_no=other)
+    assert code == 200 and json.loads(msg)["state"] in ("CANCELING", "CANCELLED"), (code, msg)
 
 
 # ---------------------------------------------------------------- wechatpy (APIv2)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Interop: real third-party SDKs (python-alipay-sdk, wechatpayv3, wechatpy, alipay-sdk,
-# wechatpay-axios-plugin) against `paybridge sandbox` over loopback. Installs the SDKs from the
+# wechatpay-axios-plugin, and the official alipay-sdk-python in its own virtualenv, since it
+# installs the same top-level package as python-alipay-sdk) against `paybridge sandbox` over
+# loopback. Installs the SDKs from the
 # registries into interop/.venv and interop/node_modules, starts the sandbox with fresh keys,
 # runs both drivers, stops the sandbox. Prints `N passed, M failed` last.
 set -euo pipefail
@@ -10,6 +12,8 @@ cd "$here"
 
 python3 -m venv .venv >/dev/null
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+python3 -m venv .venv-official >/dev/null
+.venv-official/bin/pip install -q --disable-pip-version-check -r requirements-official.txt
 npm install --no-audit --no-fund --silent >/dev/null
 
 cargo build -q -p paybridge --manifest-path "$root/Cargo.toml"
@@ -32,10 +36,12 @@ py_out="$(.venv/bin/python python_sdks.py "http://127.0.0.1:$port" "$data/sandbo
 echo "$py_out"
 node_out="$(node node_sdks.mjs "http://127.0.0.1:$port" "$data/sandbox.toml" 2>&1)" || status=1
 echo "$node_out"
+official_out="$(.venv-official/bin/python alipay_official.py "http://127.0.0.1:$port" "$data/sandbox.toml" 2>&1)" || status=1
+echo "$official_out"
 
 count() { echo "$1" | grep -c "^$2 " || true; }
-passed=$(( $(count "$py_out" PASS) + $(count "$node_out" PASS) ))
-failed=$(( $(count "$py_out" FAIL) + $(count "$node_out" FAIL) ))
+passed=$(( $(count "$py_out" PASS) + $(count "$node_out" PASS) + $(count "$official_out" PASS) ))
+failed=$(( $(count "$py_out" FAIL) + $(count "$node_out" FAIL) + $(count "$official_out" FAIL) ))
 [ "$status" -eq 0 ] || [ "$failed" -gt 0 ] || failed=1
 echo "interop: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -6,17 +6,21 @@ use paybridge_core::channel::{
     InboundRequest, NotifyOutcome, OrderRef, PaymentChannel, PaymentSnapshot, RefundRef,
     RefundSnapshot, VerifiedNotification,
 };
-use paybridge_core::Scene;
+use paybridge_core::{
+    CreatePayout, Fen, PayoutNotification, PayoutSnapshot, ProviderPayoutStatus, Scene,
+};
 
 use crate::api::{
-    OrderInfo, TradeAppPay, TradeCancel, TradeClose, TradeCreate, TradeFastpayRefundQuery,
-    TradePagePay, TradePay, TradePrecreate, TradeQuery, TradeRef, TradeRefund, TradeWapPay,
+    FundAccountQuery, FundTransCommonQuery, FundTransUniTransfer, OrderInfo, TradeAppPay,
+    TradeCancel, TradeClose, TradeCreate, TradeFastpayRefundQuery, TradePagePay, TradePay,
+    TradePrecreate, TradeQuery, TradeRef, TradeRefund, TradeWapPay,
 };
 use crate::client::AlipayClient;
 use crate::convert::{
-    channel_error, not_found_snapshot, notification, pay_snapshot, query_snapshot,
-    refund_query_snapshot, refund_snapshot,
+    channel_error, is_payout_not_found, not_found_snapshot, notification, pay_snapshot,
+    query_snapshot, refund_query_snapshot, refund_snapshot,
 };
+use crate::fund_notify::verify_fund_notify;
 use crate::notify::{content_type_charset, NotifyForm, TradeNotify, REPLY_FAILURE, REPLY_SUCCESS};
 use crate::request::CallOptions;
 use crate::time_fmt::format_beijing;
@@ -65,6 +69,70 @@ impl AlipayChannel {
             Some(t) => TradeRef::trade_no(t),
             None => TradeRef::out_trade_no(out_trade_no),
         }
+    }
+
+    /// 单笔转账 (certificate mode): Alipay pays at once, so the answer is final. A call that
+    /// may have arrived is `Unknown`: query, then resend the same request, never a new number.
+    pub async fn create_payout(&self, p: &CreatePayout) -> Result<PayoutSnapshot, ChannelError> {
+        let req =
+            FundTransUniTransfer::from_payout(p).map_err(|e| channel_error("create_payout", e))?;
+        let opts = CallOptions {
+            notify_url: p.notify_url.clone(),
+            ..self.opts()
+        };
+        self.client
+            .execute(&req, &opts)
+            .await
+            .map(|r| r.snapshot(p.amount))
+            .map_err(|e| channel_error("create_payout", e))
+    }
+
+    /// The transfer as Alipay has it; one it does not have is
+    /// [`paybridge_core::ProviderPayoutStatus::NotFound`].
+    pub async fn query_payout(&self, out_biz_no: &str) -> Result<PayoutSnapshot, ChannelError> {
+        match self
+            .client
+            .execute(&FundTransCommonQuery::out_biz_no(out_biz_no), &self.opts())
+            .await
+        {
+            Ok(r) => Ok(r.snapshot(out_biz_no)),
+            Err(e) if is_payout_not_found(&e) => Ok(PayoutSnapshot {
+                out_no: out_biz_no.to_string(),
+                provider_no: None,
+                status: ProviderPayoutStatus::NotFound,
+                provider_status: "ORDER_NOT_EXIST".into(),
+                amount: None,
+                fail_reason: None,
+                package_info: None,
+                updated_at: None,
+            }),
+            Err(e) => Err(channel_error("query_payout", e)),
+        }
+    }
+
+    /// The balance payouts draw on (`ACCTRANS_ACCOUNT` of the merchant's `2088…` user id).
+    pub async fn payout_balance(&self, alipay_user_id: &str) -> Result<Fen, ChannelError> {
+        self.client
+            .execute(&FundAccountQuery::user_id(alipay_user_id), &self.opts())
+            .await
+            .map(|r| r.available_amount)
+            .map_err(|e| channel_error("payout_balance", e))
+    }
+
+    /// Verifies and reads `alipay.fund.trans.order.changed`. Acknowledge it with
+    /// [`PaymentChannel::acknowledge`]: messages want the same `success`.
+    pub fn decode_payout_notification(
+        &self,
+        req: &InboundRequest,
+    ) -> Result<PayoutNotification, ChannelError> {
+        let bad = |e: AlipayError| ChannelError::BadNotification(e.to_string());
+        let form = NotifyForm::parse_with_fallback(&req.body, notify_charset(req)).map_err(bad)?;
+        let n = verify_fund_notify(self.client.config(), &form).map_err(bad)?;
+        Ok(PayoutNotification {
+            notify_id: Some(n.notify_id.clone()),
+            merchant_id: Some(n.app_id.clone()),
+            snapshot: n.snapshot(),
+        })
     }
 
     fn require<'a>(

@@ -29,6 +29,9 @@ const REDACTED_KEYS: &[&str] = &[
     "buyer_name",
     "cert_no",
     "mobile",
+    // Payout payees: account and real name.
+    "identity",
+    "name",
 ];
 
 const MASK: &str = "***";

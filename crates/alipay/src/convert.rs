@@ -5,7 +5,9 @@ use paybridge_core::channel::{
     ChannelError, ChannelEvent, PaymentSnapshot, ProviderPaymentStatus, ProviderRefundStatus,
     RefundSnapshot, VerifiedNotification,
 };
+use paybridge_core::ProviderPayoutStatus;
 
+use crate::api::FundTransStatus;
 use crate::api::{RefundQueryResponse, TradePayResponse, TradeQueryResponse, TradeRefundResponse};
 use crate::notify::{TradeNotify, TradeStatus};
 use crate::{AlipayError, GatewayErrorKind};
@@ -166,6 +168,27 @@ pub fn notification(n: &TradeNotify) -> VerifiedNotification {
     }
 }
 
+/// A transfer's status in the gateway's vocabulary. REFUND (退票) and CLOSED leave the money
+/// with the payer, so they are failures; INIT and UNKNOWN are not answers yet.
+pub fn payout_status(status: FundTransStatus) -> ProviderPayoutStatus {
+    match status {
+        FundTransStatus::Success => ProviderPayoutStatus::Succeeded,
+        FundTransStatus::Fail | FundTransStatus::Refund | FundTransStatus::Closed => {
+            ProviderPayoutStatus::Failed
+        }
+        FundTransStatus::Dealing
+        | FundTransStatus::WaitPay
+        | FundTransStatus::Init
+        | FundTransStatus::Unknown => ProviderPayoutStatus::Processing,
+    }
+}
+
+/// Whether a fund query's error says Alipay has no such transfer: a signed `ORDER_NOT_EXIST`
+/// (the code of the transfer queries; an unsigned answer proves nothing).
+pub fn is_payout_not_found(err: &AlipayError) -> bool {
+    matches!(err, AlipayError::Gateway(e) if e.signed && e.sub_code == "ORDER_NOT_EXIST")
+}
+
 /// Our errors in the channel contract's terms: anything that leaves the outcome open is
 /// `Unknown` (query before assuming); only a signed business answer is `Refused`.
 pub fn channel_error(operation: &'static str, err: AlipayError) -> ChannelError {
@@ -197,7 +220,9 @@ pub fn channel_error(operation: &'static str, err: AlipayError) -> ChannelError 
         // The answer to the real request could not be checked: it may have been carried out.
         | AlipayError::CertNotTrusted { .. }
         | AlipayError::Bill(_)) => unknown(e.to_string()),
-        e @ (AlipayError::Key(_) | AlipayError::Crypto(_)) => ChannelError::Config(e.to_string()),
+        e @ (AlipayError::Key(_)
+        | AlipayError::Crypto(_)
+        | AlipayError::CertModeRequired { .. }) => ChannelError::Config(e.to_string()),
         AlipayError::InvalidRequest(r) => ChannelError::Invalid(r),
         AlipayError::MalformedNotify(r) => ChannelError::BadNotification(r),
     }

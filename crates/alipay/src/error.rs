@@ -43,7 +43,9 @@ pub fn classify(code: &str, sub_code: &str) -> GatewayErrorKind {
         "20000" => GatewayErrorKind::RetrySafe,
         "20001" | "40001" | "40002" | "40003" | "40006" => GatewayErrorKind::Configuration,
         _ => match sub_code {
-            "ACQ.SYSTEM_ERROR" | "isp.unknow-error" | "aop.unknow-error" => {
+            // Fund APIs answer SYSTEM_ERROR without the ACQ. prefix ("可以考虑采用相同的
+            // out_biz_no重发请求").
+            "ACQ.SYSTEM_ERROR" | "SYSTEM_ERROR" | "isp.unknow-error" | "aop.unknow-error" => {
                 GatewayErrorKind::RetrySafe
             }
             s if s.starts_with("isv.invalid-signature")
@@ -87,6 +89,13 @@ pub enum AlipayError {
     Gateway(Box<GatewayError>),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A fund API (transfer, its query, the balance) on an app in public-key mode: Alipay
+    /// refuses those (`isv.missing-app-cert-sn`), so the configuration must change.
+    #[error(
+        "alipay {method} is a fund API: Alipay accepts it only in certificate mode; configure \
+         the app certificate, the Alipay public certificate and the root certificate"
+    )]
+    CertModeRequired { method: String },
     #[error("malformed notification: {0}")]
     MalformedNotify(String),
     #[error("bill: {0}")]

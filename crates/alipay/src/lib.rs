@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod convert;
 mod error;
+pub mod fund_notify;
 pub mod notify;
 pub mod provider;
 pub mod request;

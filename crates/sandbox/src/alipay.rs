@@ -26,8 +26,10 @@ use crate::server::{Inner, State};
 
 /// A gateway answer before signing: the node content, or a gateway-level `error_response`.
 pub(crate) struct Answer {
-    content: Map<String, Value>,
+    pub content: Map<String, Value>,
     error_node: bool,
+    /// Provider timeouts on demand: the reply (a bodiless 504) is held back this long.
+    pub delay_ms: u64,
 }
 
 pub(crate) fn ok(fields: Vec<(&str, Value)>) -> Answer {
@@ -40,10 +42,11 @@ pub(crate) fn ok(fields: Vec<(&str, Value)>) -> Answer {
     Answer {
         content,
         error_node: false,
+        delay_ms: 0,
     }
 }
 
-fn fail(code: &str, msg: &str, sub_code: &str, sub_msg: &str) -> Answer {
+pub(crate) fn fail(code: &str, msg: &str, sub_code: &str, sub_msg: &str) -> Answer {
     let mut content = Map::new();
     content.insert("code".into(), code.into());
     content.insert("msg".into(), msg.into());
@@ -52,6 +55,7 @@ fn fail(code: &str, msg: &str, sub_code: &str, sub_msg: &str) -> Answer {
     Answer {
         content,
         error_node: false,
+        delay_ms: 0,
     }
 }
 
@@ -289,6 +293,9 @@ pub(crate) async fn gateway(
         "alipay.trade.cancel" => cancel(&ctx),
         "alipay.data.dataservice.bill.downloadurl.query" => crate::bills::alipay_download_url(&ctx),
         "alipay.open.app.alipaycert.download" => alipay_cert_download(&ctx),
+        "alipay.fund.trans.uni.transfer" => crate::alipay_fund::transfer(&ctx),
+        "alipay.fund.trans.common.query" => crate::alipay_fund::query(&ctx),
+        "alipay.fund.account.query" => crate::alipay_fund::account(&ctx),
         _ => {
             let mut a = invalid("isv.invalid-method", "不存在的方法名");
             a.error_node = true;
@@ -298,6 +305,11 @@ pub(crate) async fn gateway(
     let answer = match answer {
         Ok(a) | Err(a) => a,
     };
+    if answer.delay_ms > 0 {
+        // The work is done; the answer is lost on the way back.
+        tokio::time::sleep(std::time::Duration::from_millis(answer.delay_ms)).await;
+        return StatusCode::GATEWAY_TIMEOUT.into_response();
+    }
     render(&inner, &method, Some(app), encrypted, answer)
 }
 

@@ -171,6 +171,46 @@ pub fn entries(
     Some(rows)
 }
 
+/// Bill rows for the payouts of one account that were paid out on a Beijing day: one expense
+/// each, status `TRANSFER` (fund-flow bills only; payouts are not trades).
+pub fn payout_entries(
+    payouts: &crate::payouts::PayoutLedger,
+    family: Family,
+    account: &str,
+    date: &str,
+) -> Option<Vec<BillEntry>> {
+    let (start, end) = beijing_day_bounds(date)?;
+    Some(
+        payouts
+            .all()
+            .iter()
+            .filter(|p| p.family == family && p.account == account)
+            .filter(|p| p.state == crate::payouts::PayoutState::Succeeded)
+            .filter_map(|p| {
+                let at = p.finished_at.filter(|at| *at >= start && *at < end)?;
+                Some(BillEntry {
+                    at,
+                    trade_no: p.provider_no.clone(),
+                    out_trade_no: p.out_no.clone(),
+                    app_id: p.app_id.clone(),
+                    account: p.account.clone(),
+                    subject: p.remark.clone(),
+                    buyer: p.payee.clone(),
+                    scene: p.scene.clone(),
+                    attach: String::new(),
+                    created_at: p.created_at,
+                    amount: Fen(-p.amount.as_i64()),
+                    refund: None,
+                    status: PAYOUT_STATUS.into(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The `status` of payout rows.
+pub const PAYOUT_STATUS: &str = "TRANSFER";
+
 /// `{account}_{yyyymmdd}.csv.zip` of GBK CSVs, written by `paybridge_alipay::bill`.
 pub fn alipay_bill_zip(account: &str, date: &str, rows: &[BillEntry]) -> Result<Vec<u8>, String> {
     let z = Fen(0);
@@ -328,7 +368,8 @@ pub fn wechat_trade_bill(rows: &[BillEntry], bill_type: &str) -> String {
     write_bill(WECHAT_COLUMNS, &records, WECHAT_SUMMARY, &summary)
 }
 
-/// APIv3 fund-flow bill: one income row per payment, one expense row per refund.
+/// APIv3 fund-flow bill: one income row per payment, one expense row per refund and per
+/// payout (商家转账).
 pub fn wechat_fundflow_bill(rows: &[BillEntry]) -> String {
     let mut balance = 0i64;
     let (mut inc_n, mut inc, mut exp_n, mut exp) = (0u64, 0i64, 0u64, 0i64);
@@ -344,12 +385,17 @@ pub fn wechat_fundflow_bill(rows: &[BillEntry]) -> String {
                 exp_n += 1;
                 exp -= r.amount.0;
             }
+            let (name, kind) = match (r.status.as_str(), income) {
+                (PAYOUT_STATUS, _) => ("商家转账", "转账"),
+                (_, true) => ("交易", "交易"),
+                (_, false) => ("退款", "退款"),
+            };
             vec![
                 alipay_time(r.at),
                 r.trade_no.clone(),
                 format!("{}{}", r.trade_no, if income { "01" } else { "02" }),
-                if income { "交易" } else { "退款" }.to_string(),
-                if income { "交易" } else { "退款" }.to_string(),
+                name.to_string(),
+                kind.to_string(),
                 if income { "收入" } else { "支出" }.to_string(),
                 Fen(r.amount.0.abs()).to_yuan(),
                 Fen(balance).to_yuan(),
@@ -510,7 +556,7 @@ pub(crate) fn wechat_v3_bill(r: &crate::wechat_v3::Req<'_>, kind: &str) -> crate
         Err(reply) => return reply,
     };
     let mut st = r.inner.lock();
-    let Some(rows) = entries(
+    let Some(mut rows) = entries(
         &st.ledger,
         Family::Wechat,
         &account,
@@ -519,6 +565,12 @@ pub(crate) fn wechat_v3_bill(r: &crate::wechat_v3::Req<'_>, kind: &str) -> crate
     ) else {
         return err(400, "PARAM_ERROR", "bill_date 格式应为 yyyy-MM-dd");
     };
+    if kind == "fundflowbill" {
+        rows.extend(
+            payout_entries(&st.payouts, Family::Wechat, &account, &date).unwrap_or_default(),
+        );
+        rows.sort_by_key(|r| r.at);
+    }
     if rows.is_empty() {
         return err(400, "NO_STATEMENT_EXIST", "账单文件不存在");
     }
@@ -574,6 +626,7 @@ pub(crate) fn wechat_v3_download(r: &crate::wechat_v3::Req<'_>) -> crate::wechat
                 signed: false,
                 content_type: f.content_type,
                 raw: Some(f.bytes.clone()),
+                delay_ms: 0,
             }
         }
         _ => err(404, "RESOURCE_NOT_EXISTS", "账单链接已失效"),

@@ -17,6 +17,50 @@ pub const WECHAT_RETRY_SECS: &[i64] = &[
     15, 15, 30, 180, 600, 1_200, 1_800, 1_800, 1_800, 3_600, 10_800, 10_800, 10_800, 21_600, 21_600,
 ];
 
+/// WeChat Pay 商家转账 (`MCHTRANSFER.BILL.FINISHED`): "0s/15s（尝试10次）/300s（尝试10次）/
+/// 1800s（尝试44次）": after the first attempt, ten at 15 s, ten at 5 min, 44 at 30 min.
+pub const WECHAT_TRANSFER_RETRY_SECS: [i64; 64] = transfer_schedule();
+
+const fn transfer_schedule() -> [i64; 64] {
+    let mut a = [0i64; 64];
+    let mut i = 0;
+    while i < 64 {
+        a[i] = if i < 10 {
+            15
+        } else if i < 20 {
+            300
+        } else {
+            1_800
+        };
+        i += 1;
+    }
+    a
+}
+
+/// Alipay 消息服务 messages (`alipay.fund.trans.order.changed`): 2m, 10m, 10m, 1h, 2h, 6h, 15h.
+pub const ALIPAY_MESSAGE_RETRY_SECS: &[i64] = &[120, 600, 600, 3_600, 7_200, 21_600, 54_000];
+
+/// Which retry schedule a notification follows: its protocol's default, or that of a product
+/// with its own (payouts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RetrySchedule {
+    #[default]
+    Protocol,
+    WechatTransfer,
+    AlipayMessage,
+}
+
+impl RetrySchedule {
+    pub fn intervals(self, provider: Provider) -> &'static [i64] {
+        match self {
+            RetrySchedule::Protocol => retry_intervals(provider),
+            RetrySchedule::WechatTransfer => &WECHAT_TRANSFER_RETRY_SECS,
+            RetrySchedule::AlipayMessage => ALIPAY_MESSAGE_RETRY_SECS,
+        }
+    }
+}
+
 pub fn retry_intervals(provider: Provider) -> &'static [i64] {
     match provider {
         Provider::Alipay => ALIPAY_RETRY_SECS,
@@ -183,6 +227,8 @@ pub struct NotificationRecord {
     pub kind: String,
     pub request: Outgoing,
     pub faults: Faults,
+    #[serde(default)]
+    pub schedule: RetrySchedule,
     pub created_at: Millis,
     pub state: DeliveryState,
     pub next_due: Option<Millis>,
@@ -254,6 +300,31 @@ impl Notifier {
         faults: Faults,
         now: Millis,
     ) -> u64 {
+        self.enqueue_with(
+            RetrySchedule::Protocol,
+            provider,
+            account,
+            trade_id,
+            kind,
+            request,
+            faults,
+            now,
+        )
+    }
+
+    /// [`Notifier::enqueue`] on a product's own retry schedule.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue_with(
+        &mut self,
+        schedule: RetrySchedule,
+        provider: Provider,
+        account: &str,
+        trade_id: &str,
+        kind: &str,
+        request: Outgoing,
+        faults: Faults,
+        now: Millis,
+    ) -> u64 {
         self.next_id += 1;
         self.next_order += 1;
         let held = faults.reorder > 1;
@@ -280,6 +351,7 @@ impl Notifier {
             attempts: Vec::new(),
             order: self.next_order,
             faults: faults.clone(),
+            schedule,
         });
         if held {
             let waiting = self
@@ -405,7 +477,7 @@ impl Notifier {
             r.next_due = None;
             return;
         }
-        let intervals = retry_intervals(r.provider);
+        let intervals = r.schedule.intervals(r.provider);
         match intervals.get(attempt.saturating_sub(1)) {
             Some(secs) => {
                 // The schedule runs from the start of the attempt.
@@ -487,6 +559,45 @@ mod tests {
         // About 24.4 hours of retries in under 9 seconds.
         assert_eq!(*offsets.last().unwrap(), 8_784);
         assert_eq!(n.records()[0].state, DeliveryState::GaveUp);
+    }
+
+    #[test]
+    fn payout_schedules_are_the_providers() {
+        let scale = TimeScale::new(1, 1);
+        let mut n = Notifier::new(scale);
+        n.enqueue_with(
+            RetrySchedule::WechatTransfer,
+            Provider::WechatV3,
+            "m",
+            "p",
+            "MCHTRANSFER.BILL.FINISHED",
+            out(),
+            Faults::default(),
+            0,
+        );
+        let offsets = run_to_end(&mut n, (500, ""));
+        // 1 + 10 + 10 + 44 attempts: 150 s of 15 s, 50 min of 5 min, then 22 h of 30 min.
+        assert_eq!(offsets.len(), 65);
+        assert_eq!(offsets[10], 150_000);
+        assert_eq!(offsets[20], 150_000 + 3_000_000);
+        assert_eq!(
+            *offsets.last().unwrap(),
+            150_000 + 3_000_000 + 44 * 1_800_000
+        );
+        let mut n = Notifier::new(scale);
+        n.enqueue_with(
+            RetrySchedule::AlipayMessage,
+            Provider::Alipay,
+            "a",
+            "p",
+            "alipay.fund.trans.order.changed",
+            out(),
+            Faults::default(),
+            0,
+        );
+        let offsets = run_to_end(&mut n, (200, "fail"));
+        assert_eq!(offsets, cumulative(ALIPAY_MESSAGE_RETRY_SECS, scale));
+        assert_eq!(offsets[1], 120_000);
     }
 
     #[test]

@@ -20,8 +20,11 @@ use tokio::sync::oneshot;
 use crate::bills::Discrepancy;
 use crate::clock::{Clock, ManualClock, Millis, SystemClock};
 use crate::config::{BarcodeMode, ConfigError, Keys, SandboxConfig};
-use crate::ledger::{Ledger, LedgerEvent, Provider, Trade};
-use crate::notifier::{accepted, AttemptOutcome, FaultBook, Faults, NotificationRecord, Notifier};
+use crate::ledger::{Family, Ledger, LedgerEvent, Provider, Trade};
+use crate::notifier::{
+    accepted, AttemptOutcome, FaultBook, Faults, NotificationRecord, Notifier, RetrySchedule,
+};
+use crate::payouts::{Payout, PayoutFault, PayoutFaultBook, PayoutFinished, PayoutLedger};
 
 /// Bodies larger than this are refused (the providers cap requests too).
 pub(crate) const MAX_BODY: usize = 1 << 20;
@@ -62,6 +65,8 @@ pub(crate) struct State {
     pub bill_files: HashMap<String, BillFile>,
     /// WeChat prepay id -> trade id.
     pub prepay: HashMap<String, String>,
+    pub payouts: PayoutLedger,
+    pub payout_faults: PayoutFaultBook,
 }
 
 pub(crate) struct Inner {
@@ -142,6 +147,40 @@ impl Inner {
         }
     }
 
+    /// Queues the notification of each payout that reached a final state, on its product's
+    /// retry schedule (faults by account or payout id applied).
+    pub fn notify_payouts(&self, st: &mut State, finished: Vec<PayoutFinished>, now: Millis) {
+        for f in finished {
+            let Some(p) = st.payouts.get(&f.id).cloned() else {
+                continue;
+            };
+            let faults = st.faults.lookup(&p.account, &p.id);
+            let (provider, schedule, kind, built) = match p.family {
+                Family::Wechat => (
+                    Provider::WechatV3,
+                    RetrySchedule::WechatTransfer,
+                    paybridge_wechatpay::v3::transfer::FINISHED_EVENT,
+                    crate::wechat_transfer::notification(self, &p, faults.body, now),
+                ),
+                Family::Alipay => (
+                    Provider::Alipay,
+                    RetrySchedule::AlipayMessage,
+                    paybridge_alipay::fund_notify::ORDER_CHANGED,
+                    crate::alipay_fund::notification(self, &p, faults.body, now),
+                ),
+            };
+            match built {
+                Ok(Some(out)) => {
+                    st.notifier.enqueue_with(
+                        schedule, provider, &p.account, &p.id, kind, out, faults, now,
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(payout = %p.id, error = %e, "cannot build notification"),
+            }
+        }
+    }
+
     /// Applies the clock to the ledger (expiry, refund settlement), then sends every due
     /// notification. Returns how many requests were attempted (dropped ones included).
     pub async fn run_due(&self) -> usize {
@@ -150,6 +189,8 @@ impl Inner {
             let mut st = self.lock();
             let events = st.ledger.tick(now);
             self.notify_events(&mut st, events, now);
+            let expired = st.payouts.tick(now);
+            self.notify_payouts(&mut st, expired, now);
             st.bill_files.retain(|_, f| f.expires_at > now);
         }
         let mut count = 0;
@@ -226,7 +267,10 @@ pub(crate) fn header_pairs(h: &HeaderMap) -> Vec<(String, String)> {
 /// Records every exchange outside the control API.
 async fn record(AxState(inner): AxState<Arc<Inner>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
-    if path.starts_with("/_sandbox/") && !path.starts_with("/_sandbox/pay/") {
+    if path.starts_with("/_sandbox/")
+        && !path.starts_with("/_sandbox/pay/")
+        && !path.starts_with("/_sandbox/wallet/")
+    {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
@@ -279,6 +323,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/pay/downloadbill", post(crate::wechat_v2::downloadbill))
         .route("/v3/*path", any(crate::wechat_v3::dispatch))
         .merge(crate::buyer::routes())
+        .merge(crate::wallet::routes())
         .layer(axum::middleware::from_fn_with_state(inner.clone(), record))
         .with_state(inner)
 }
@@ -501,6 +546,47 @@ impl Sandbox {
     /// The buyer pays (as the pay page's button or `POST /_sandbox/trades/{id}/pay`).
     pub fn pay(&self, trade_id: &str) -> Result<(), crate::ledger::LedgerError> {
         crate::buyer::pay(&self.inner, trade_id, None)
+    }
+
+    /// Every payout (transfer bill / transfer order) in the providers' ledger.
+    pub fn payouts(&self) -> Vec<Payout> {
+        self.inner.lock().payouts.all().to_vec()
+    }
+
+    /// The payout a merchant made under `out_no` (`out_bill_no` / `out_biz_no`).
+    pub fn payout_by_out_no(&self, out_no: &str) -> Option<Payout> {
+        self.inner
+            .lock()
+            .payouts
+            .all()
+            .iter()
+            .find(|p| p.out_no == out_no)
+            .cloned()
+    }
+
+    /// A failure on demand for one merchant number, or (without one) for the whole account.
+    pub fn set_payout_fault(&self, account: &str, out_no: Option<&str>, fault: PayoutFault) {
+        let mut st = self.inner.lock();
+        match out_no {
+            Some(no) => st.payout_faults.by_out_no.insert(no.to_string(), fault),
+            None => st
+                .payout_faults
+                .by_account
+                .insert(account.to_string(), fault),
+        };
+    }
+
+    pub fn clear_payout_faults(&self) {
+        self.inner.lock().payout_faults = PayoutFaultBook::default();
+    }
+
+    /// The balance payouts of `account` (mchid / app_id) draw on.
+    pub fn set_payout_balance(&self, account: &str, fen: paybridge_core::Fen) {
+        self.inner.lock().payouts.set_balance(account, fen);
+    }
+
+    pub fn payout_balance(&self, account: &str) -> paybridge_core::Fen {
+        self.inner.lock().payouts.balance(account)
     }
 
     pub fn set_faults(&self, account: Option<&str>, trade_id: Option<&str>, faults: Faults) {

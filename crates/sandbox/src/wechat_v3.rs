@@ -33,6 +33,8 @@ pub(crate) struct Reply {
     pub signed: bool,
     pub content_type: &'static str,
     pub raw: Option<Vec<u8>>,
+    /// Provider timeouts on demand: the reply (a bodiless 504) is held back this long.
+    pub delay_ms: u64,
 }
 
 pub(crate) fn ok_json(v: Value) -> Reply {
@@ -42,6 +44,7 @@ pub(crate) fn ok_json(v: Value) -> Reply {
         signed: true,
         content_type: "application/json",
         raw: None,
+        delay_ms: 0,
     }
 }
 
@@ -52,6 +55,7 @@ pub(crate) fn err(status: u16, code: &str, message: &str) -> Reply {
         signed: true,
         content_type: "application/json",
         raw: None,
+        delay_ms: 0,
     }
 }
 
@@ -132,7 +136,7 @@ impl Req<'_> {
         }
     }
 
-    fn s(&self, name: &str) -> Option<String> {
+    pub fn s(&self, name: &str) -> Option<String> {
         self.body
             .get(name)
             .and_then(Value::as_str)
@@ -150,6 +154,11 @@ pub(crate) async fn dispatch(
     body: Bytes,
 ) -> Response {
     let reply = handle(&inner, &method, &uri, &headers, &body);
+    if reply.delay_ms > 0 {
+        // The work is done; the answer is lost on the way back.
+        tokio::time::sleep(std::time::Duration::from_millis(reply.delay_ms)).await;
+        return StatusCode::GATEWAY_TIMEOUT.into_response();
+    }
     let serial = headers
         .get("wechatpay-serial")
         .and_then(|v| v.to_str().ok())
@@ -242,6 +251,10 @@ fn handle(inner: &Inner, method: &Method, uri: &Uri, headers: &HeaderMap, body: 
             crate::bills::wechat_v3_bill(&r, kind)
         }
         ("GET", ["billdownload", "file"]) => crate::bills::wechat_v3_download(&r),
+        ("GET", ["transferdownload", "signfile"]) => crate::bills::wechat_v3_download(&r),
+        (_, ["fund-app", "mch-transfer", rest @ ..]) => {
+            crate::wechat_transfer::route(&r, method.as_str(), rest, headers)
+        }
         _ => err(404, "NOT_FOUND", "没有这个接口"),
     }
 }
@@ -475,6 +488,7 @@ fn close(r: &Req<'_>, out_no: &str, partner: bool) -> Reply {
             signed: true,
             content_type: "application/json",
             raw: None,
+            delay_ms: 0,
         },
         Err(e) => ledger_err(&e),
     }
@@ -602,6 +616,7 @@ fn certificates(r: &Req<'_>) -> Reply {
             signed: true,
             content_type: "application/json",
             raw: None,
+            delay_ms: 0,
         },
         Err(e) => err(500, "SYSTEM_ERROR", &e.to_string()),
     }

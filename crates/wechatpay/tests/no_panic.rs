@@ -3,7 +3,7 @@
 
 use paybridge_wechatpay::bill::BillReader;
 use paybridge_wechatpay::v2::{notify, xml};
-use paybridge_wechatpay::v3::{notify as v3notify, sign, SignatureHeaders, Verifier};
+use paybridge_wechatpay::v3::{notify as v3notify, sign, transfer, SignatureHeaders, Verifier};
 use proptest::prelude::*;
 
 fn xmlish() -> impl Strategy<Value = String> {
@@ -60,6 +60,27 @@ proptest! {
             serde_json::Value::String(nonce)
         );
         let _ = v3notify::decrypt_notify(envelope.as_bytes(), b"0123456789abcdef0123456789abcdef");
+    }
+
+    #[test]
+    fn transfer_bill_parsers_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..256),
+        state in "[A-Z_]{0,20}",
+        amount in "[-0-9.e\"]{0,24}",
+    ) {
+        let doc = format!(
+            r#"{{"out_bill_no":"a","transfer_bill_no":"t","state":"{state}","transfer_amount":{amount},"package_info":"p"}}"#
+        );
+        for body in [&bytes[..], doc.as_bytes()] {
+            let _ = transfer::parse_created(body);
+            let _ = transfer::parse_transfer_bill(body);
+            let _ = transfer::parse_cancel(body);
+            let _ = transfer::parse_receipt(body);
+            let _ = transfer::parse_receipt_applied(body);
+        }
+        if let Ok(r) = transfer::parse_receipt(doc.as_bytes()) {
+            let _ = transfer::check_receipt(&r, &bytes);
+        }
     }
 
     #[test]

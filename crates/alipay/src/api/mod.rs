@@ -15,6 +15,9 @@ pub mod cancel;
 pub mod cert_download;
 pub mod close;
 pub mod create;
+pub mod fund_account;
+pub mod fund_query;
+pub mod fund_transfer;
 pub mod generic;
 pub mod page_pay;
 pub mod pay;
@@ -30,6 +33,12 @@ pub use cancel::{TradeCancel, TradeCancelResponse};
 pub use cert_download::{AlipayCertDownload, AlipayCertDownloadResponse};
 pub use close::{TradeClose, TradeCloseResponse};
 pub use create::{TradeCreate, TradeCreateResponse};
+pub use fund_account::{FundAccountQuery, FundAccountQueryResponse};
+pub use fund_query::{FundTransCommonQuery, FundTransCommonQueryResponse};
+pub use fund_transfer::{
+    FundTransStatus, FundTransUniTransfer, FundTransUniTransferResponse, Payee, PayeeIdentity,
+    TransferSceneReportInfo,
+};
 pub use generic::GenericRequest;
 pub use page_pay::TradePagePay;
 pub use pay::{TradePay, TradePayResponse};
@@ -55,6 +64,12 @@ pub trait AlipayApi {
 
     /// Whether sending the request twice is harmless.
     fn idempotent(&self) -> bool {
+        false
+    }
+
+    /// Fund APIs (transfers and their queries): Alipay accepts them only from apps in
+    /// certificate mode ("资金类接口必须使用公钥证书").
+    fn requires_cert_mode(&self) -> bool {
         false
     }
 }
@@ -155,6 +170,11 @@ pub fn prepare<A: AlipayApi>(
     opts: &CallOptions,
     now_unix: i64,
 ) -> Result<SignedRequest, AlipayError> {
+    if req.requires_cert_mode() && config.keys.app_cert_sn.is_none() {
+        return Err(AlipayError::CertModeRequired {
+            method: req.method().to_string(),
+        });
+    }
     let biz = req.biz_content()?;
     let mut signed = build_request(config, req.method(), Some(&biz), opts, now_unix)?;
     signed.idempotent = req.idempotent();
@@ -240,6 +260,49 @@ pub(crate) mod testutil {
         let config = AlipayConfig::new("2021000000000001", keys)
             .with_gateway("https://gw.example/gateway.do");
         (config, alipay_key)
+    }
+
+    /// A certificate-mode config (app `2021000000000002`, certificates issued here) whose
+    /// Alipay certificate holds the public half of the returned key.
+    pub fn cert_config() -> (AlipayConfig, RsaPrivateKey) {
+        use paybridge_crypto::{issue_rsa_cert, self_signed_rsa_cert, CertSpec};
+        let (app, alipay) = ders();
+        let root_key = RsaPrivateKey::from_der(app).unwrap();
+        let spec = |cn: &str, serial: u8, ca: bool| CertSpec {
+            common_name: cn.into(),
+            organization: Some("Ant Financial".into()),
+            organizational_unit: Some("Certification Authority".into()),
+            country: Some("CN".into()),
+            serial: vec![0x40, serial],
+            not_before_unix: NOW - 86_400,
+            not_after_unix: NOW + 86_400 * 365,
+            is_ca: ca,
+        };
+        let root_spec = spec("Test Root", 1, true);
+        let root = self_signed_rsa_cert(&root_key, &root_spec).unwrap();
+        let app_key = RsaPrivateKey::from_der(app).unwrap();
+        let alipay_key = RsaPrivateKey::from_der(alipay).unwrap();
+        let app_cert =
+            issue_rsa_cert(&app_key, &spec("app", 2, false), &root_key, &root_spec).unwrap();
+        let alipay_cert = issue_rsa_cert(
+            &alipay_key,
+            &spec("alipay", 3, false),
+            &root_key,
+            &root_spec,
+        )
+        .unwrap();
+        let keys = AlipayKeys::cert_mode(
+            &paybridge_crypto::b64_encode(app),
+            &app_cert.pem,
+            &[&alipay_cert.pem],
+            &root.pem,
+        )
+        .unwrap();
+        (
+            AlipayConfig::new("2021000000000002", keys)
+                .with_gateway("https://gw.example/gateway.do"),
+            alipay_key,
+        )
     }
 
     /// Asserts the golden string-to-sign and that the signature verifies with the app key.

@@ -6,7 +6,7 @@ use paybridge_core::channel::{
     InboundRequest, NotifyOutcome, OrderRef, PaymentChannel, PaymentSnapshot, RefundRef,
     RefundSnapshot, VerifiedNotification,
 };
-use paybridge_core::Scene;
+use paybridge_core::{CreatePayout, PayoutNotification, PayoutSnapshot, Scene};
 use paybridge_crypto::random_string;
 use paybridge_http::Transport;
 
@@ -16,6 +16,7 @@ use super::client_params;
 use super::error::V3Error;
 use super::model::{Refund, Transaction};
 use super::notify::{failure_body, parse_notify, NotifyEvent};
+use super::transfer::{self, CreateTransferBill};
 use super::verify::SignatureHeaders;
 use crate::common::{bad, payment_not_found, refund_not_found, with_redirect};
 use crate::status::{TradeState, V3RefundStatus};
@@ -27,6 +28,62 @@ pub struct V3Channel<T> {
 impl<T: Transport> V3Channel<T> {
     pub fn new(client: V3Client<T>) -> Self {
         V3Channel { client }
+    }
+
+    /// 商家转账: creates the bill (or answers with the bill this `out_no` already made). A
+    /// create that may have arrived is `Unknown`: query, never send another number.
+    pub async fn create_payout(&self, p: &CreatePayout) -> Result<PayoutSnapshot, ChannelError> {
+        let bill =
+            CreateTransferBill::from_payout(p).map_err(|e| ChannelError::Invalid(e.to_string()))?;
+        match self.client.create_transfer_bill(&bill).await {
+            Ok(created) => Ok(created.snapshot()),
+            Err(V3Error::Transfer(e)) => Err(ChannelError::Invalid(e.to_string())),
+            Err(e) => Err(channel_error("transfer bill create", e)),
+        }
+    }
+
+    /// The bill as WeChat has it; one it does not have is
+    /// [`paybridge_core::ProviderPayoutStatus::NotFound`].
+    pub async fn query_payout(&self, out_bill_no: &str) -> Result<PayoutSnapshot, ChannelError> {
+        match self.client.query_transfer_bill(out_bill_no).await {
+            Ok(bill) => Ok(bill.snapshot()),
+            Err(e) if transfer::is_not_found(&e) => {
+                let word = e.code().unwrap_or("NOT_FOUND").to_string();
+                Ok(transfer::not_found_snapshot(out_bill_no, &word))
+            }
+            Err(e) => Err(channel_error("transfer bill query", e)),
+        }
+    }
+
+    /// Cancels before the payee collects; the answer is CANCELING or CANCELLED.
+    pub async fn cancel_payout(&self, out_bill_no: &str) -> Result<PayoutSnapshot, ChannelError> {
+        self.client
+            .cancel_transfer_bill(out_bill_no)
+            .await
+            .map(|c| c.snapshot())
+            .map_err(|e| channel_error("transfer bill cancel", e))
+    }
+
+    /// Verifies and decrypts `MCHTRANSFER.BILL.FINISHED`. Acknowledge it with
+    /// [`PaymentChannel::acknowledge`], which answers every v3 notification alike.
+    pub fn decode_payout_notification(
+        &self,
+        req: &InboundRequest,
+        now_unix: i64,
+    ) -> Result<PayoutNotification, ChannelError> {
+        let headers = SignatureHeaders::from_lookup(|n| req.header(n)).map_err(bad)?;
+        let n = self
+            .client
+            .with_verifier(|v| {
+                parse_notify(v, &headers, &req.body, self.client.apiv3_key(), now_unix)
+            })
+            .map_err(bad)?;
+        let bill = n.transfer_bill().map_err(bad)?;
+        Ok(PayoutNotification {
+            notify_id: Some(n.envelope.id.clone()),
+            merchant_id: bill.mch_id.clone(),
+            snapshot: bill.snapshot(),
+        })
     }
 }
 

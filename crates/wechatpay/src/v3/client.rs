@@ -13,6 +13,10 @@ use super::certs::{accept_download, CERTIFICATES_PATH};
 use super::error::V3Error;
 use super::model::{Refund, Transaction};
 use super::sign::MerchantSigner;
+use super::transfer::{
+    self, BillRef, CreateTransferBill, Receipt, ReceiptApplied, TransferBill, TransferBillCancel,
+    TransferBillCreated,
+};
 use super::verify::{SignatureHeaders, Verifier, VerifyError};
 
 pub use crate::clock::{system_clock, Clock};
@@ -355,5 +359,86 @@ impl<T: Transport> V3Client<T> {
         let ct = super::sensitive::encrypt(&key.key, plaintext)
             .map_err(|e| V3Error::Crypto(e.to_string()))?;
         Ok((ct, key.serial.clone()))
+    }
+
+    /// 商家转账: creates the bill (or, for an `out_bill_no` already used, answers with the bill
+    /// it made). `user_name` is encrypted under the current WeChat Pay key, whose serial goes
+    /// out as `Wechatpay-Serial`.
+    pub async fn create_transfer_bill(
+        &self,
+        r: &CreateTransferBill,
+    ) -> Result<TransferBillCreated, V3Error> {
+        let mut key = self.with_verifier(|v| v.encryption_key(self.now()).cloned());
+        if key.is_none() && r.user_name.is_some() && self.config.platform_certificates {
+            self.refresh_certificates().await?;
+            key = self.with_verifier(|v| v.encryption_key(self.now()).cloned());
+        }
+        let req = transfer::create_transfer_bill(&self.config.merchant, r, key.as_ref())?;
+        let resp = match &req.wechatpay_serial {
+            Some(serial) => {
+                self.call_with_encrypted_fields(&req.request, serial)
+                    .await?
+            }
+            None => self.call(&req.request).await?,
+        };
+        transfer::parse_created(&resp.body)
+    }
+
+    pub async fn query_transfer_bill(&self, out_bill_no: &str) -> Result<TransferBill, V3Error> {
+        let resp = self
+            .call(&transfer::query_by_out_bill_no(out_bill_no))
+            .await?;
+        transfer::parse_transfer_bill(&resp.body)
+    }
+
+    pub async fn query_transfer_bill_by_no(
+        &self,
+        transfer_bill_no: &str,
+    ) -> Result<TransferBill, V3Error> {
+        let resp = self
+            .call(&transfer::query_by_transfer_bill_no(transfer_bill_no))
+            .await?;
+        transfer::parse_transfer_bill(&resp.body)
+    }
+
+    pub async fn cancel_transfer_bill(
+        &self,
+        out_bill_no: &str,
+    ) -> Result<TransferBillCancel, V3Error> {
+        let resp = self
+            .call(&transfer::cancel_transfer_bill(out_bill_no))
+            .await?;
+        transfer::parse_cancel(&resp.body)
+    }
+
+    pub async fn apply_transfer_receipt(&self, bill: &BillRef) -> Result<ReceiptApplied, V3Error> {
+        let resp = self.call(&transfer::apply_receipt(bill)).await?;
+        transfer::parse_receipt_applied(&resp.body)
+    }
+
+    pub async fn query_transfer_receipt(&self, bill: &BillRef) -> Result<Receipt, V3Error> {
+        let resp = self.call(&transfer::query_receipt(bill)).await?;
+        transfer::parse_receipt(&resp.body)
+    }
+
+    /// Downloads a FINISHED receipt's PDF with a signed GET (the download is unsigned) and
+    /// checks it against `hash_value`.
+    pub async fn download_transfer_receipt(&self, receipt: &Receipt) -> Result<Vec<u8>, V3Error> {
+        let url = receipt
+            .download_url
+            .as_deref()
+            .ok_or_else(|| V3Error::Json("receipt has no download_url (not FINISHED)".into()))?;
+        let req = ApiRequest {
+            method: "GET",
+            path: api::download_path(url)?,
+            body: String::new(),
+            idempotent: true,
+        };
+        let file = self.send(&req, &[]).await?;
+        if !(200..300).contains(&file.status) {
+            return Err(V3Error::from_response(file.status, &file.body));
+        }
+        transfer::check_receipt(receipt, &file.body)?;
+        Ok(file.body)
     }
 }

@@ -3,6 +3,7 @@ use serde::Deserialize;
 
 use super::aead::AeadError;
 use super::certs::CertError;
+use super::transfer::TransferBillError;
 use super::verify::VerifyError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +32,9 @@ pub enum V3Error {
     Bill(String),
     #[error("configuration: {0}")]
     Config(String),
+    /// A transfer bill WeChat Pay would refuse, caught before sending.
+    #[error("transfer bill: {0}")]
+    Transfer(#[from] TransferBillError),
     #[error("transport: {0}")]
     Transport(#[from] TransportError),
 }
@@ -84,7 +88,8 @@ impl V3Error {
             | V3Error::Aead(_)
             | V3Error::Crypto(_)
             | V3Error::Bill(_)
-            | V3Error::Config(_) => false,
+            | V3Error::Config(_)
+            | V3Error::Transfer(_) => false,
         }
     }
 
@@ -94,7 +99,11 @@ impl V3Error {
             V3Error::Api { status, .. } | V3Error::Status { status } => *status >= 500,
             V3Error::Transport(t) => !t.not_sent(),
             V3Error::Verify(_) | V3Error::Json(_) | V3Error::Aead(_) => true,
-            V3Error::Cert(_) | V3Error::Crypto(_) | V3Error::Bill(_) | V3Error::Config(_) => false,
+            V3Error::Cert(_)
+            | V3Error::Crypto(_)
+            | V3Error::Bill(_)
+            | V3Error::Config(_)
+            | V3Error::Transfer(_) => false,
         }
     }
 }

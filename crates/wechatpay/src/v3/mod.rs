@@ -12,6 +12,7 @@ pub mod notify;
 pub mod provider;
 pub mod sensitive;
 pub mod sign;
+pub mod transfer;
 pub mod verify;
 
 pub use aead::EncryptedResource;
