@@ -14,6 +14,7 @@ pub mod config;
 pub mod ledger;
 pub mod notifier;
 mod server;
+pub mod wechat_oauth;
 mod wechat_v2;
 mod wechat_v3;
 
