@@ -21,8 +21,10 @@ const CODE_TTL_MS: i64 = 5 * 60_000;
 /// The one buyer the sandbox plays, per app: WeChat's openids are per official account.
 pub fn sandbox_openid(appid: &str) -> String {
     let digest = paybridge_crypto::sha256(format!("sandbox buyer of {appid}").as_bytes());
-    let tail: String = digest.iter().take(13).map(|b| format!("{b:02x}")).collect();
-    format!("o{}", &tail[..27])
+    // 28 characters like WeChat's: `o` and 27 hex digits.
+    let mut tail: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    tail.truncate(27);
+    format!("o{tail}")
 }
 
 /// A code issued by the authorize page and not yet exchanged.
