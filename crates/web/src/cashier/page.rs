@@ -268,7 +268,7 @@ mod tests {
     fn amounts_are_exact() {
         assert_eq!(yuan(Fen(1)), "¥0.01");
         assert_eq!(yuan(Fen(1999)), "¥19.99");
-        assert_eq!(yuan(Fen(100_000_000_00)), "¥100000000.00");
+        assert_eq!(yuan(Fen(10_000_000_000)), "¥100000000.00");
         assert_eq!(yuan(Fen(-5)), "¥-0.05");
     }
 
