@@ -154,6 +154,14 @@ test("inside WeChat it pays with JSAPI, the openid from WeChat's web authorizati
       const params = JSON.parse(await page.getAttribute("#pay-wechat", "data-params"));
       assert.match(params.package, /^prepay_id=/);
       assert.ok(params.paySign);
+      // A reload sends the used code again: WeChat refuses it, the cashier asks for a fresh
+      // one, and the same buyer gets the same order back.
+      const firstUrl = page.url();
+      await page.reload();
+      assert.match(page.url(), /[?&]code=/);
+      assert.notEqual(page.url(), firstUrl);
+      const again = JSON.parse(await page.getAttribute("#pay-wechat", "data-params"));
+      assert.equal(again.package, params.package);
       await page.click("#pay-wechat");
       await page.waitForURL(cashier.return_url, { timeout: 30_000 });
     },

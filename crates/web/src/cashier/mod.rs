@@ -79,7 +79,13 @@ impl Client {
 #[derive(Debug, Deserialize)]
 struct ShowQuery {
     code: Option<String>,
+    state: Option<String>,
 }
+
+/// The `state` of a first authorization and of the one retry after a code that did not work
+/// (a reload sends the used code again): a second failure is shown, never looped on.
+const AUTH_FIRST: &str = "cashier";
+const AUTH_RETRY: &str = "cashier-retry";
 
 /// The buyer's pick on a phone.
 #[derive(Debug, Deserialize)]
@@ -140,7 +146,7 @@ async fn show(
     }
     // Inside WeChat: a JSAPI order needs the buyer's openid, from WeChat's web authorization.
     let Some(code) = q.code.filter(|c| !c.is_empty() && c.len() <= 128) else {
-        return match gw.wechat_authorize_url(&state.cashier, &state.url, "cashier") {
+        return match gw.wechat_authorize_url(&state.cashier, &state.url, AUTH_FIRST) {
             Some(url) => Redirect::to(&url).into_response(),
             None => render(lang, &state, client, Some(Notice::WechatUnavailable)),
         };
@@ -149,6 +155,11 @@ async fn show(
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(cashier = %state.cashier.id, error = %e, "WeChat web authorization failed");
+            if q.state.as_deref() != Some(AUTH_RETRY) {
+                if let Some(url) = gw.wechat_authorize_url(&state.cashier, &state.url, AUTH_RETRY) {
+                    return Redirect::to(&url).into_response();
+                }
+            }
             return render(lang, &state, client, Some(Notice::WechatAuthFailed));
         }
     };

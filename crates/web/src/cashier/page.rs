@@ -116,8 +116,8 @@ fn notice_text(lang: Lang, n: Notice) -> &'static str {
             "此订单无法在微信内支付，请在其他浏览器中打开链接。",
         ),
         Notice::WechatAuthFailed => lang.text(
-            "WeChat did not confirm who is paying. Reload the page to try again.",
-            "未能获取微信授权，请刷新页面重试。",
+            "WeChat did not confirm who is paying.",
+            "未能获取微信授权。",
         ),
         Notice::WalletPending => lang.text(
             "The wallet has not confirmed the order yet. This page updates by itself.",
@@ -253,6 +253,9 @@ pub fn cashier(v: &View<'_>) -> Markup {
             section.card.state.open id="state-open" hidden[hidden_unless("open")] {
                 @if status == "open" { (open_section(v)) }
                 p.notice id="notice" { @if let Some(n) = v.notice { (notice_text(lang, n)) } }
+                @if v.notice == Some(Notice::WechatAuthFailed) {
+                    a id="retry" href=(s.url) { (lang.text("Try again", "重试")) }
+                }
             }
         }
         script src=(asset_url("cashier.js")) {}
