@@ -1439,6 +1439,63 @@ mod tests {
     }
 
     #[test]
+    fn wechat_web_authorization_loads_with_defaults_and_stays_redacted() {
+        let dir = std::env::temp_dir();
+        let env = |k: &str| match k {
+            "V2" => Some("0123456789abcdef0123456789abcdef".to_string()),
+            "SECRET" => Some("app-secret-value-9f3a".to_string()),
+            _ => None,
+        };
+        let toml = |oauth: &str| {
+            format!(
+                r#"
+            [[accounts]]
+            id = "wx"
+            mode = "sandbox"
+            channel = "wechat"
+            [accounts.wechat]
+            mchid = "1900000001"
+            appid = "wx0000000000000001"
+            [accounts.wechat.v2]
+            api_key_env = "V2"
+            {oauth}
+            "#
+            )
+        };
+        let resolver = Resolver {
+            base_dir: &dir,
+            env: &env,
+        };
+        let c = Config::from_toml(
+            &toml("[accounts.wechat.oauth]\napp_secret_env = \"SECRET\""),
+            Vec::new(),
+            &resolver,
+        )
+        .unwrap();
+        let ProviderConfig::Wechat(w) = &c.accounts["wx"].provider else {
+            panic!("a wechat account")
+        };
+        let oauth = w.oauth.as_ref().unwrap();
+        assert_eq!(oauth.app_secret.expose(), "app-secret-value-9f3a");
+        assert_eq!(oauth.open_base_url, "https://open.weixin.qq.com");
+        assert_eq!(oauth.api_base_url, "https://api.weixin.qq.com");
+        assert!(!format!("{c:?}").contains("app-secret-value-9f3a"));
+        // Without the section: no web authorization; with it but no secret: refused by name.
+        let c = Config::from_toml(&toml(""), Vec::new(), &resolver).unwrap();
+        let ProviderConfig::Wechat(w) = &c.accounts["wx"].provider else {
+            panic!("a wechat account")
+        };
+        assert!(w.oauth.is_none());
+        let err = Config::from_toml(
+            &toml("[accounts.wechat.oauth]\nopen_base_url = \"http://127.0.0.1:9\""),
+            Vec::new(),
+            &resolver,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("oauth.app_secret"), "{err}");
+    }
+
+    #[test]
     fn forwarded_for_only_trusted_from_proxies() {
         let list = IpAllowlist {
             trusted_proxies: parse_nets("t", &["10.0.0.0/8".into()]).unwrap(),
