@@ -8,8 +8,8 @@ use paybridge_crypto::Secret;
 use paybridge_sandbox::Sandbox;
 
 use paybridge_server::config::{
-    AccountConfig, AlipayConfig, AlipayKeys, ProviderConfig, WechatConfig, WechatV2Config,
-    WechatV3Config,
+    AccountConfig, AlipayConfig, AlipayKeys, ProviderConfig, WechatConfig, WechatOauthConfig,
+    WechatV2Config, WechatV3Config,
 };
 
 pub const ALIPAY: &str = "alipay-sandbox";
@@ -98,6 +98,12 @@ pub fn sandbox_accounts(sb: &Sandbox, mode: Mode) -> Result<Vec<AccountConfig>, 
                     api_key: Secret::new(m.api_v2_key.clone()),
                     hmac_sha256: false,
                     client_identity_pem: None,
+                }),
+                // The sandbox plays WeChat's web authorization too (the cashier's JSAPI).
+                oauth: m.app_secret.clone().map(|secret| WechatOauthConfig {
+                    app_secret: Secret::new(secret),
+                    open_base_url: sb.base_url().to_string(),
+                    api_base_url: sb.base_url().to_string(),
                 }),
                 v3: match v3 {
                     false => None,

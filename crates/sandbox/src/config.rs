@@ -123,6 +123,10 @@ pub struct WechatMerchant {
     pub merchant_public_key: String,
     #[serde(default)]
     pub merchant_private_key: Option<String>,
+    /// The official account's AppSecret, for web authorization (the buyer's openid); without
+    /// one every code exchange is refused.
+    #[serde(default)]
+    pub app_secret: Option<String>,
     #[serde(default)]
     pub barcode: BarcodeMode,
     /// Service-provider mode: the sub-merchants this merchant may act for
@@ -363,6 +367,7 @@ impl SandboxConfig {
                     merchant_serial,
                     merchant_public_key: merchant_cert.pem,
                     merchant_private_key: Some(private_pem(&merchant_key)),
+                    app_secret: Some(random_string(32)),
                     barcode: BarcodeMode::Succeed,
                     sub_merchants: vec![SubMerchant {
                         sub_mchid: "1900000109".into(),

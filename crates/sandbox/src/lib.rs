@@ -18,6 +18,7 @@ pub mod notifier;
 pub mod payouts;
 mod server;
 mod wallet;
+pub mod wechat_oauth;
 mod wechat_transfer;
 mod wechat_v2;
 mod wechat_v3;

@@ -11,7 +11,7 @@ use axum::extract::{Request, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use paybridge_http::{HttpRequest, ReqwestTransport, Transport, TransportConfig};
 use serde::{Deserialize, Serialize};
@@ -67,6 +67,8 @@ pub(crate) struct State {
     pub prepay: HashMap<String, String>,
     pub payouts: PayoutLedger,
     pub payout_faults: PayoutFaultBook,
+    /// WeChat web-authorization codes not yet exchanged.
+    pub oauth_codes: HashMap<String, crate::wechat_oauth::IssuedCode>,
 }
 
 pub(crate) struct Inner {
@@ -322,6 +324,14 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/pay/refundquery", post(crate::wechat_v2::refundquery))
         .route("/pay/downloadbill", post(crate::wechat_v2::downloadbill))
         .route("/v3/*path", any(crate::wechat_v3::dispatch))
+        .route(
+            "/connect/oauth2/authorize",
+            get(crate::wechat_oauth::authorize),
+        )
+        .route(
+            "/sns/oauth2/access_token",
+            get(crate::wechat_oauth::access_token),
+        )
         .merge(crate::buyer::routes())
         .merge(crate::wallet::routes())
         .layer(axum::middleware::from_fn_with_state(inner.clone(), record))

@@ -70,6 +70,18 @@ impl Gateway {
             })?;
             sources.insert(a.id.clone(), source);
         }
+        // The web authorization of each WeChat account that has one (the cashier's JSAPI).
+        let wechat_oauth = config
+            .accounts
+            .values()
+            .filter_map(|a| match &a.provider {
+                crate::config::ProviderConfig::Wechat(w) => w
+                    .oauth
+                    .clone()
+                    .map(|o| (a.id.clone(), (w.appid.clone(), o))),
+                crate::config::ProviderConfig::Alipay(_) => None,
+            })
+            .collect();
         let policy = config
             .notifications
             .policy(store.dialect(), config.database_max_connections);
@@ -86,6 +98,7 @@ impl Gateway {
             inbox: inbox::InboxGuard::new(config.inbox.clone()),
             group,
             http,
+            wechat_oauth,
             outbox_signal: tokio::sync::Notify::new(),
             reconcile: ReconcileState {
                 sources,

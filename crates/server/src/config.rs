@@ -248,6 +248,20 @@ pub struct RawWechat {
     pub sub_appid: Option<String>,
     pub v2: Option<RawWechatV2>,
     pub v3: Option<RawWechatV3>,
+    /// Web authorization of the official account `appid` (the hosted cashier's JSAPI openid).
+    pub oauth: Option<RawWechatOauth>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWechatOauth {
+    /// The official account's AppSecret.
+    pub app_secret_file: Option<String>,
+    pub app_secret_env: Option<String>,
+    /// `https://open.weixin.qq.com` unless set (the sandbox's URL in tests).
+    pub open_base_url: Option<String>,
+    /// `https://api.weixin.qq.com` unless set.
+    pub api_base_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -386,6 +400,16 @@ pub struct WechatConfig {
     pub sub_appid: Option<String>,
     pub v2: Option<WechatV2Config>,
     pub v3: Option<WechatV3Config>,
+    pub oauth: Option<WechatOauthConfig>,
+}
+
+/// How the hosted cashier learns a WeChat buyer's `openid` (official-account web
+/// authorization, `snsapi_base`).
+#[derive(Debug, Clone)]
+pub struct WechatOauthConfig {
+    pub app_secret: Secret<String>,
+    pub open_base_url: String,
+    pub api_base_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -1094,6 +1118,39 @@ fn load_wechat(raw: &RawWechat, _mode: Mode, r: &Resolver<'_>) -> FieldResult<We
             })
         }
     };
+    let oauth = match &raw.oauth {
+        None => None,
+        Some(o) => {
+            let app_secret = at(
+                "oauth.app_secret",
+                r.secret(
+                    "app_secret",
+                    o.app_secret_file.as_ref(),
+                    o.app_secret_env.as_ref(),
+                    true,
+                ),
+            )?
+            .ok_or_else(|| ("oauth.app_secret".to_string(), "missing".to_string()))?;
+            let url = |field: &str, value: &Option<String>, default: &str| {
+                let u = value.clone().unwrap_or_else(|| default.to_string());
+                at(field, url::Url::parse(&u).map_err(|e| e.to_string()))?;
+                Ok::<_, (String, String)>(u)
+            };
+            Some(WechatOauthConfig {
+                app_secret,
+                open_base_url: url(
+                    "oauth.open_base_url",
+                    &o.open_base_url,
+                    paybridge_wechatpay::oauth::OPEN_BASE_URL,
+                )?,
+                api_base_url: url(
+                    "oauth.api_base_url",
+                    &o.api_base_url,
+                    paybridge_wechatpay::oauth::API_BASE_URL,
+                )?,
+            })
+        }
+    };
     Ok(WechatConfig {
         mchid: raw.mchid.clone(),
         appid: raw.appid.clone(),
@@ -1102,6 +1159,7 @@ fn load_wechat(raw: &RawWechat, _mode: Mode, r: &Resolver<'_>) -> FieldResult<We
         sub_appid: raw.sub_appid.clone(),
         v2,
         v3,
+        oauth,
     })
 }
 
@@ -1378,6 +1436,63 @@ mod tests {
         assert!(!debug.contains("whsec_0123456789abcdef"));
         assert!(!debug.contains("PRIVATE KEY"));
         assert_eq!(c.accounts["ali"].mode, Mode::Sandbox);
+    }
+
+    #[test]
+    fn wechat_web_authorization_loads_with_defaults_and_stays_redacted() {
+        let dir = std::env::temp_dir();
+        let env = |k: &str| match k {
+            "V2" => Some("0123456789abcdef0123456789abcdef".to_string()),
+            "SECRET" => Some("app-secret-value-9f3a".to_string()),
+            _ => None,
+        };
+        let toml = |oauth: &str| {
+            format!(
+                r#"
+            [[accounts]]
+            id = "wx"
+            mode = "sandbox"
+            channel = "wechat"
+            [accounts.wechat]
+            mchid = "1900000001"
+            appid = "wx0000000000000001"
+            [accounts.wechat.v2]
+            api_key_env = "V2"
+            {oauth}
+            "#
+            )
+        };
+        let resolver = Resolver {
+            base_dir: &dir,
+            env: &env,
+        };
+        let c = Config::from_toml(
+            &toml("[accounts.wechat.oauth]\napp_secret_env = \"SECRET\""),
+            Vec::new(),
+            &resolver,
+        )
+        .unwrap();
+        let ProviderConfig::Wechat(w) = &c.accounts["wx"].provider else {
+            panic!("a wechat account")
+        };
+        let oauth = w.oauth.as_ref().unwrap();
+        assert_eq!(oauth.app_secret.expose(), "app-secret-value-9f3a");
+        assert_eq!(oauth.open_base_url, "https://open.weixin.qq.com");
+        assert_eq!(oauth.api_base_url, "https://api.weixin.qq.com");
+        assert!(!format!("{c:?}").contains("app-secret-value-9f3a"));
+        // Without the section: no web authorization; with it but no secret: refused by name.
+        let c = Config::from_toml(&toml(""), Vec::new(), &resolver).unwrap();
+        let ProviderConfig::Wechat(w) = &c.accounts["wx"].provider else {
+            panic!("a wechat account")
+        };
+        assert!(w.oauth.is_none());
+        let err = Config::from_toml(
+            &toml("[accounts.wechat.oauth]\nopen_base_url = \"http://127.0.0.1:9\""),
+            Vec::new(),
+            &resolver,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("oauth.app_secret"), "{err}");
     }
 
     #[test]

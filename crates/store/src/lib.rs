@@ -41,6 +41,7 @@
 //!     description: None,
 //!     expires_at: None,
 //!     metadata: serde_json::json!({}),
+//!     cashier_id: None,
 //! };
 //! let audit = Audit::new("api:key_1", "create");
 //! let BeginPayment::Started(payment) = store.begin_payment(&claim, new, &audit, |_| vec![]).await?
@@ -81,6 +82,7 @@
 //! ```
 
 mod api_keys;
+mod cashiers;
 mod clock;
 mod db;
 mod error;
@@ -105,6 +107,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use api_keys::{ApiKey, ApiScope, NewApiKey};
+pub use cashiers::{Cashier, NewCashier};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use db::Dialect;
 pub use error::{Result, StoreError};
@@ -126,8 +129,8 @@ pub use recon_stage::{
 pub use reconcile::{DiscrepancyRecord, LocalDayTotals, NewDiscrepancy, ReconciliationRun};
 pub use refunds::{NewRefund, Refund, RefundPatch};
 pub use work::{
-    BeginPayment, BeginRefund, EventSpec, KeyClaim, KeyFinish, KeyLock, KeyState, PaymentApplied,
-    PaymentPlan, RefundApplied, RefundPlan,
+    BeginCashier, BeginPayment, BeginRefund, EventSpec, KeyClaim, KeyFinish, KeyLock, KeyState,
+    PaymentApplied, PaymentPlan, RefundApplied, RefundPlan,
 };
 
 use db::Backend;

@@ -43,6 +43,8 @@ pub struct Payment {
     /// Paid after it had been closed or failed locally.
     pub late_payment: bool,
     pub metadata: Value,
+    /// The hosted cashier this payment is one wallet's order of, if any.
+    pub cashier_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -68,6 +70,8 @@ pub struct NewPayment {
     pub description: Option<String>,
     pub expires_at: Option<i64>,
     pub metadata: Value,
+    /// Set for the order of one wallet the buyer picked in a hosted cashier.
+    pub cashier_id: Option<String>,
 }
 
 /// Columns a transition may set besides the status; `None` keeps the stored value.
@@ -98,7 +102,7 @@ pub struct PaymentFilter {
 pub(crate) const PAYMENT_COLS: &str = "id, mode, account, channel, scene, out_trade_no, amount, \
     currency, subject, description, status, previous_status, version, provider_trade_no, \
     client_action, payer_id, expires_at, paid_at, paid_amount, refunded_amount, late_payment, \
-    metadata, created_at, updated_at";
+    metadata, cashier_id, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct PaymentRow {
@@ -124,6 +128,7 @@ pub(crate) struct PaymentRow {
     refunded_amount: i64,
     late_payment: bool,
     metadata: Json<Value>,
+    cashier_id: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -154,6 +159,7 @@ impl TryFrom<PaymentRow> for Payment {
             refunded_amount: Fen(r.refunded_amount),
             late_payment: r.late_payment,
             metadata: r.metadata.0,
+            cashier_id: r.cashier_id,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })

@@ -14,6 +14,7 @@ use paybridge_core::{Fen, PaymentStatus, RefundStatus};
 use serde_json::Value;
 use sqlx::types::Json;
 
+use crate::cashiers::{Cashier, CashierRow, NewCashier, CASHIER_COLS};
 use crate::db::with_pool;
 use crate::error::{conflict_or, Result, StoreError};
 use crate::group::{GroupedUnit, UnitApplied};
@@ -155,6 +156,15 @@ impl RefundPlan {
 pub enum BeginPayment {
     /// Created under the caller's lock on the key: go on to the provider.
     Started(Box<Payment>),
+    /// The key was used before.
+    Key(KeyState),
+}
+
+/// The result of [`Store::begin_cashier`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum BeginCashier {
+    /// Created, and the key settled on it.
+    Created(Box<Cashier>),
     /// The key was used before.
     Key(KeyState),
 }
@@ -691,8 +701,9 @@ impl Store {
         let insert = format!(
             "INSERT INTO payments (id, mode, account, channel, scene, out_trade_no, amount, \
              currency, subject, description, status, version, expires_at, refunded_amount, \
-             late_payment, metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, \
-             $8, $9, $10, $11, 0, $12, 0, $13, $14, $15, $15) RETURNING {PAYMENT_COLS}"
+             late_payment, metadata, cashier_id, created_at, updated_at) VALUES ($1, $2, $3, $4, \
+             $5, $6, $7, $8, $9, $10, $11, 0, $12, 0, $13, $14, $15, $16, $16) RETURNING \
+             {PAYMENT_COLS}"
         );
         with_pool!(self, |pool, d| {
             let mut tx = pool.begin_with(d.begin_sql()).await?;
@@ -715,6 +726,7 @@ impl Store {
                 .bind(new.expires_at)
                 .bind(false)
                 .bind(Json(&new.metadata))
+                .bind(&new.cashier_id)
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await
@@ -735,6 +747,68 @@ impl Store {
             }
             tx.commit().await?;
             Ok(BeginPayment::Started(Box::new(payment)))
+        })
+    }
+
+    /// A cashier and its key in one transaction. No provider hears of a cashier (its wallet
+    /// orders are payments of their own), so the key is settled on it at once: a retry finds
+    /// `Finished` and answers with the cashier as it now is.
+    ///
+    /// Errors: [`StoreError::Conflict`] (the merchant's `out_trade_no` is taken),
+    /// [`StoreError::Invalid`] (amount ≤ 0). Errors write nothing.
+    pub async fn begin_cashier(
+        &self,
+        claim: &KeyClaim<'_>,
+        new: NewCashier,
+    ) -> Result<BeginCashier> {
+        if new.amount.0 <= 0 {
+            return Err(StoreError::Invalid(format!(
+                "cashier amount must be positive, got {} fen",
+                new.amount.0
+            )));
+        }
+        let id = crate::new_id("csh");
+        let now = self.now_ms();
+        let insert = format!(
+            "INSERT INTO cashiers (id, token, mode, merchant, out_trade_no, amount, currency, \
+             subject, description, return_url, alipay_account, wechat_account, expires_at, \
+             metadata, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+             $11, $12, $13, $14, $15, $15) RETURNING {CASHIER_COLS}"
+        );
+        with_pool!(self, |pool, d| {
+            let mut tx = pool.begin_with(d.begin_sql()).await?;
+            if let Some(state) = claim_key!(tx, d, claim, &id, now) {
+                tx.commit().await?;
+                return Ok(BeginCashier::Key(state));
+            }
+            let row: CashierRow = sqlx::query_as(&insert)
+                .bind(&id)
+                .bind(&new.token)
+                .bind(new.mode.as_str())
+                .bind(&new.merchant)
+                .bind(&new.out_trade_no)
+                .bind(new.amount.0)
+                .bind(&new.currency)
+                .bind(&new.subject)
+                .bind(&new.description)
+                .bind(&new.return_url)
+                .bind(&new.alipay_account)
+                .bind(&new.wechat_account)
+                .bind(new.expires_at)
+                .bind(Json(&new.metadata))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| conflict_or(e, "out_trade_no", &new.out_trade_no))?;
+            let cashier = Cashier::try_from(row)?;
+            let finish = KeyFinish {
+                scope: claim.scope,
+                key: claim.key,
+                answer: None,
+            };
+            finish_key!(tx, &finish, now);
+            tx.commit().await?;
+            Ok(BeginCashier::Created(Box::new(cashier)))
         })
     }
 

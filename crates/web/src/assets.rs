@@ -8,11 +8,23 @@ use axum::routing::get;
 use axum::Router;
 
 /// Every embedded file: name, content type, bytes.
-const ASSETS: &[(&str, &str, &[u8])] = &[(
-    "base.css",
-    "text/css; charset=utf-8",
-    include_bytes!("../assets/base.css"),
-)];
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "base.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/base.css"),
+    ),
+    (
+        "cashier.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/cashier.css"),
+    ),
+    (
+        "cashier.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/cashier.js"),
+    ),
+];
 
 pub fn router() -> Router {
     Router::new().route("/assets/:name", get(serve))

@@ -6,6 +6,7 @@
 pub mod bill;
 pub mod clock;
 mod common;
+pub mod oauth;
 pub mod status;
 pub(crate) mod time;
 pub mod v2;

@@ -25,14 +25,14 @@ use serde_json::Value;
 
 use self::auth::{Authed, LimitedBody, ReadKey, RefundKey, WriteKey};
 use self::views::{
-    EventList, EventView, PaymentList, PaymentView, ProviderCallList, ProviderCallView, Redelivery,
-    RefundList, RefundView, Timeline,
+    CashierView, CreatedPayment, EventList, EventView, PaymentList, PaymentView, ProviderCallList,
+    ProviderCallView, Redelivery, RefundList, RefundView, Timeline,
 };
 use crate::error::ApiError;
 use crate::service::ServiceError;
 use crate::service::{
-    views as service_views, Answer, CreatePaymentInput, CreateRefundInput, Gateway, IdempotencyKey,
-    NotifyKind, NotifyReply,
+    views as service_views, Answer, CreateCashierInput, CreatePaymentInput, CreateRefundInput,
+    Gateway, IdempotencyKey, NotifyKind, NotifyReply,
 };
 
 /// Provider notifications are small; anything bigger is not one (and XML bombs are capped).
@@ -54,6 +54,7 @@ pub fn app(gw: Arc<Gateway>, max_body_bytes: usize) -> Router {
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/payments", post(create_payment).get(list_payments))
         .route("/v1/payments/:id", get(get_payment))
+        .route("/v1/cashiers/:id", get(get_cashier))
         .route("/v1/payments/:id/close", post(close_payment))
         .route(
             "/v1/payments/:id/refunds",
@@ -259,8 +260,8 @@ fn answer_response(answer: Result<Answer<Value>, ApiError>, success: StatusCode)
 /// Scope: write. `202` with the payment while the provider's answer is unknown (a query job
 /// settles it).
 #[utoipa::path(post, path = "/v1/payments", operation_id = "createPayment",
-    request_body = crate::service::CreatePaymentInput,
-    responses((status = 201, body = PaymentView), (status = 202, body = PaymentView)))]
+    request_body = CreatePaymentBody,
+    responses((status = 201, body = CreatedPayment), (status = 202, body = PaymentView)))]
 async fn create_payment(
     State(s): State<AppState>,
     Authed { key, .. }: WriteKey,
@@ -269,12 +270,43 @@ async fn create_payment(
 ) -> Response {
     let answer = async {
         let idem = idempotency_key(&headers, "/v1/payments", &bytes)?;
+        // The scene picks the body's shape: a hosted cashier names no single channel.
+        let body: Value = parse_json(&bytes)?;
+        if body.get("scene").and_then(Value::as_str) == Some("cashier") {
+            let input: CreateCashierInput = parse_json(&bytes)?;
+            let answer = s.gw.create_cashier(&key, &idem, input).await?;
+            return Ok(
+                answer.map(|c| serde_json::to_value(CashierView::from(&c)).unwrap_or_default())
+            );
+        }
         let input: CreatePaymentInput = parse_json(&bytes)?;
         let answer = s.gw.create_payment(&key, &idem, input).await?;
         Ok(answer.map(|p| service_views::payment(&p)))
     }
     .await;
     answer_response(answer, StatusCode::CREATED)
+}
+
+/// The request body of `POST /v1/payments`: one channel and scene, or `scene: "cashier"`.
+#[derive(utoipa::ToSchema, Deserialize)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents the body; the handler dispatches on `scene` itself
+enum CreatePaymentBody {
+    Payment(CreatePaymentInput),
+    Cashier(CreateCashierInput),
+}
+
+/// A hosted cashier and the wallet orders it led to
+///
+/// Scope: read.
+#[utoipa::path(get, path = "/v1/cashiers/{id}", operation_id = "getCashier",
+    params(("id" = String, Path)), responses((status = 200, body = CashierView)))]
+async fn get_cashier(
+    State(s): State<AppState>,
+    Authed { key, .. }: ReadKey,
+    Path(id): Path<String>,
+) -> Result<Json<CashierView>, ApiError> {
+    Ok(Json(CashierView::from(&s.gw.get_cashier(&key, &id).await?)))
 }
 
 #[derive(Deserialize)]

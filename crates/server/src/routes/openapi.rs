@@ -23,6 +23,7 @@ use super::views;
         super::create_payment,
         super::list_payments,
         super::get_payment,
+        super::get_cashier,
         super::close_payment,
         super::create_refund,
         super::list_refunds,
@@ -69,6 +70,17 @@ fn close_responses(doc: &mut Value) {
                 }
             }
         }
+    }
+    // A request body of alternatives (`oneOf` of references): each alternative is a request.
+    if let Some(schemas) = doc["components"]["schemas"].as_object() {
+        let alternatives: Vec<String> = requests
+            .iter()
+            .filter_map(|name| schemas.get(name))
+            .flat_map(|s| s["oneOf"].as_array().cloned().unwrap_or_default())
+            .filter_map(|alt| alt["$ref"].as_str().map(str::to_string))
+            .map(|r| r.rsplit('/').next().unwrap_or_default().to_string())
+            .collect();
+        requests.extend(alternatives);
     }
     let Some(schemas) = doc["components"]["schemas"].as_object_mut() else {
         return;

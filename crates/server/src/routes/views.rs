@@ -40,6 +40,8 @@ pub struct PaymentView {
     pub expires_at: Option<i64>,
     #[schema(value_type = Object)]
     pub metadata: Value,
+    /// The hosted cashier this payment is one wallet order of (`GET /v1/cashiers/{id}`).
+    pub cashier_id: Option<String>,
     /// Incremented by every state change.
     pub version: i64,
     pub created_at: i64,
@@ -70,11 +72,97 @@ impl From<&Payment> for PaymentView {
             late_payment: p.late_payment,
             expires_at: p.expires_at,
             metadata: p.metadata.clone(),
+            cashier_id: p.cashier_id.clone(),
             version: p.version,
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
     }
+}
+
+/// Which account each wallet of a cashier pays into; `null`: the wallet is not offered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CashierAccountsView {
+    pub alipay: Option<String>,
+    pub wechat: Option<String>,
+}
+
+/// A hosted cashier (收银台): the merchant's order, payable in either wallet at `cashier_url`.
+/// Each wallet order the buyer starts is a payment of its own (`payments`); `payment_id` names
+/// the one that keeps the money. Any other payment that is paid too is refunded in full
+/// automatically.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Cashier)]
+pub struct CashierView {
+    pub id: String,
+    #[schema(value_type = String, pattern = "^cashier$")]
+    pub object: &'static str,
+    #[schema(value_type = String, pattern = "^cashier$")]
+    pub scene: &'static str,
+    #[schema(value_type = String)]
+    pub mode: paybridge_core::Mode,
+    /// `open`, `paid` or `expired`, from what the gateway knows of its payments.
+    #[schema(pattern = "^(open|paid|expired)$")]
+    pub status: String,
+    /// The page to send the buyer to (or to show as a QR code).
+    pub cashier_url: String,
+    pub out_trade_no: String,
+    pub amount: i64,
+    pub currency: String,
+    pub subject: String,
+    pub description: Option<String>,
+    pub return_url: Option<String>,
+    pub accounts: CashierAccountsView,
+    /// The payment that keeps the money, once paid.
+    pub payment_id: Option<String>,
+    pub payments: Vec<PaymentView>,
+    pub expires_at: i64,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<&crate::service::CashierState> for CashierView {
+    fn from(s: &crate::service::CashierState) -> Self {
+        let c = &s.cashier;
+        let payment_id = match &s.status {
+            crate::service::CashierStatus::Paid { payment_id } => Some(payment_id.clone()),
+            crate::service::CashierStatus::Open | crate::service::CashierStatus::Expired => None,
+        };
+        CashierView {
+            id: c.id.clone(),
+            object: "cashier",
+            scene: "cashier",
+            mode: c.mode,
+            status: s.status.as_str().to_string(),
+            cashier_url: s.url.clone(),
+            out_trade_no: c.out_trade_no.clone(),
+            amount: c.amount.0,
+            currency: c.currency.clone(),
+            subject: c.subject.clone(),
+            description: c.description.clone(),
+            return_url: c.return_url.clone(),
+            accounts: CashierAccountsView {
+                alipay: c.alipay_account.clone(),
+                wechat: c.wechat_account.clone(),
+            },
+            payment_id,
+            payments: s.payments.iter().map(PaymentView::from).collect(),
+            expires_at: c.expires_at,
+            metadata: c.metadata.clone(),
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// What `POST /v1/payments` answers: a payment, or a cashier for `scene: "cashier"`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CreatedPayment {
+    Payment(PaymentView),
+    Cashier(CashierView),
 }
 
 #[derive(Debug, Serialize, ToSchema)]

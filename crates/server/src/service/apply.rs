@@ -47,7 +47,8 @@ impl JobKind {
             | JobKind::Expire
             | JobKind::Recover
             | JobKind::CloseWatch
-            | JobKind::LateRefund => (Some(subject_id.to_string()), None),
+            | JobKind::LateRefund
+            | JobKind::CashierSettle => (Some(subject_id.to_string()), None),
         };
         NewJob {
             kind: self.as_str().to_string(),
@@ -104,6 +105,12 @@ impl Gateway {
                 &format!("paid after it was {}", cur.status),
             ));
             plan.jobs.push(self.late_payment_job(cur));
+        }
+        if cur.cashier_id.is_some() && d.to == Some(PaymentStatus::Paid) {
+            // One order, possibly paid in both wallets: the settle job, committed with the
+            // money, names the payment that keeps it and refunds or closes the others.
+            plan.jobs
+                .push(JobKind::CashierSettle.job(&cur.id, None, Value::Null, self.now_ms()));
         }
         plan
     }

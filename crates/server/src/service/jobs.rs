@@ -38,6 +38,9 @@ pub enum JobKind {
     LateRefund,
     /// Purges what is kept only for a while (idempotency keys).
     Retention,
+    /// A payment of a hosted cashier was paid: keep it if it is the first, else refund it;
+    /// close the cashier's other open orders.
+    CashierSettle,
 }
 
 impl JobKind {
@@ -52,6 +55,7 @@ impl JobKind {
             JobKind::CloseWatch => "payment.close_watch",
             JobKind::LateRefund => "payment.late_refund",
             JobKind::Retention => "retention.purge",
+            JobKind::CashierSettle => "cashier.settle",
         }
     }
 
@@ -66,6 +70,7 @@ impl JobKind {
             JobKind::CloseWatch,
             JobKind::LateRefund,
             JobKind::Retention,
+            JobKind::CashierSettle,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -237,6 +242,18 @@ impl Gateway {
             }
             JobKind::LateRefund => match self.run_late_payment_policy(job).await {
                 Ok(()) => Ok(Next::Done),
+                Err(e) if job.attempts >= LATE_REFUND_MAX_ATTEMPTS => {
+                    Ok(Next::GiveUp(e.to_string()))
+                }
+                Err(e) => Ok(Next::RetryIn(
+                    backoff(REFUND_BACKOFF, job.attempts),
+                    Some(e.to_string()),
+                )),
+            },
+            JobKind::CashierSettle => match self.settle_cashier_payment(job).await {
+                Ok(true) => Ok(Next::Done),
+                // A sibling order is still being created: look again shortly.
+                Ok(false) => Ok(Next::RetryIn(backoff(QUERY_BACKOFF, job.attempts), None)),
                 Err(e) if job.attempts >= LATE_REFUND_MAX_ATTEMPTS => {
                     Ok(Next::GiveUp(e.to_string()))
                 }

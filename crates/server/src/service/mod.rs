@@ -7,6 +7,7 @@
 
 mod apply;
 pub mod calllog;
+mod cashier;
 mod close;
 mod error;
 mod idempotency;
@@ -27,6 +28,9 @@ use paybridge_core::{Channel, Mode};
 use paybridge_store::Store;
 
 use crate::config::{IpAllowlist, WebhookEndpoint};
+pub use cashier::{
+    cashier_status, CashierAccounts, CashierChoice, CashierState, CashierStatus, CreateCashierInput,
+};
 pub use error::ServiceError;
 
 pub use idempotency::{Answer, IdempotencyKey};
@@ -114,6 +118,8 @@ pub struct Gateway {
     /// Commits verified notifications in groups (`[notifications]`).
     pub(crate) group: paybridge_store::GroupCommit,
     pub http: reqwest::Client,
+    /// Per WeChat account id: its `appid` and web authorization settings, where configured.
+    pub(crate) wechat_oauth: BTreeMap<String, (String, crate::config::WechatOauthConfig)>,
     /// Woken after a change that created webhook deliveries, so delivery needs no polling delay.
     pub outbox_signal: tokio::sync::Notify,
     /// Bill sources and the late payment policy (see [`reconcile`]).

@@ -2,7 +2,7 @@
 
 use paybridge_core::channel::{ChannelError, ClientAction, CreatePayment, ProviderPaymentStatus};
 use paybridge_core::decide::{decide_payment, PaymentObservation};
-use paybridge_core::{Channel, Fen, PaymentStatus, Scene};
+use paybridge_core::{Channel, Fen, Mode, PaymentStatus, Scene};
 use paybridge_store::{
     ApiKey, Audit, BeginPayment, KeyFinish, KeyLock, KeyState, NewPayment, NewProviderCall, Page,
     Payment, PaymentFilter, PaymentPlan, ProviderCall,
@@ -19,8 +19,8 @@ use super::jobs::JobKind;
 use super::{views, Gateway};
 use crate::error::ApiError;
 
-const DEFAULT_EXPIRY_SECONDS: i64 = 2 * 3600;
-const MAX_EXPIRY_SECONDS: i64 = 15 * 86400;
+pub(super) const DEFAULT_EXPIRY_SECONDS: i64 = 2 * 3600;
+pub(super) const MAX_EXPIRY_SECONDS: i64 = 15 * 86400;
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -117,7 +117,7 @@ fn is_format_char(c: char) -> bool {
         | '\u{E0020}'..='\u{E007F}')
 }
 
-fn validate(input: &CreatePaymentInput) -> Result<Fen, ServiceError> {
+pub(super) fn validate(input: &CreatePaymentInput) -> Result<Fen, ServiceError> {
     let amount = Fen(input.amount)
         .check_trade_range()
         .map_err(|e| ServiceError::Validation(format!("amount: {e}")))?;
@@ -221,6 +221,14 @@ pub(super) struct Recovery {
     pub extras: CreateExtras,
 }
 
+/// Who asks for a create: its idempotency scope, the mode it may act in, its audit name.
+#[derive(Debug, Clone)]
+pub(super) struct Caller {
+    pub scope: String,
+    pub mode: Mode,
+    pub actor: String,
+}
+
 /// What happened to one payment: queries and notes, state changes, provider notifications.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timeline {
@@ -232,12 +240,12 @@ pub struct Timeline {
 impl Gateway {
     fn resolve_account(
         &self,
-        key: &ApiKey,
+        mode: Mode,
         input: &CreatePaymentInput,
     ) -> Result<String, ServiceError> {
         if let Some(id) = &input.account {
             let acc = self.account(id)?;
-            if acc.mode != key.mode {
+            if acc.mode != mode {
                 // Do not reveal accounts of the other mode.
                 return Err(ServiceError::UnknownAccount(id.clone()));
             }
@@ -252,16 +260,16 @@ impl Gateway {
         let mut matching = self
             .accounts
             .values()
-            .filter(|a| a.mode == key.mode && a.channel == input.channel);
+            .filter(|a| a.mode == mode && a.channel == input.channel);
         match (matching.next(), matching.next()) {
             (Some(a), None) => Ok(a.id.clone()),
             (None, _) => Err(ServiceError::Validation(format!(
                 "no {} account in {} mode",
-                input.channel, key.mode
+                input.channel, mode
             ))),
             (Some(_), Some(_)) => Err(ServiceError::Validation(format!(
                 "several {} accounts in {} mode: name one with \"account\"",
-                input.channel, key.mode
+                input.channel, mode
             ))),
         }
     }
@@ -275,8 +283,25 @@ impl Gateway {
         idem: &IdempotencyKey,
         input: CreatePaymentInput,
     ) -> Result<Answer<Payment>, ServiceError> {
+        let caller = Caller {
+            scope: key.id.clone(),
+            mode: key.mode,
+            actor: format!("api:{}", key.id),
+        };
+        self.create_payment_as(&caller, idem, input, None).await
+    }
+
+    /// The create of [`Gateway::create_payment`] for any caller: the API under its key, or a
+    /// hosted cashier creating the order of the wallet its buyer picked (`cashier_id`).
+    pub(super) async fn create_payment_as(
+        &self,
+        caller: &Caller,
+        idem: &IdempotencyKey,
+        input: CreatePaymentInput,
+        cashier_id: Option<String>,
+    ) -> Result<Answer<Payment>, ServiceError> {
         let amount = validate(&input)?;
-        let account_id = self.resolve_account(key, &input)?;
+        let account_id = self.resolve_account(caller.mode, &input)?;
         let account = self.account(&account_id)?.clone();
         let channel = account.api_for(input.scene)?;
         if !channel.supports_scene(input.scene) {
@@ -288,7 +313,7 @@ impl Gateway {
         let now = self.now_ms();
         let expires_at_ms = now + input.expires_in.unwrap_or(DEFAULT_EXPIRY_SECONDS) * 1000;
         let recovery = Recovery {
-            scope: key.id.clone(),
+            scope: caller.scope.clone(),
             key: idem.key.clone(),
             extras: CreateExtras {
                 return_url: input.return_url.clone(),
@@ -312,9 +337,10 @@ impl Gateway {
                 .metadata
                 .clone()
                 .unwrap_or_else(|| serde_json::json!({})),
+            cashier_id,
         };
-        let audit = Audit::new(format!("api:{}", key.id), "create");
-        let claim = self.claim(&key.id, idem);
+        let audit = Audit::new(caller.actor.clone(), "create");
+        let claim = self.claim(&caller.scope, idem);
         let payload = serde_json::to_value(&recovery).map_err(ServiceError::internal)?;
         let mut wait = LockWait::new();
         let payment = loop {
@@ -344,7 +370,7 @@ impl Gateway {
                         }
                         // Settled meanwhile (by the recovery job or a notification).
                         let finish = KeyFinish {
-                            scope: &key.id,
+                            scope: &caller.scope,
                             key: &idem.key,
                             answer: None,
                         };
@@ -368,7 +394,7 @@ impl Gateway {
         };
         self.send_create(
             payment,
-            Some((&key.id, &idem.key)),
+            Some((&caller.scope, &idem.key)),
             &recovery.extras,
             &audit,
         )

@@ -155,6 +155,7 @@ pub fn new_payment(account: &str, out_trade_no: &str, amount: i64) -> NewPayment
         description: None,
         expires_at: Some(T0 + 15 * 60_000),
         metadata: serde_json::json!({"order": out_trade_no}),
+        cashier_id: None,
     }
 }
 
