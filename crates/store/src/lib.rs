@@ -90,6 +90,7 @@ mod idempotency;
 mod inbox;
 mod jobs;
 mod model;
+mod operators;
 mod payments;
 mod provider_calls;
 mod recon_stage;
@@ -117,6 +118,7 @@ pub use idempotency::IdempotencyBegin;
 pub use inbox::{InboxEntry, InboxRecord, NewNotification, Notification, NotificationOutcome};
 pub use jobs::{Job, JobState, KindFilter, NewJob, Scheduled, TimelineEntry};
 pub use model::{Audit, AuditEntry, Page};
+pub use operators::{Operator, OperatorRole, OperatorSession, SessionPolicy};
 pub use payments::{NewPayment, Payment, PaymentFilter, PaymentPatch};
 pub use provider_calls::{NewProviderCall, ProviderCall};
 pub use recon_stage::{
