@@ -475,10 +475,10 @@ impl Store {
         Ok(())
     }
 
-    /// Writes an operator action that is not a state change of a payment or refund (a
+    /// Writes an action that is not a state change of a payment or refund (a
     /// redelivery, a new API key, a disabled operator) to the audit log: `entity`/`entity_id`
     /// name what it was done to, `action` what was done; `audit` says who and why.
-    pub async fn record_operator_action(
+    pub async fn record_action(
         &self,
         audit: &Audit,
         entity: &str,

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{dbs, Db};
-use paybridge_core::Mode;
-use paybridge_store::{Audit, OperatorRole, SessionPolicy, StoreError};
+use common::{begin_new, dbs, mark, new_payment, request_refund, Db};
+use paybridge_core::{Fen, Mode, PaymentStatus};
+use paybridge_store::{Audit, OperatorRole, PaymentFilter, SessionPolicy, StoreError};
 
 const POLICY: SessionPolicy = SessionPolicy {
     idle_ms: 30 * 60_000,
@@ -218,7 +218,7 @@ async fn check_operators(db: &Db) {
 
     // Operator actions land in the one audit log, with who and why.
     store
-        .record_operator_action(
+        .record_action(
             &Audit::new("operator:alice", "merchant asked"),
             "event",
             "evt_1",
@@ -243,5 +243,121 @@ async fn check_operators(db: &Db) {
 async fn operators_sessions_and_throttling() {
     for db in dbs("operators").await {
         check_operators(&db).await;
+    }
+}
+
+/// What the console searches by: amount range and one reference (id, order or provider number);
+/// and the newest refunds of a mode.
+async fn check_console_queries(db: &Db) {
+    let store = db.open().await;
+    let small = begin_new(&store, new_payment("a", "ORDER-S", 100))
+        .await
+        .unwrap();
+    let big = begin_new(&store, new_payment("a", "ORDER-B", 5_000))
+        .await
+        .unwrap();
+    let mut live = new_payment("a", "ORDER-L", 5_000);
+    live.mode = Mode::Live;
+    let live = begin_new(&store, live).await.unwrap();
+    let ids = |f: PaymentFilter| {
+        let store = store.clone();
+        async move {
+            let page = store.list_payments(&f, None, 100).await.unwrap();
+            page.items.into_iter().map(|p| p.id).collect::<Vec<_>>()
+        }
+    };
+    let sandbox = PaymentFilter {
+        mode: Some(Mode::Sandbox),
+        ..PaymentFilter::default()
+    };
+    let ranged = PaymentFilter {
+        amount_min: Some(Fen(1_000)),
+        amount_max: Some(Fen(5_000)),
+        ..sandbox.clone()
+    };
+    assert_eq!(ids(ranged).await, [big.id.clone()], "{}", db.label);
+    for reference in [small.id.clone(), "ORDER-S".to_string()] {
+        let f = PaymentFilter {
+            reference: Some(reference),
+            ..sandbox.clone()
+        };
+        assert_eq!(ids(f).await, [small.id.clone()]);
+    }
+    let other_mode = PaymentFilter {
+        reference: Some(live.id.clone()),
+        ..sandbox.clone()
+    };
+    assert!(ids(other_mode).await.is_empty(), "modes never mix");
+
+    mark(&store, &small.id, PaymentStatus::Paid).await;
+    request_refund(&store, &small.id, "RF-1", 40).await.unwrap();
+    let refunds = store
+        .list_recent_refunds(Mode::Sandbox, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(
+        (refunds[0].out_refund_no.as_str(), refunds[0].amount),
+        ("RF-1", Fen(40))
+    );
+    assert!(store
+        .list_recent_refunds(Mode::Live, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Events newest first; "undelivered" keeps those with a delivery still to make.
+    let big_paid = common::observe_with(
+        &store,
+        &big.id,
+        common::provider_says(paybridge_core::channel::ProviderPaymentStatus::Paid),
+        &paybridge_store::PaymentPatch::default(),
+        &["hook"],
+    )
+    .await
+    .unwrap();
+    assert!(big_paid.changed);
+    let events = store
+        .list_recent_events(Mode::Sandbox, false, 10)
+        .await
+        .unwrap();
+    assert!(events.len() >= 2, "{}", db.label);
+    assert_eq!(events[0].payment_id.as_deref(), Some(big.id.as_str()));
+    // Deliver the newest event's webhook: only the older one is still undelivered.
+    let delivery = store
+        .list_deliveries(&events[0].id)
+        .await
+        .unwrap()
+        .remove(0);
+    let attempt = paybridge_store::DeliveryAttempt {
+        now: store.now_ms(),
+        status_code: Some(200),
+        error: None,
+        outcome: paybridge_store::DeliveryOutcome::Delivered,
+    };
+    store
+        .record_delivery_attempt(&delivery.id, &attempt)
+        .await
+        .unwrap();
+    let undelivered = store
+        .list_recent_events(Mode::Sandbox, true, 10)
+        .await
+        .unwrap();
+    assert_eq!(undelivered.len(), 1, "{}", db.label);
+    assert_eq!(
+        undelivered[0].payment_id.as_deref(),
+        Some(small.id.as_str())
+    );
+    assert!(store
+        .list_recent_events(Mode::Live, false, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn console_payment_search_and_refunds() {
+    for db in dbs("console_queries").await {
+        check_console_queries(&db).await;
     }
 }

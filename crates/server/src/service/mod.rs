@@ -6,9 +6,11 @@
 //! schedules an active query job instead.
 
 mod apply;
+pub mod caller;
 pub mod calllog;
 mod close;
 mod error;
+mod events;
 mod idempotency;
 pub mod inbox;
 pub mod jobs;
@@ -27,6 +29,7 @@ use paybridge_core::{Channel, Mode};
 use paybridge_store::Store;
 
 use crate::config::{IpAllowlist, WebhookEndpoint};
+pub use caller::{Caller, OperatorCaller};
 pub use error::ServiceError;
 
 pub use idempotency::{Answer, IdempotencyKey};
