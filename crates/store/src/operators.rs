@@ -302,14 +302,12 @@ impl Store {
     ) -> Result<Option<OperatorSession>> {
         let now = self.now_ms();
         let hash = token_hash(token);
-        let sql = format!(
-            "SELECT o.id, o.username, o.role, o.disabled, o.created_at, o.updated_at, s.mode, \
-             s.created_at AS session_created_at, s.expires_at, s.absolute_expiry \
+        let sql = "SELECT o.id, o.username, o.role, o.disabled, o.created_at, o.updated_at, \
+             s.mode, s.created_at AS session_created_at, s.expires_at, s.absolute_expiry \
              FROM operator_sessions s JOIN operators o ON o.id = s.operator_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2 AND o.disabled = $3"
-        );
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND o.disabled = $3";
         let row: Option<SessionRow> = with_pool!(self, |pool, d| {
-            sqlx::query_as(&sql)
+            sqlx::query_as(sql)
                 .bind(&hash)
                 .bind(now)
                 .bind(false)

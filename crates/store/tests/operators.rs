@@ -275,13 +275,13 @@ async fn check_console_queries(db: &Db) {
         amount_max: Some(Fen(5_000)),
         ..sandbox.clone()
     };
-    assert_eq!(ids(ranged).await, [big.id.clone()], "{}", db.label);
+    assert_eq!(ids(ranged).await, vec![big.id.clone()], "{}", db.label);
     for reference in [small.id.clone(), "ORDER-S".to_string()] {
         let f = PaymentFilter {
             reference: Some(reference),
             ..sandbox.clone()
         };
-        assert_eq!(ids(f).await, [small.id.clone()]);
+        assert_eq!(ids(f).await, vec![small.id.clone()]);
     }
     let other_mode = PaymentFilter {
         reference: Some(live.id.clone()),
@@ -353,6 +353,37 @@ async fn check_console_queries(db: &Db) {
         .await
         .unwrap()
         .is_empty());
+
+    // The dashboard's figures: both sandbox payments were paid (100 + 5000 fen).
+    let stats = store.payment_stats(Mode::Sandbox, 0).await.unwrap();
+    let of = |status: PaymentStatus| {
+        stats
+            .iter()
+            .find(|s| s.status == status)
+            .map(|s| (s.account.clone(), s.count, s.amount))
+    };
+    assert_eq!(
+        of(PaymentStatus::Paid),
+        Some(("a".to_string(), 2, Fen(5_100))),
+        "{}",
+        db.label
+    );
+    assert!(store
+        .payment_stats(Mode::Sandbox, store.now_ms() + 1)
+        .await
+        .unwrap()
+        .is_empty());
+    let backlog = store.webhook_backlog(Mode::Sandbox).await.unwrap();
+    assert_eq!(backlog.len(), 1);
+    assert_eq!((backlog[0].pending, backlog[0].failed), (1, 0));
+    assert!(store.webhook_backlog(Mode::Live).await.unwrap().is_empty());
+    assert!(store.open_discrepancies().await.unwrap().is_empty());
+    assert!(store.failed_verifications(0).await.unwrap().is_empty());
+    let overdue = store
+        .overdue_jobs(store.now_ms() + 3_600_000)
+        .await
+        .unwrap();
+    assert!(overdue.iter().all(|(_, n)| *n > 0));
 }
 
 #[tokio::test]

@@ -8,11 +8,18 @@ use axum::routing::get;
 use axum::Router;
 
 /// Every embedded file: name, content type, bytes.
-const ASSETS: &[(&str, &str, &[u8])] = &[(
-    "base.css",
-    "text/css; charset=utf-8",
-    include_bytes!("../assets/base.css"),
-)];
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "base.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/base.css"),
+    ),
+    (
+        "console.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/console.css"),
+    ),
+];
 
 pub fn router() -> Router {
     Router::new().route("/assets/:name", get(serve))
