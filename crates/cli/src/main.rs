@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod alipay;
 mod bench;
 mod demo;
+mod operator;
 mod reconcile;
 mod sandbox;
 mod sandbox_accounts;
@@ -48,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         cmd: serve::ApiKeyCommand,
     },
+    /// Create, list, disable console operators or reset their passwords.
+    Operator {
+        #[command(subcommand)]
+        cmd: operator::OperatorCommand,
+    },
     /// Reconciles an account's provider bill of one day against the database (with healing).
     Reconcile(reconcile::ReconcileArgs),
     /// Load tools: signed notifications at a gateway, throughput and latency percentiles.
@@ -66,6 +72,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Demo(args) => demo::run(args),
         Command::ApiKey { cmd } => serve::run_api_key(cmd),
+        Command::Operator { cmd } => operator::run(cmd),
         Command::Reconcile(args) => reconcile::run(args),
         Command::Bench { cmd } => bench::run(cmd),
     }
