@@ -453,3 +453,122 @@ async fn roles_decide_the_actions() {
     assert_eq!(actions.len(), 3);
     assert!(actions.iter().all(|a| a.to_status == "logged_in"));
 }
+
+#[tokio::test]
+async fn admins_manage_keys_and_operators_support_cannot() {
+    let c = Console::start().await;
+    let mut sam = Jar::default();
+    assert_eq!(
+        c.login(&mut sam, "sam", PASSWORD).await,
+        StatusCode::SEE_OTHER
+    );
+    for path in ["/console/api-keys", "/console/operators"] {
+        assert_eq!(
+            c.get(&mut sam, path).await.0,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    let token = c.csrf(&mut sam).await;
+    let (status, _, _) = c
+        .post(
+            &mut sam,
+            "/console/api-keys",
+            &[
+                ("csrf", &token),
+                ("merchant", "m"),
+                ("scope", "read"),
+                ("reason", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(c.store.list_api_keys(None).await.unwrap().is_empty());
+
+    let mut alice = Jar::default();
+    assert_eq!(
+        c.login(&mut alice, "alice", PASSWORD).await,
+        StatusCode::SEE_OTHER
+    );
+    let token = c.csrf(&mut alice).await;
+    let (status, page, _) = c
+        .post(
+            &mut alice,
+            "/console/api-keys",
+            &[
+                ("csrf", &token),
+                ("merchant", "shop"),
+                ("scope", "read"),
+                ("scope", "refund"),
+                ("reason", "new shop backend"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let marker = "<pre data-new-key>";
+    let start = page.find(marker).expect("the new key on the page") + marker.len();
+    let secret = &page[start..start + page[start..].find('<').unwrap()];
+    let key = c
+        .store
+        .authenticate(secret)
+        .await
+        .unwrap()
+        .expect("a working key");
+    // Sandbox session, sandbox key, with the scopes asked for.
+    assert_eq!(key.mode, paybridge_core::Mode::Sandbox);
+    assert_eq!(
+        key.scopes,
+        vec![
+            paybridge_store::ApiScope::Read,
+            paybridge_store::ApiScope::Refund
+        ]
+    );
+    // Shown once: the list shows its prefix only.
+    let list = c.get(&mut alice, "/console/api-keys").await.1;
+    assert!(list.contains(&key.id) && !list.contains(secret));
+    let (status, _, _) = c
+        .post(
+            &mut alice,
+            &format!("/console/api-keys/{}/revoke", key.id),
+            &[("csrf", &token), ("reason", "rotated")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(c.store.authenticate(secret).await.unwrap().is_none());
+
+    // Disabling sam ends his session at once.
+    let (status, _, _) = c
+        .post(
+            &mut alice,
+            "/console/operators/sam/disable",
+            &[("csrf", &token), ("reason", "left the team")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(c.get(&mut sam, "/console").await.0, StatusCode::SEE_OTHER);
+    assert_eq!(
+        c.login(&mut Jar::default(), "sam", PASSWORD).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let actions = c.store.list_operator_actions(20).await.unwrap();
+    let did = |what: &str, why: &str| {
+        actions
+            .iter()
+            .any(|a| a.to_status == what && a.actor == "operator:alice" && a.reason.contains(why))
+    };
+    assert!(did("created", "new shop backend"));
+    assert!(did("revoked", "rotated"));
+    assert!(did("disabled", "left the team"));
+    assert_eq!(
+        c.get(&mut alice, "/console/operators").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.get(&mut alice, "/console/accounts").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        c.get(&mut alice, "/console/reconciliations").await.0,
+        StatusCode::OK
+    );
+}

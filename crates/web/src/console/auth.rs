@@ -43,6 +43,10 @@ pub enum Action {
     Refund,
     Close,
     Redeliver,
+    /// Start reconciliation runs, resolve discrepancies.
+    Reconcile,
+    ManageApiKeys,
+    ManageOperators,
 }
 
 impl Action {
@@ -51,7 +55,10 @@ impl Action {
     pub fn allowed(self, role: OperatorRole) -> bool {
         match role {
             OperatorRole::Admin => true,
-            OperatorRole::Support => true,
+            OperatorRole::Support => matches!(
+                self,
+                Action::Read | Action::Refund | Action::Close | Action::Redeliver
+            ),
             OperatorRole::Viewer => matches!(self, Action::Read),
         }
     }
@@ -62,6 +69,9 @@ impl Action {
             Action::Refund => "refund",
             Action::Close => "close payments",
             Action::Redeliver => "redeliver webhooks",
+            Action::Reconcile => "reconcile",
+            Action::ManageApiKeys => "manage API keys",
+            Action::ManageOperators => "manage operators",
         }
     }
 }
@@ -447,15 +457,20 @@ mod tests {
 
     #[test]
     fn the_role_table() {
-        let all = [
+        let support = [
             Action::Read,
             Action::Refund,
             Action::Close,
             Action::Redeliver,
         ];
-        for a in all {
+        let admin_only = [
+            Action::Reconcile,
+            Action::ManageApiKeys,
+            Action::ManageOperators,
+        ];
+        for a in support.into_iter().chain(admin_only) {
             assert!(a.allowed(OperatorRole::Admin));
-            assert!(a.allowed(OperatorRole::Support));
+            assert_eq!(a.allowed(OperatorRole::Support), support.contains(&a));
             assert_eq!(a.allowed(OperatorRole::Viewer), a == Action::Read);
         }
     }

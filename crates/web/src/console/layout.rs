@@ -6,7 +6,7 @@ use maud::{html, Markup, DOCTYPE};
 use paybridge_core::{Fen, Mode};
 use time::{OffsetDateTime, UtcOffset};
 
-use super::auth::Session;
+use super::auth::{Action, Session};
 use crate::assets::asset_url;
 use crate::i18n::Lang;
 
@@ -17,6 +17,10 @@ pub enum Nav {
     Payments,
     Refunds,
     Events,
+    Reconciliation,
+    Accounts,
+    ApiKeys,
+    Operators,
 }
 
 fn head(lang: Lang, title: &str) -> Markup {
@@ -79,6 +83,10 @@ pub fn page(s: &Session, title: &str, nav: Nav, body: Markup) -> Html<String> {
                         (item(Nav::Payments, "/console/payments", "Payments", "支付"))
                         (item(Nav::Refunds, "/console/refunds", "Refunds", "退款"))
                         (item(Nav::Events, "/console/events", "Events & webhooks", "事件与回调"))
+                        (item(Nav::Reconciliation, "/console/reconciliations", "Reconciliation", "对账"))
+                        (item(Nav::Accounts, "/console/accounts", "Accounts", "账户"))
+                        @if s.may(Action::ManageApiKeys) { (item(Nav::ApiKeys, "/console/api-keys", "API keys", "API 密钥")) }
+                        @if s.may(Action::ManageOperators) { (item(Nav::Operators, "/console/operators", "Operators", "操作员")) }
                     }
                     div.who {
                         form.mode method="post" action="/console/mode" {
@@ -130,6 +138,11 @@ pub fn time(ms: i64) -> String {
         t.minute(),
         t.second()
     )
+}
+
+/// The Beijing day of a moment, `YYYY-MM-DD`.
+pub fn beijing_date(ms: i64) -> String {
+    time(ms).chars().take(10).collect()
 }
 
 pub fn opt_time(ms: Option<i64>) -> String {

@@ -5,8 +5,10 @@
 //! Files by job: [`auth`] (login, sessions, throttling, roles → actions), [`csrf`] (the token
 //! every form carries, checked before any handler runs), [`layout`] (the page shell with the
 //! mode switch and sandbox banner, formatting), [`payments`] (search, CSV, the payment page and
-//! its actions), [`events`] (events with their webhook deliveries, refunds), [`dashboard`].
+//! its actions), [`events`] (events with their webhook deliveries, refunds), [`dashboard`],
+//! `admin` (reconciliation, accounts, API keys, operators).
 
+mod admin;
 pub mod auth;
 pub mod csrf;
 mod dashboard;
@@ -64,6 +66,23 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/console/events", get(events::list))
         .route("/console/events/:id/redeliver", post(events::redeliver))
         .route("/console/refunds", get(events::refunds))
+        .route(
+            "/console/reconciliations",
+            get(admin::reconciliations).post(admin::start_run),
+        )
+        .route("/console/reconciliations/:id", get(admin::reconciliation))
+        .route("/console/discrepancies/:id/resolve", post(admin::resolve))
+        .route("/console/accounts", get(admin::accounts))
+        .route(
+            "/console/api-keys",
+            get(admin::api_keys).post(admin::create_key),
+        )
+        .route("/console/api-keys/:id/revoke", post(admin::revoke_key))
+        .route("/console/operators", get(admin::operators))
+        .route(
+            "/console/operators/:username/disable",
+            post(admin::disable_operator),
+        )
         .layer(axum::middleware::from_fn(csrf::guard))
         .with_state(console)
 }
