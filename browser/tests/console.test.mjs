@@ -165,6 +165,39 @@ test("a viewer sees no refund form and cannot refund", async () => {
   });
 });
 
+test("an admin starts a reconciliation run and creates an API key shown once", async () => {
+  await withPage(browser, "console-admin", {}, async (page) => {
+    await loginWithPassword(page, operator("admin"));
+    await page.goto(`${demo.base_url}/console/reconciliations`);
+    await Promise.all([
+      page.waitForNavigation(),
+      page.click('form[action="/console/reconciliations"] button'),
+    ]);
+    assert.match(new URL(page.url()).pathname, /^\/console\/reconciliations\/rec/);
+    await eventually(
+      page,
+      async () => /completed|failed/.test(await page.textContent("dl.facts")),
+      "the run to finish",
+    );
+    assert.match(await page.textContent("dl.facts"), /completed/);
+
+    await page.goto(`${demo.base_url}/console/api-keys`);
+    await page.fill('form[action="/console/api-keys"] input[name="reason"]', "browser test");
+    await Promise.all([
+      page.waitForNavigation(),
+      page.click('form[action="/console/api-keys"] button'),
+    ]);
+    const secret = (await page.textContent("pre[data-new-key]")).trim();
+    assert.match(secret, /^pb_test_/);
+    const res = await fetch(`${demo.base_url}/v1/payments?limit=1`, {
+      headers: { authorization: `Bearer ${secret}` },
+    });
+    assert.equal(res.status, 200, "the new key works");
+    await page.goto(`${demo.base_url}/console/api-keys`);
+    assert.ok(!(await page.content()).includes(secret), "shown only once");
+  });
+});
+
 for (const [name, viewport] of Object.entries(VIEWPORTS)) {
   test(`every console page fits a ${name} (${viewport.width}px)`, async () => {
     await withPage(browser, `console-pages-${name}`, { viewport }, async (page) => {
@@ -181,6 +214,10 @@ for (const [name, viewport] of Object.entries(VIEWPORTS)) {
         "/console/refunds",
         "/console/events",
         "/console/events?undelivered=1",
+        "/console/reconciliations",
+        "/console/accounts",
+        "/console/api-keys",
+        "/console/operators",
       ];
       for (const path of paths) {
         const res = await page.goto(`${demo.base_url}${path}`);
