@@ -8,6 +8,7 @@ mod alipay;
 mod bench;
 mod demo;
 mod doctor;
+mod operator;
 mod reconcile;
 mod sandbox;
 mod sandbox_accounts;
@@ -51,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         cmd: serve::ApiKeyCommand,
     },
+    /// Create, list, disable console operators or reset their passwords.
+    Operator {
+        #[command(subcommand)]
+        cmd: operator::OperatorCommand,
+    },
     /// Reconciles an account's provider bill of one day against the database (with healing).
     Reconcile(reconcile::ReconcileArgs),
     /// Load tools: signed notifications at a gateway, throughput and latency percentiles.
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Demo(args) => demo::run(args),
         Command::ApiKey { cmd } => serve::run_api_key(cmd),
+        Command::Operator { cmd } => operator::run(cmd),
         Command::Reconcile(args) => reconcile::run(args),
         Command::Bench { cmd } => bench::run(cmd),
     }

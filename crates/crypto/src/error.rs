@@ -13,6 +13,8 @@ pub enum CryptoError {
         cipher: &'static str,
         reason: String,
     },
+    #[error("password hashing: {0}")]
+    Password(String),
     #[error("RSA signing failed")]
     Sign,
     #[error("RSA encryption/decryption failed: {0}")]

@@ -9,6 +9,7 @@ mod error;
 mod inspect;
 mod keys;
 mod p12;
+mod password;
 mod pem;
 mod secret;
 mod sym;
@@ -23,6 +24,7 @@ pub use error::CryptoError;
 pub use inspect::{inspect_key_text, Armor, KeyMaterial};
 pub use keys::{generate_rsa_private_key_pkcs8, RsaPrivateKey, RsaPublicKey};
 pub use p12::{pkcs12_identity, write_pkcs12, Pkcs12Identity};
+pub use password::{hash_password, verify_password};
 pub use pem::{decode_pem_blocks, encode_pem, PemBlock};
 pub use secret::Secret;
 pub use sym::{

@@ -284,6 +284,31 @@ impl Store {
         })
     }
 
+    /// The newest events of a mode, newest first, optionally only those with a delivery that is
+    /// not delivered (pending retry or given up): the console's event and webhook pages.
+    pub async fn list_recent_events(
+        &self,
+        mode: Mode,
+        undelivered_only: bool,
+        limit: u32,
+    ) -> Result<Vec<Event>> {
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events e WHERE mode = $1 AND ($2 = FALSE OR EXISTS \
+             (SELECT 1 FROM webhook_deliveries w WHERE w.event_id = e.id AND w.status <> $3)) \
+             ORDER BY seq DESC LIMIT $4"
+        );
+        let rows: Vec<EventRow> = with_pool!(self, |pool, d| {
+            sqlx::query_as(&sql)
+                .bind(mode.as_str())
+                .bind(undelivered_only)
+                .bind(DeliveryStatus::Delivered.as_str())
+                .bind(clamp_limit(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(Event::try_from).collect()
+    }
+
     /// Every event of a payment (its own and its refunds'), oldest first.
     pub async fn list_payment_events(&self, payment_id: &str) -> Result<Vec<Event>> {
         let sql = format!("SELECT {EVENT_COLS} FROM events WHERE payment_id = $1 ORDER BY seq");

@@ -92,11 +92,13 @@ mod idempotency;
 mod inbox;
 mod jobs;
 mod model;
+mod operators;
 mod payments;
 mod provider_calls;
 mod recon_stage;
 mod reconcile;
 mod refunds;
+mod stats;
 mod work;
 
 use std::str::FromStr;
@@ -120,6 +122,7 @@ pub use idempotency::IdempotencyBegin;
 pub use inbox::{InboxEntry, InboxRecord, NewNotification, Notification, NotificationOutcome};
 pub use jobs::{Job, JobState, KindFilter, NewJob, Scheduled, TimelineEntry};
 pub use model::{Audit, AuditEntry, Page};
+pub use operators::{Operator, OperatorRole, OperatorSession, SessionPolicy};
 pub use payments::{NewPayment, Payment, PaymentFilter, PaymentPatch};
 pub use provider_calls::{NewProviderCall, ProviderCall};
 pub use recon_stage::{
@@ -128,6 +131,7 @@ pub use recon_stage::{
 };
 pub use reconcile::{DiscrepancyRecord, LocalDayTotals, NewDiscrepancy, ReconciliationRun};
 pub use refunds::{NewRefund, Refund, RefundPatch};
+pub use stats::{PaymentStat, WebhookBacklog};
 pub use work::{
     BeginCashier, BeginPayment, BeginRefund, EventSpec, KeyClaim, KeyFinish, KeyLock, KeyState,
     PaymentApplied, PaymentPlan, RefundApplied, RefundPlan,

@@ -97,6 +97,12 @@ pub struct PaymentFilter {
     pub created_from: Option<i64>,
     /// Exclusive upper bound on `created_at`.
     pub created_to: Option<i64>,
+    /// Inclusive bounds on the amount.
+    pub amount_min: Option<Fen>,
+    pub amount_max: Option<Fen>,
+    /// One identifier, exactly: the payment id, its `out_trade_no` or the provider's trade
+    /// number (what an operator pastes from a customer's message).
+    pub reference: Option<String>,
 }
 
 pub(crate) const PAYMENT_COLS: &str = "id, mode, account, channel, scene, out_trade_no, amount, \
@@ -236,12 +242,14 @@ impl Store {
             None => (None, None),
         };
         let sql = format!(
-            "{} ORDER BY created_at DESC, id DESC LIMIT $9",
+            "{} ORDER BY created_at DESC, id DESC LIMIT $12",
             payment_select(
                 "($1 IS NULL OR mode = $1) AND ($2 IS NULL OR account = $2) \
                  AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR channel = $4) \
                  AND ($5 IS NULL OR created_at >= $5) AND ($6 IS NULL OR created_at < $6) \
-                 AND ($7 IS NULL OR created_at < $7 OR (created_at = $7 AND id < $8))"
+                 AND ($7 IS NULL OR created_at < $7 OR (created_at = $7 AND id < $8)) \
+                 AND ($9 IS NULL OR amount >= $9) AND ($10 IS NULL OR amount <= $10) \
+                 AND ($11 IS NULL OR id = $11 OR out_trade_no = $11 OR provider_trade_no = $11)"
             )
         );
         let rows: Vec<PaymentRow> = with_pool!(self, |pool, d| {
@@ -254,6 +262,9 @@ impl Store {
                 .bind(filter.created_to)
                 .bind(cursor_at)
                 .bind(cursor_id)
+                .bind(filter.amount_min.map(|f| f.0))
+                .bind(filter.amount_max.map(|f| f.0))
+                .bind(&filter.reference)
                 .bind(limit + 1)
                 .fetch_all(pool)
                 .await?

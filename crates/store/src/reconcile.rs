@@ -328,7 +328,37 @@ impl Store {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    /// Sets a discrepancy's resolution (`healed`, `heal_failed`, `open`) and its explanation.
+    /// An account's newest runs, newest first (the console's reconciliation page).
+    pub async fn list_account_reconciliations(
+        &self,
+        account: &str,
+        limit: u32,
+    ) -> Result<Vec<ReconciliationRun>> {
+        let sql = format!(
+            "SELECT {RUN_COLS} FROM reconciliation_runs WHERE account = $1 \
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        );
+        let rows: Vec<RunRow> = with_pool!(self, |pool, d| {
+            sqlx::query_as(&sql)
+                .bind(account)
+                .bind(clamp_limit(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    pub async fn get_discrepancy(&self, id: &str) -> Result<Option<DiscrepancyRecord>> {
+        let sql =
+            format!("SELECT {DISCREPANCY_COLS} FROM reconciliation_discrepancies WHERE id = $1");
+        let row: Option<DiscrepancyRow> = with_pool!(self, |pool, d| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        Ok(row.map(Into::into))
+    }
+
+    /// Sets a discrepancy's resolution (`healed`, `heal_failed`, `open`, or `resolved` by an
+    /// operator) and its explanation.
     pub async fn resolve_discrepancy(
         &self,
         id: &str,

@@ -141,6 +141,29 @@ impl Store {
 
     /// Refunds in `status` created before `created_before`, oldest first (the refund poller's
     /// work list).
+    /// The newest refunds of a mode, newest first (`before`: the `created_at` of the last row
+    /// of the previous page).
+    pub async fn list_recent_refunds(
+        &self,
+        mode: Mode,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Refund>> {
+        let sql = format!(
+            "{} ORDER BY created_at DESC, id DESC LIMIT $3",
+            refund_select("mode = $1 AND ($2 IS NULL OR created_at < $2)")
+        );
+        let rows: Vec<RefundRow> = with_pool!(self, |pool, d| {
+            sqlx::query_as(&sql)
+                .bind(mode.as_str())
+                .bind(before)
+                .bind(clamp_limit(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(Refund::try_from).collect()
+    }
+
     pub async fn list_refunds_by_status(
         &self,
         status: RefundStatus,

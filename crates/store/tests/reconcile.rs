@@ -188,6 +188,17 @@ async fn runs_a_staged_bill_and_what_its_matching_records() {
             .resolve_discrepancy("dsc_nope", "healed", None)
             .await
             .unwrap());
+        let healed = store.get_discrepancy(&first[1].id).await.unwrap().unwrap();
+        assert_eq!(
+            (healed.resolution.as_str(), healed.detail.as_deref()),
+            ("healed", Some("query: paid"))
+        );
+        assert!(store.get_discrepancy("dsc_nope").await.unwrap().is_none());
+        // The dashboard counts what is neither healed nor resolved.
+        assert_eq!(
+            store.open_discrepancies().await.unwrap(),
+            vec![("acct".to_string(), 7)]
+        );
         let by = store.count_discrepancies(&run.id).await.unwrap();
         assert_eq!(
             by,
@@ -227,6 +238,17 @@ async fn runs_a_staged_bill_and_what_its_matching_records() {
             .await
             .unwrap();
         assert_eq!(runs.len(), 2);
+        let newest = store
+            .list_account_reconciliations("acct", 10)
+            .await
+            .unwrap();
+        assert_eq!(newest.len(), 2);
+        assert_eq!(newest[0].id, failed.id, "newest first");
+        assert!(store
+            .list_account_reconciliations("other", 10)
+            .await
+            .unwrap()
+            .is_empty());
         let got = store.get_reconciliation(&failed.id).await.unwrap().unwrap();
         assert_eq!(
             (got.state.as_str(), got.error.as_deref()),

@@ -15,7 +15,7 @@ use paybridge_crypto::{random_string, Secret};
 use paybridge_sandbox::{Clock as _, Sandbox, SandboxConfig, SystemClock};
 use paybridge_server::config::{Config, WebhookEndpoint};
 use paybridge_server::{runtime, Gateway};
-use paybridge_store::{ApiScope, NewApiKey};
+use paybridge_store::{ApiScope, NewApiKey, OperatorRole, Store};
 
 use self::page::Demo;
 use crate::sandbox_accounts::sandbox_accounts;
@@ -94,18 +94,28 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
         })
         .await
         .map_err(|e| e.to_string())?;
+    let operators = seed_operators(&store).await?;
+    let login_url = format!(
+        "{base}/console/login/link?token={}",
+        operators.login_token.expose()
+    );
     let gw = Arc::new(Gateway::from_config(&config, store).map_err(|e| e.to_string())?);
     let demo_state = Arc::new(Demo {
         gw: gw.clone(),
         sandbox: sandbox.clone(),
-        api_key: api_key.expose().clone(),
         webhook_secret: secret,
         received: Mutex::new(Vec::new()),
     });
     let workers =
         runtime::spawn_workers(gw.clone(), Duration::from_millis(config.poll_interval_ms));
     println!("paybridge demo is running.\n");
-    println!("  Open {base}/demo to create an order, pay it in the sandbox and watch it settle.\n");
+    println!("  Console (one-time login link, valid for an hour):\n    {login_url}\n");
+    println!(
+        "  Operators: demo (admin) and demo-viewer (viewer); passwords in {}",
+        data_dir.join("demo.json").display()
+    );
+    println!("  Create a payment with the curl below, then find it in the console, pay it in the");
+    println!("  sandbox and watch it turn paid with its notification and webhook; refund half.\n");
     println!("  Gateway API   {base}/v1   (OpenAPI: {base}/openapi.json)");
     println!(
         "  API key       {}   (sandbox mode, scopes read/write/refund)",
@@ -127,6 +137,10 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
     // as it holds the API key.
     let about = serde_json::json!({
         "base_url": base,
+        "login_url": login_url,
+        "operators": operators.accounts.iter().map(|(name, role, password)| serde_json::json!({
+            "username": name, "role": role.as_str(), "password": password.expose(),
+        })).collect::<Vec<_>>(),
         "api_key": api_key.expose(),
         "sandbox_url": sandbox.base_url(),
         "database": db,
@@ -143,6 +157,52 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
     .await;
     workers.shutdown().await;
     served.map_err(|e| e.to_string())
+}
+
+/// The demo's console operators and the one-time login link of the admin.
+struct DemoOperators {
+    /// Username, role, password.
+    accounts: Vec<(String, OperatorRole, Secret<String>)>,
+    login_token: Secret<String>,
+}
+
+/// How long the printed login link works (once).
+const DEMO_LINK_TTL_MS: i64 = 3_600_000;
+
+/// `demo` (admin, the login link's) and `demo-viewer` (read only, to see what roles do), with
+/// random passwords.
+async fn seed_operators(store: &Store) -> Result<DemoOperators, String> {
+    let mut accounts = Vec::new();
+    let mut admin_id = None;
+    for (name, role) in [
+        ("demo", OperatorRole::Admin),
+        ("demo-viewer", OperatorRole::Viewer),
+    ] {
+        let password = Secret::new(random_string(20));
+        let hash = paybridge_crypto::hash_password(password.expose()).map_err(|e| e.to_string())?;
+        // A data dir used before already has the operators: they get new passwords.
+        let op = match store.create_operator(name, role, &hash).await {
+            Err(paybridge_store::StoreError::Conflict { .. }) => store
+                .set_operator_password(name, &hash)
+                .await
+                .map_err(|e| e.to_string())?,
+            Err(e) => return Err(e.to_string()),
+            Ok(op) => op,
+        };
+        if role == OperatorRole::Admin {
+            admin_id = Some(op.id);
+        }
+        accounts.push((name.to_string(), role, password));
+    }
+    let admin_id = admin_id.ok_or("the demo admin was not created")?;
+    let login_token = store
+        .create_login_token(&admin_id, DEMO_LINK_TTL_MS)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(DemoOperators {
+        accounts,
+        login_token,
+    })
 }
 
 /// `sandbox.toml` holds every private key of the demo's providers: owner-only, also when an

@@ -547,17 +547,7 @@ async fn redeliver(
         &bytes,
         StatusCode::OK,
         || async {
-            let event = gw
-                .store
-                .get_event(&id)
-                .await?
-                .filter(|e| e.mode == key.mode)
-                .ok_or(ApiError::not_found("event"))?;
-            let n = gw
-                .store
-                .redeliver(&event.id, &gw.endpoints_for(event.mode), gw.now_ms())
-                .await?;
-            gw.outbox_signal.notify_one();
+            let (event, n) = gw.redeliver(&key, &id).await?;
             Ok(serde_json::to_value(Redelivery {
                 event_id: event.id,
                 deliveries: n,

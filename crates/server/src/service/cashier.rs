@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::idempotency::{Answer, IdempotencyKey, KEY_LOCK_MS};
 use super::payments::{
-    validate, Caller, CreatePaymentInput, DEFAULT_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS,
+    validate, CreatePaymentInput, Creator, DEFAULT_EXPIRY_SECONDS, MAX_EXPIRY_SECONDS,
 };
 use super::{Gateway, ServiceError};
 
@@ -433,7 +433,7 @@ impl Gateway {
             auth_code: None,
             metadata: Some(c.metadata.clone()),
         };
-        let caller = Caller {
+        let caller = Creator {
             scope: format!("cashier:{}", c.id),
             mode: c.mode,
             actor: format!("cashier:{}", c.id),

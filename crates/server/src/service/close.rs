@@ -4,10 +4,11 @@
 use paybridge_core::channel::{CloseOutcome, OrderRef, ProviderPaymentStatus};
 use paybridge_core::decide::PaymentObservation;
 use paybridge_core::{PaymentStatus, Scene};
-use paybridge_store::{ApiKey, Audit, Payment};
+use paybridge_store::{Audit, Payment};
 use serde_json::Value;
 
 use super::apply::timeline_entry;
+use super::caller::Caller;
 use super::calllog::{with_context, CallContext};
 use super::error::ServiceError;
 use super::jobs::JobKind;
@@ -22,7 +23,7 @@ pub(super) const CLOSE_WATCH_EVERY_MS: i64 = 60_000;
 
 impl Gateway {
     /// `POST /v1/payments/{id}/close`: closes an unpaid payment at the provider, then locally.
-    pub async fn close_payment(&self, key: &ApiKey, id: &str) -> Result<Payment, ServiceError> {
+    pub async fn close_payment(&self, key: &dyn Caller, id: &str) -> Result<Payment, ServiceError> {
         let payment = self.payment_for(key, id).await?;
         match payment.status {
             PaymentStatus::Created | PaymentStatus::Pending => {}
@@ -34,7 +35,7 @@ impl Gateway {
                 })
             }
         }
-        let audit = Audit::new(format!("api:{}", key.id), "closed by merchant");
+        let audit = key.audit("closed by merchant");
         self.close_at_provider(payment, &audit).await
     }
 

@@ -6,10 +6,12 @@
 //! schedules an active query job instead.
 
 mod apply;
+pub mod caller;
 pub mod calllog;
 mod cashier;
 mod close;
 mod error;
+mod events;
 mod idempotency;
 pub mod inbox;
 pub mod jobs;
@@ -28,6 +30,7 @@ use paybridge_core::{Channel, Mode};
 use paybridge_store::Store;
 
 use crate::config::{IpAllowlist, WebhookEndpoint};
+pub use caller::{Caller, OperatorCaller};
 pub use cashier::{
     cashier_status, CashierAccounts, CashierChoice, CashierState, CashierStatus, CreateCashierInput,
 };

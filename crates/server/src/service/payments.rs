@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::apply::timeline_entry;
+use super::caller::Caller;
 use super::calllog::{with_context, CallContext, DeferredCalls};
 use super::error::ServiceError;
 use super::idempotency::{Answer, IdempotencyKey, LockWait, KEY_LOCK_MS, RECOVER_AFTER_MS};
@@ -223,7 +224,7 @@ pub(super) struct Recovery {
 
 /// Who asks for a create: its idempotency scope, the mode it may act in, its audit name.
 #[derive(Debug, Clone)]
-pub(super) struct Caller {
+pub(super) struct Creator {
     pub scope: String,
     pub mode: Mode,
     pub actor: String,
@@ -283,7 +284,7 @@ impl Gateway {
         idem: &IdempotencyKey,
         input: CreatePaymentInput,
     ) -> Result<Answer<Payment>, ServiceError> {
-        let caller = Caller {
+        let caller = Creator {
             scope: key.id.clone(),
             mode: key.mode,
             actor: format!("api:{}", key.id),
@@ -295,7 +296,7 @@ impl Gateway {
     /// hosted cashier creating the order of the wallet its buyer picked (`cashier_id`).
     pub(super) async fn create_payment_as(
         &self,
-        caller: &Caller,
+        caller: &Creator,
         idem: &IdempotencyKey,
         input: CreatePaymentInput,
         cashier_id: Option<String>,
@@ -729,34 +730,34 @@ impl Gateway {
     }
 
     /// A payment the key may see: same mode, else it does not exist for this key.
-    pub async fn payment_for(&self, key: &ApiKey, id: &str) -> Result<Payment, ServiceError> {
+    pub async fn payment_for(&self, key: &dyn Caller, id: &str) -> Result<Payment, ServiceError> {
         let p = self.load_payment(id).await?;
-        if p.mode != key.mode {
+        if p.mode != key.mode() {
             return Err(ServiceError::NotFound("payment"));
         }
         Ok(p)
     }
 
-    pub async fn get_payment(&self, key: &ApiKey, id: &str) -> Result<Payment, ServiceError> {
+    pub async fn get_payment(&self, key: &dyn Caller, id: &str) -> Result<Payment, ServiceError> {
         self.payment_for(key, id).await
     }
 
     pub async fn list_payments(
         &self,
-        key: &ApiKey,
+        key: &dyn Caller,
         mut filter: PaymentFilter,
         out_trade_no: Option<String>,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Page<Payment>, ServiceError> {
-        filter.mode = Some(key.mode);
+        filter.mode = Some(key.mode());
         if let Some(no) = out_trade_no {
             // An exact order number names at most one payment per account.
             let mut data = Vec::new();
             let accounts: Vec<_> = self
                 .accounts
                 .values()
-                .filter(|a| a.mode == key.mode)
+                .filter(|a| a.mode == key.mode())
                 .filter(|a| filter.account.as_ref().is_none_or(|f| f == &a.id))
                 .collect();
             for a in accounts {
@@ -788,14 +789,18 @@ impl Gateway {
 
     pub async fn payment_provider_calls(
         &self,
-        key: &ApiKey,
+        key: &dyn Caller,
         id: &str,
     ) -> Result<Vec<ProviderCall>, ServiceError> {
         let p = self.payment_for(key, id).await?;
         Ok(self.store.list_provider_calls(&p.id).await?)
     }
 
-    pub async fn payment_timeline(&self, key: &ApiKey, id: &str) -> Result<Timeline, ServiceError> {
+    pub async fn payment_timeline(
+        &self,
+        key: &dyn Caller,
+        id: &str,
+    ) -> Result<Timeline, ServiceError> {
         let p = self.payment_for(key, id).await?;
         Ok(Timeline {
             entries: self.store.list_timeline(&p.id).await?,

@@ -18,11 +18,12 @@ use paybridge_reconcile::{
     RunReport, SavedBill, WechatV2Bills, WechatV3Bills,
 };
 use paybridge_store::{
-    ApiKey, Audit, DiscrepancyRecord, Job, KeyClaim, NewJob, NewRefund, Payment, ReconciliationRun,
+    Audit, DiscrepancyRecord, Job, KeyClaim, NewJob, NewRefund, Payment, ReconciliationRun,
 };
 use serde_json::{json, Value};
 use time::Date;
 
+use super::caller::Caller;
 use super::error::ServiceError;
 use super::idempotency::{Answer, KEY_LOCK_MS};
 use super::jobs::JobKind;
@@ -337,12 +338,12 @@ impl Gateway {
     /// `queued`); a job of the reconciliation pool does the work, recording its progress.
     pub async fn create_reconciliation(
         &self,
-        key: &ApiKey,
+        key: &dyn Caller,
         account: &str,
         date: &str,
     ) -> Result<Reconciliation, ServiceError> {
         let acc = self.account(account)?;
-        if acc.mode != key.mode {
+        if acc.mode != key.mode() {
             return Err(ServiceError::UnknownAccount(account.to_string()));
         }
         let day = parse_bill_date(date).map_err(reconcile_error)?;
@@ -427,7 +428,7 @@ impl Gateway {
     /// `GET /v1/reconciliations/{id}`: the run with its discrepancies.
     pub async fn get_reconciliation(
         &self,
-        key: &ApiKey,
+        key: &dyn Caller,
         id: &str,
     ) -> Result<Reconciliation, ServiceError> {
         let run = self
@@ -436,7 +437,7 @@ impl Gateway {
             .await?
             .ok_or(ServiceError::NotFound("reconciliation"))?;
         match self.accounts.get(&run.account) {
-            Some(a) if a.mode == key.mode => self.reconciliation_view(&run).await,
+            Some(a) if a.mode == key.mode() => self.reconciliation_view(&run).await,
             _ => Err(ServiceError::NotFound("reconciliation")),
         }
     }

@@ -7,13 +7,14 @@ use paybridge_core::channel::{CreateRefund, RefundRef, RefundSnapshot};
 use paybridge_core::decide::{decide_refund, RefundObservation};
 use paybridge_core::{Fen, RefundStatus};
 use paybridge_store::{
-    ApiKey, Audit, BeginRefund, EventSpec, InboxEntry, InboxRecord, KeyFinish, KeyState,
-    NewProviderCall, NewRefund, Payment, Refund, RefundApplied, RefundPlan,
+    Audit, BeginRefund, EventSpec, InboxEntry, InboxRecord, KeyFinish, KeyState, NewProviderCall,
+    NewRefund, Payment, Refund, RefundApplied, RefundPlan,
 };
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::apply::timeline_entry;
+use super::caller::Caller;
 use super::calllog::{with_context, CallContext, DeferredCalls};
 use super::error::ServiceError;
 use super::idempotency::{Answer, IdempotencyKey, LockWait, RECOVER_AFTER_MS};
@@ -49,7 +50,7 @@ impl Gateway {
     /// its amount reserved + recovery query), the provider call, T2.
     pub async fn create_refund(
         &self,
-        key: &ApiKey,
+        key: &dyn Caller,
         idem: &IdempotencyKey,
         payment_id: &str,
         input: CreateRefundInput,
@@ -87,8 +88,9 @@ impl Gateway {
             amount: Fen(input.amount),
             reason: input.reason.clone(),
         };
-        let audit = Audit::new(format!("api:{}", key.id), "refund requested");
-        let claim = self.claim(&key.id, idem);
+        let audit = key.audit("refund requested");
+        let scope = key.idempotency_scope();
+        let claim = self.claim(&scope, idem);
         self.begin_and_send_refund(&claim, new, &audit).await
     }
 
@@ -475,17 +477,17 @@ impl Gateway {
         self.apply_refund_snapshot(refund, &snapshot, &audit).await
     }
 
-    pub async fn get_refund(&self, key: &ApiKey, id: &str) -> Result<Refund, ServiceError> {
+    pub async fn get_refund(&self, key: &dyn Caller, id: &str) -> Result<Refund, ServiceError> {
         self.store
             .get_refund(id)
             .await?
-            .filter(|r| r.mode == key.mode)
+            .filter(|r| r.mode == key.mode())
             .ok_or(ServiceError::NotFound("refund"))
     }
 
     pub async fn list_refunds(
         &self,
-        key: &ApiKey,
+        key: &dyn Caller,
         payment_id: &str,
     ) -> Result<Vec<Refund>, ServiceError> {
         let p = self.payment_for(key, payment_id).await?;
