@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use paybridge_core::Mode;
 use paybridge_server::config::Config;
+use paybridge_server::observe::{self, logging};
 use paybridge_server::{runtime, ComposeError, Gateway};
 use paybridge_store::{ApiScope, NewApiKey, Store, StoreOptions};
 
@@ -46,13 +48,23 @@ pub enum ApiKeyCommand {
     },
 }
 
+/// Logs of commands without a configuration file: `RUST_LOG` or `default`, JSON unless stdout
+/// is a terminal (see `paybridge_server::observe::logging`).
 pub fn init_tracing(default: &str) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .try_init();
+    logging::init(None, default);
+}
+
+/// Installs the process's Prometheus recorder (once: the `metrics` facade has one global
+/// recorder) and returns its handle; the latency histograms get explicit buckets, so they are
+/// exposed as Prometheus histograms that can be aggregated across instances.
+pub(crate) fn install_metrics() -> Result<PrometheusHandle, String> {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets(observe::LATENCY_BUCKETS)
+        .map_err(|e| format!("metrics: {e}"))?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| format!("metrics: {e}"))?;
+    Ok(handle)
 }
 
 pub(crate) fn runtime_or_exit(who: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -142,12 +154,19 @@ pub(crate) fn compose_exit_code(e: &ComposeError) -> ExitCode {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
-    init_tracing("info");
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("paybridge serve: {e}");
             return ExitCode::from(2);
+        }
+    };
+    logging::init(config.log_format, "info");
+    let metrics = match install_metrics() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("paybridge serve: {e}");
+            return ExitCode::FAILURE;
         }
     };
     let rt = match runtime_or_exit("serve") {
@@ -169,6 +188,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return compose_exit_code(&e);
             }
         };
+        gw.export_metrics(metrics);
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -176,11 +196,31 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(addr) = config.metrics.listen {
+            let metrics_listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("paybridge serve: cannot listen on {addr} (metrics_listen): {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                let stopped = async {
+                    let _ = metrics_stopped.await;
+                };
+                if let Err(e) = runtime::serve_metrics(metrics_listener, gw, stopped).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+        }
         let workers = config.jobs_enabled.then(|| {
             runtime::spawn_workers(gw.clone(), Duration::from_millis(config.poll_interval_ms))
         });
         tracing::info!(
             listen = %config.listen,
+            metrics_listen = ?config.metrics.listen,
             public_base_url = %config.public_base_url,
             accounts = gw.accounts().len(),
             instance = %gw.instance,
@@ -191,6 +231,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await;
+        let _ = stop_metrics.send(());
         // Requests drained; now let the workers finish what they hold.
         if let Some(workers) = workers {
             workers.shutdown().await;

@@ -10,6 +10,7 @@ pub mod compose;
 pub mod config;
 pub mod error;
 pub mod listener;
+pub mod observe;
 pub mod routes;
 pub mod runtime;
 pub mod service;

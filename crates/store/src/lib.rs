@@ -95,6 +95,7 @@ mod provider_calls;
 mod recon_stage;
 mod reconcile;
 mod refunds;
+mod stats;
 mod work;
 
 use std::str::FromStr;
@@ -125,6 +126,7 @@ pub use recon_stage::{
 };
 pub use reconcile::{DiscrepancyRecord, LocalDayTotals, NewDiscrepancy, ReconciliationRun};
 pub use refunds::{NewRefund, Refund, RefundPatch};
+pub use stats::{DeliveryBacklog, JobKindStats, PoolStats};
 pub use work::{
     BeginPayment, BeginRefund, EventSpec, KeyClaim, KeyFinish, KeyLock, KeyState, PaymentApplied,
     PaymentPlan, RefundApplied, RefundPlan,

@@ -313,6 +313,7 @@ impl Gateway {
                 .clone()
                 .unwrap_or_else(|| serde_json::json!({})),
         };
+        tracing::Span::current().record("out_trade_no", input.out_trade_no.as_str());
         let audit = Audit::new(format!("api:{}", key.id), "create");
         let claim = self.claim(&key.id, idem);
         let payload = serde_json::to_value(&recovery).map_err(ServiceError::internal)?;
@@ -366,6 +367,7 @@ impl Gateway {
                 },
             }
         };
+        crate::observe::record_payment(&payment.id, &payment.out_trade_no);
         self.send_create(
             payment,
             Some((&key.id, &idem.key)),
