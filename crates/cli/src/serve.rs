@@ -1,5 +1,6 @@
 //! `paybridge serve --config FILE` runs the gateway; `paybridge api-key` manages merchant keys.
 
+use crate::out::outln;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,11 +25,13 @@ pub struct ServeArgs {
 pub enum ApiKeyCommand {
     /// Creates a merchant API key and prints it once (only its hash is stored).
     Create {
+        /// The gateway's TOML configuration (its database gets the key).
         #[arg(long)]
         config: PathBuf,
         /// live or sandbox: the key only sees payments of this mode.
         #[arg(long)]
         mode: Mode,
+        /// A label for whom the key is for.
         #[arg(long, default_value = "default")]
         merchant: String,
         /// Comma-separated: read, write, refund.
@@ -37,13 +40,16 @@ pub enum ApiKeyCommand {
     },
     /// Lists keys (id, mode, scopes; never the secret).
     List {
+        /// The gateway's TOML configuration.
         #[arg(long)]
         config: PathBuf,
     },
     /// Revokes a key by id.
     Revoke {
+        /// The gateway's TOML configuration.
         #[arg(long)]
         config: PathBuf,
+        /// The key's id (from `api-key list`).
         id: String,
     },
 }
@@ -292,7 +298,7 @@ pub fn run_api_key(cmd: ApiKeyCommand) -> ExitCode {
                         })
                         .await
                         .map(|(key, secret)| {
-                            println!("{}", secret.expose());
+                            outln!("{}", secret.expose());
                             eprintln!(
                                 "created {} ({}); the key above is shown only once",
                                 key.id, key.mode
@@ -307,7 +313,7 @@ pub fn run_api_key(cmd: ApiKeyCommand) -> ExitCode {
                 .map(|keys| {
                     for k in keys {
                         let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
-                        println!(
+                        outln!(
                             "{}\t{}\t{}\t{}\t{}{}",
                             k.id,
                             k.mode,

@@ -1201,6 +1201,55 @@ mod tests {
         assert!(err.to_string().contains("NOPE"), "{err}");
     }
 
+    /// The shipped production example stays a valid file (every key known, every value of
+    /// the right type); its secrets and key files exist only on a real host.
+    #[test]
+    fn the_production_example_parses() {
+        let raw: RawConfig = toml::from_str(include_str!("../../../ops/gateway.toml")).unwrap();
+        assert_eq!(raw.server.metrics_listen.as_deref(), Some("127.0.0.1:9464"));
+        assert_eq!(raw.accounts.len(), 2);
+    }
+
+    #[test]
+    fn metrics_and_log_settings_load_and_are_checked() {
+        let env = |k: &str| (k == "METRICS_TOKEN").then(|| "0123456789abcdef-token".to_string());
+        let r = Resolver {
+            base_dir: Path::new("."),
+            env: &env,
+        };
+        let c = Config::from_toml(
+            "[server]\nmetrics_listen = \"127.0.0.1:9464\"\nmetrics_token_env = \"METRICS_TOKEN\"\n[log]\nformat = \"text\"\n",
+            Vec::new(),
+            &r,
+        )
+        .unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(
+            c.metrics.token.as_ref().map(|t| t.expose().as_str()),
+            Some("0123456789abcdef-token")
+        );
+        assert_eq!(c.log_format, Some(crate::observe::logging::LogFormat::Text));
+        assert!(!format!("{c:?}").contains("0123456789abcdef-token"));
+        for (text, field) in [
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            (
+                "[server]\nmetrics_listen = \"nowhere\"\n",
+                "server.metrics_listen",
+            ),
+            ("[server]\nmetrics_token_env = \"SHORT\"\n", "server"),
+        ] {
+            let env = |k: &str| (k == "SHORT").then(|| "short".to_string());
+            let r = Resolver {
+                base_dir: Path::new("."),
+                env: &env,
+            };
+            let e = Config::from_toml(text, Vec::new(), &r)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(field), "{text}: {e}");
+        }
+    }
+
     #[test]
     fn defaults_and_sqlite_in_data_dir() {
         let dir = std::env::temp_dir();

@@ -146,6 +146,8 @@ impl Scrape {
     }
 }
 
+type Labels = Vec<(String, String)>;
+
 fn pairs(l: &[(String, String)]) -> Vec<(&str, &str)> {
     l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
@@ -437,7 +439,7 @@ async fn metrics_move_as_a_scripted_run_says_and_parse_as_prometheus_text() {
         );
 
         // Provider calls: two creates, the expiry's query and close, all answered.
-        let sum = |name: &str, keep: &dyn Fn(&Vec<(String, String)>) -> bool| -> f64 {
+        let sum = |name: &str, keep: &dyn Fn(&Labels) -> bool| -> f64 {
             after
                 .label_sets(name)
                 .into_iter()
@@ -445,7 +447,7 @@ async fn metrics_move_as_a_scripted_run_says_and_parse_as_prometheus_text() {
                 .map(|l| delta(name, &pairs(l)))
                 .sum()
         };
-        let alipay = |l: &Vec<(String, String)>| l.contains(&("account".into(), ALIPAY.into()));
+        let alipay = |l: &Labels| l.contains(&("account".into(), ALIPAY.into()));
         let calls = sum("paybridge_provider_calls_total", &alipay);
         let ok = sum("paybridge_provider_calls_total", &|l| {
             alipay(l) && l.contains(&("outcome".into(), "ok".into()))
@@ -519,9 +521,9 @@ async fn readiness_names_the_workers_and_liveness_needs_nothing() {
         .iter()
         .map(|c| (c["name"].as_str().unwrap().to_string(), c["ok"] == true))
         .collect();
-    assert_eq!(checks["database"], true);
-    assert_eq!(checks["migrations"], true);
-    assert_eq!(checks["workers:jobs"], false, "no workers started yet");
+    assert!(checks["database"]);
+    assert!(checks["migrations"]);
+    assert!(!checks["workers:jobs"], "no workers started yet");
     let workers = paybridge_server::runtime::spawn_workers(
         inst.gw.clone(),
         std::time::Duration::from_millis(50),
