@@ -95,6 +95,7 @@ impl Gateway {
                 config.metrics.clone(),
                 config.jobs_enabled,
                 std::time::Duration::from_millis(config.poll_interval_ms),
+                crate::observe::configured_certificates(config),
             ),
         })
     }

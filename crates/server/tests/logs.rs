@@ -225,6 +225,27 @@ async fn json_logs_parse_carry_request_ids_and_payments_and_no_secret() {
     )
     .await;
     assert_eq!(paid["status"], "paid", "{paid}");
+    // Outside any request: the paid event's webhook delivery, and the second payment's expiry
+    // (moved into the past) run as a job.
+    let gw = inst.gw.clone();
+    assert_eq!(gw.deliver_webhooks_once(gw.now_ms(), 10).await.unwrap(), 1);
+    let t = gw.now_ms();
+    gw.store
+        .schedule_job(&paybridge_store::NewJob {
+            kind: "payment.expire".into(),
+            key: created[1].1.clone(),
+            payment_id: Some(created[1].1.clone()),
+            refund_id: None,
+            payload: Value::Null,
+            run_at: t - 1000,
+        })
+        .await
+        .unwrap();
+    let ran = gw
+        .run_jobs_of_once(t, 10, paybridge_store::KindFilter::Only("payment.expire"))
+        .await
+        .unwrap();
+    assert_eq!(ran, 1);
     // Lines written by tasks still finishing (a key refresh after the forgery) are in by now.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
@@ -242,8 +263,8 @@ async fn json_logs_parse_carry_request_ids_and_payments_and_no_secret() {
         );
     }
 
-    // Everything the gateway logged, it logged while serving a request, and says which
-    // (connection-level lines name the peer instead; they are not about a request).
+    // Everything the gateway logged, it logged while serving a request, running a job or
+    // delivering a webhook, and says which (connection-level lines name the peer instead).
     let gateway: Vec<&Value> = lines
         .iter()
         .filter(|l| {
@@ -253,12 +274,6 @@ async fn json_logs_parse_carry_request_ids_and_payments_and_no_secret() {
         })
         .collect();
     assert!(!gateway.is_empty());
-    for l in &gateway {
-        assert!(
-            request_id(l).is_some_and(|id| !id.is_empty()),
-            "no request id: {l}"
-        );
-    }
     let of = |rid: &str| -> Vec<&Value> {
         lines
             .iter()
@@ -266,6 +281,48 @@ async fn json_logs_parse_carry_request_ids_and_payments_and_no_secret() {
             .collect()
     };
     let message = |l: &Value| l["fields"]["message"].as_str().unwrap_or("").to_string();
+
+    let in_span = |l: &Value, name: &str| spans(l).iter().any(|s| s["name"] == name);
+    for l in &gateway {
+        let worker = in_span(l, "job") || in_span(l, "webhook_delivery");
+        assert!(
+            worker || request_id(l).is_some_and(|id| !id.is_empty()),
+            "no request id: {l}"
+        );
+    }
+    // The delivery and the job name their payment on every line.
+    let delivered: Vec<&Value> = lines
+        .iter()
+        .filter(|l| message(l) == "webhook delivered")
+        .collect();
+    assert_eq!(delivered.len(), 1);
+    assert!(in_span(delivered[0], "webhook_delivery"));
+    assert_eq!(
+        span_field(delivered[0], "payment_id"),
+        Some(created[0].1.as_str())
+    );
+    assert_eq!(span_field(delivered[0], "out_trade_no"), Some("LOG0001"));
+    let job_lines: Vec<&Value> = gateway
+        .iter()
+        .copied()
+        .filter(|l| in_span(l, "job"))
+        .collect();
+    assert!(
+        job_lines
+            .iter()
+            .filter(|l| message(l) == "provider call")
+            .count()
+            >= 2,
+        "the expiry's query and close: {job_lines:?}"
+    );
+    for l in &job_lines {
+        assert_eq!(
+            span_field(l, "payment_id"),
+            Some(created[1].1.as_str()),
+            "{l}"
+        );
+        assert_eq!(span_field(l, "out_trade_no"), Some("LOG0002"), "{l}");
+    }
 
     // Each create's provider call is logged (debug, redacted) in its request, naming the payment.
     for (rid, id, no) in &created {

@@ -496,6 +496,23 @@ async fn metrics_move_as_a_scripted_run_says_and_parse_as_prometheus_text() {
                 &[("account", account)]
             ));
         }
+        // The certificate-mode account's certificates, with their expiry.
+        for certificate in ["alipay_app_cert", "alipay_cert", "alipay_root_cert"] {
+            let expiries: Vec<f64> = after
+                .label_sets("paybridge_certificate_not_after_seconds")
+                .into_iter()
+                .filter(|l| {
+                    l.contains(&("account".into(), "alipay-cert".into()))
+                        && l.contains(&("certificate".into(), certificate.into()))
+                })
+                .map(|l| after.get("paybridge_certificate_not_after_seconds", &pairs(l)))
+                .collect();
+            assert!(!expiries.is_empty(), "{certificate}");
+            assert!(
+                expiries.iter().all(|t| *t > (now / 1000) as f64),
+                "{certificate}: {expiries:?}"
+            );
+        }
         assert!(after.get("paybridge_db_pool_max_connections", &[]) >= 1.0);
         assert!(after.has("paybridge_db_pool_connections", &[("state", "idle")]));
         assert_eq!(after.types["paybridge_jobs_due"], "gauge");

@@ -106,10 +106,10 @@ fn method_label(m: &Method) -> &'static str {
 #[derive(Debug, Clone, Copy)]
 pub struct ProblemCode(pub &'static str);
 
-/// Counts and times every request by route template and status, and logs how it ended: 5xx
-/// faults at error (their cause chain was logged where the error became the response), an
-/// overload or a provider refusal at warn, a refusal of the client's request at info (a 404 or
-/// 405, the noise of scanners, at debug), success at debug.
+/// Counts and times every request by route template and status, and logs how it ended: a 5xx at
+/// warn (a fault of ours was already logged once, at error with its cause chain, where the
+/// error became the response: `ApiError::log_fault`), a refusal of the client's request at info
+/// (a 404 or 405, the noise of scanners, at debug), success at debug.
 async fn track_http(req: Request, next: Next) -> Response {
     let route = route_of(&req);
     let method = method_label(req.method());
@@ -127,11 +127,8 @@ async fn track_http(req: Request, next: Next) -> Response {
     let status_code = status.as_u16();
     let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     match status {
-        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
-            tracing::warn!(status = status_code, code, latency_ms, "request not served")
-        }
         s if s.is_server_error() => {
-            tracing::error!(status = status_code, code, latency_ms, "request failed")
+            tracing::warn!(status = status_code, code, latency_ms, "request failed")
         }
         StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
             tracing::debug!(status = status_code, code, latency_ms, "request refused")
@@ -369,12 +366,85 @@ pub async fn sample_gauges(gw: &Gateway) {
         Err(e) => failed("discrepancies", &e),
     }
 
+    for c in &gw.observe.certificates {
+        metrics::gauge!("paybridge_certificate_not_after_seconds",
+            "account" => c.account.clone(), "certificate" => c.certificate,
+            "serial" => c.serial.clone())
+        .set(c.not_after as f64);
+    }
+
     let pool = gw.store.pool_stats();
     metrics::gauge!("paybridge_db_pool_connections", "state" => "idle").set(f64::from(pool.idle));
     metrics::gauge!("paybridge_db_pool_connections", "state" => "in_use")
         .set(f64::from(pool.open.saturating_sub(pool.idle)));
     metrics::gauge!("paybridge_db_pool_max_connections").set(f64::from(pool.max));
     metrics::gauge!("paybridge_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}
+
+/// A configured certificate's end of validity, for `paybridge_certificate_not_after_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateExpiry {
+    pub account: String,
+    /// `alipay_app_cert`, `alipay_cert`, `alipay_root_cert`, `wechat_platform_cert`,
+    /// `wechat_client_cert`.
+    pub certificate: &'static str,
+    /// Hex serial: several certificates of one kind (a root bundle) are told apart.
+    pub serial: String,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+/// The certificates the configuration holds, with their expiry (a member of a bundle this
+/// parser cannot read, such as an SM2 root, is left out: nothing here uses it). Platform
+/// certificates WeChat Pay hands out at run time are not configuration and not listed.
+pub fn configured_certificates(config: &crate::config::Config) -> Vec<CertificateExpiry> {
+    use crate::config::{AlipayKeys, ProviderConfig};
+    use paybridge_crypto::Certificate;
+    let mut out = Vec::new();
+    let mut add = |account: &str, certificate: &'static str, pem: &str| {
+        let certs = Certificate::bundle_from_pem(pem).unwrap_or_default();
+        for cert in certs.into_iter().flatten() {
+            out.push(CertificateExpiry {
+                account: account.to_string(),
+                certificate,
+                serial: cert.serial_hex(),
+                not_after: cert.not_after_unix(),
+            });
+        }
+    };
+    for a in config.accounts.values() {
+        match &a.provider {
+            ProviderConfig::Alipay(c) => {
+                if let AlipayKeys::Certificate {
+                    app_cert_pem,
+                    alipay_cert_pem,
+                    root_bundle_pem,
+                } = &c.keys
+                {
+                    add(&a.id, "alipay_app_cert", app_cert_pem);
+                    add(&a.id, "alipay_cert", alipay_cert_pem);
+                    add(&a.id, "alipay_root_cert", root_bundle_pem);
+                }
+            }
+            ProviderConfig::Wechat(c) => {
+                if let Some(pem) =
+                    c.v3.as_ref()
+                        .and_then(|v3| v3.platform_certificates_pem.as_ref())
+                {
+                    add(&a.id, "wechat_platform_cert", pem);
+                }
+                if let Some(identity) = c.v2.as_ref().and_then(|v2| v2.client_identity_pem.as_ref())
+                {
+                    add(
+                        &a.id,
+                        "wechat_client_cert",
+                        &String::from_utf8_lossy(identity.expose()),
+                    );
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The label of deliveries to endpoints no longer in the configuration.
@@ -409,14 +479,22 @@ pub struct Observe {
     pub(crate) workers_expected: bool,
     /// A pool whose last round is older than this is not running.
     pub(crate) stale_after: Duration,
+    /// The configured certificates' expiry, read once at start.
+    pub(crate) certificates: Vec<CertificateExpiry>,
     beats: Mutex<BTreeMap<&'static str, Instant>>,
 }
 
 impl Observe {
     /// `poll` is the workers' poll interval: a pool goes round at least that often.
-    pub fn new(config: MetricsConfig, workers_expected: bool, poll: Duration) -> Observe {
+    pub fn new(
+        config: MetricsConfig,
+        workers_expected: bool,
+        poll: Duration,
+        certificates: Vec<CertificateExpiry>,
+    ) -> Observe {
         Observe {
             config,
+            certificates,
             handle: OnceLock::new(),
             workers_expected,
             stale_after: (poll * 5).max(Duration::from_secs(30)),
