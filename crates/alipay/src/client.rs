@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use paybridge_http::{HttpRequest, Transport, TransportError};
+use paybridge_http::{redact, HttpRequest, Transport, TransportError};
 use serde_json::Value;
 
 use crate::api::{self, AlipayApi, BillDownloadUrlQuery, GenericRequest};
@@ -15,70 +15,22 @@ use crate::request::{CallOptions, SignedRequest};
 use crate::time_fmt::{Clock, SystemClock};
 use crate::AlipayError;
 
-/// Keys whose values never reach a log: signatures, tokens, and buyer identities.
-const REDACTED_KEYS: &[&str] = &[
-    "sign",
-    "app_auth_token",
-    "auth_code",
-    "buyer_logon_id",
-    "buyer_id",
-    "buyer_user_id",
-    "buyer_open_id",
-    "open_id",
-    "buyer_email",
-    "buyer_name",
-    "cert_no",
-    "mobile",
-    // Payout payees: account and real name.
-    "identity",
-    "name",
-];
-
-const MASK: &str = "***";
-
-/// Replaces the values of sensitive keys, at any depth.
-pub fn redact_json(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                if REDACTED_KEYS.contains(&k.as_str()) {
-                    *v = Value::String(MASK.into());
-                } else {
-                    redact_json(v);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(redact_json),
-        _ => {}
-    }
-}
-
-/// A loggable copy of request parameters (`biz_content` redacted inside when it is JSON).
+/// A loggable copy of request parameters: the gateway's one redaction
+/// ([`paybridge_http::redact`]) applied to each value (`biz_content` redacted inside).
 pub fn redact_params(params: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     params
         .iter()
         .map(|(k, v)| {
-            let shown = if REDACTED_KEYS.contains(&k.as_str()) {
-                MASK.to_string()
+            let shown = if redact::is_sensitive(k) {
+                redact::MASK.to_string()
             } else if k == "biz_content" {
-                redact_text(v)
+                redact::redact_text(v)
             } else {
                 v.clone()
             };
             (k.clone(), shown)
         })
         .collect()
-}
-
-/// A loggable copy of a JSON text; non-JSON text (ciphertext, HTML) is summarised by length.
-pub fn redact_text(text: &str) -> String {
-    match serde_json::from_str::<Value>(text) {
-        Ok(mut v) => {
-            redact_json(&mut v);
-            v.to_string()
-        }
-        Err(_) => format!("<{} bytes, not JSON>", text.len()),
-    }
 }
 
 /// The largest file [`AlipayClient::download_into`] takes (a bill ZIP of a busy day is tens of MB).
@@ -167,7 +119,8 @@ impl AlipayClient {
         loop {
             let signed = self.sign(req, opts)?;
             let last = attempt >= self.max_attempts;
-            tracing::info!(
+            // Debug, as every provider call is (the gateway's call log logs the same exchange).
+            tracing::debug!(
                 method = %method,
                 attempt,
                 params = ?redact_params(&signed.params),
@@ -190,11 +143,11 @@ impl AlipayClient {
                 }
                 Ok(resp) => {
                     let body = String::from_utf8_lossy(&resp.body);
-                    tracing::info!(
+                    tracing::debug!(
                         method = %method,
                         attempt,
                         status = resp.status,
-                        body = %redact_text(&body),
+                        body = %redact::redact_text(&body),
                         "alipay response"
                     );
                     if resp.status >= 500 && signed.idempotent && !last {
@@ -630,6 +583,7 @@ pub(crate) mod tests {
         let logs = LogBuf::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
             .with_writer(move || writer.clone())
             .with_ansi(false)
             .finish();
@@ -689,9 +643,8 @@ pub(crate) mod tests {
             !shown.contains("SECRETSIG") && !shown.contains("tok\"") && !shown.contains("2876")
         );
         assert!(shown.contains("out_trade_no") && !shown.contains("\\\"2088"));
-        let body = redact_text(QUERY_OK);
+        let body = redact::redact_text(QUERY_OK);
         assert!(!body.contains("a***@b.c"));
         assert!(body.contains("WAIT_BUYER_PAY"));
-        assert_eq!(redact_text("ZW5jcnlwdGVk"), "<12 bytes, not JSON>");
     }
 }

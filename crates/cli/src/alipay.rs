@@ -1,5 +1,6 @@
 //! `paybridge alipay ...`: the Alipay signature workbench.
 
+use crate::out::outln;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -39,17 +40,21 @@ pub enum AlipayCommand {
     },
     /// Certificate SN (app_cert_sn / alipay_cert_sn), or with --root the alipay_root_cert_sn.
     CertSn {
+        /// The certificate (PEM; a root bundle with --root).
         file: PathBuf,
+        /// FILE is Alipay's root certificate bundle: print its alipay_root_cert_sn.
         #[arg(long)]
         root: bool,
     },
     /// AES-encrypt stdin as `encrypt_type=AES` does (one trailing newline is ignored).
     Encrypt {
+        /// The app's AES key, base64 (as the open platform shows it).
         #[arg(long)]
         aes_key: String,
     },
     /// Decrypt base64 AES content from stdin.
     Decrypt {
+        /// The app's AES key, base64 (as the open platform shows it).
         #[arg(long)]
         aes_key: String,
     },
@@ -163,7 +168,7 @@ fn encrypt(key_b64: &str) -> WbResult {
         .strip_suffix('\n')
         .map(|t| t.strip_suffix('\r').unwrap_or(t))
         .unwrap_or(&text);
-    println!("{}", encrypt_content(&key, plain)?);
+    outln!("{}", encrypt_content(&key, plain)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -172,7 +177,7 @@ fn decrypt(key_b64: &str) -> WbResult {
     let text = read_stdin_string()?;
     match decrypt_content(&key, text.trim()) {
         Ok(plain) => {
-            println!("{plain}");
+            outln!("{plain}");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -9,6 +9,7 @@ mod bench;
 mod demo;
 mod doctor;
 mod operator;
+mod out;
 mod reconcile;
 mod sandbox;
 mod sandbox_accounts;
@@ -79,5 +80,37 @@ fn main() -> ExitCode {
         Command::Operator { cmd } => operator::run(cmd),
         Command::Reconcile(args) => reconcile::run(args),
         Command::Bench { cmd } => bench::run(cmd),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every argument of every subcommand says what it is for in `--help`.
+    #[test]
+    fn every_option_has_a_help_line() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (no about)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "paybridge", &mut missing);
+        assert!(missing.is_empty(), "no help line: {missing:#?}");
     }
 }

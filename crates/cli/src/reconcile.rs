@@ -8,6 +8,7 @@
 //! Exit codes: 0 reconciled with nothing left open, 3 discrepancies left for a person, 1 the run
 //! failed (bill, provider, database), 2 bad arguments or configuration.
 
+use crate::out::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -179,7 +180,7 @@ pub fn run(args: ReconcileArgs) -> ExitCode {
             }
         };
         match gw.reconciliation_view(&report.run).await {
-            Ok(rec) => println!(
+            Ok(rec) => outln!(
                 "{}",
                 serde_json::to_string_pretty(
                     &paybridge_server::routes::views::ReconciliationView::from(&rec)

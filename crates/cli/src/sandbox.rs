@@ -1,5 +1,6 @@
 //! `paybridge sandbox`: the provider emulator, standalone.
 
+use crate::out::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -75,27 +76,29 @@ pub fn run(args: SandboxArgs) -> ExitCode {
 
 fn print_summary(sandbox: &Sandbox, generated: bool, dir: &std::path::Path) {
     let c = sandbox.config();
-    println!("paybridge sandbox listening on {}", sandbox.base_url());
+    outln!("paybridge sandbox listening on {}", sandbox.base_url());
     if generated {
-        println!("generated fresh keys into {}", dir.display());
+        outln!("generated fresh keys into {}", dir.display());
     }
-    println!();
-    println!("Alipay gateway:      {}", sandbox.gateway_url());
-    println!("Alipay public key:   {}", sandbox.alipay_public_key());
+    outln!();
+    outln!("Alipay gateway:      {}", sandbox.gateway_url());
+    outln!("Alipay public key:   {}", sandbox.alipay_public_key());
     for app in &c.alipay.apps {
-        println!("  app_id {} ({:?} mode)", app.app_id, app.mode);
+        outln!("  app_id {} ({:?} mode)", app.app_id, app.mode);
     }
-    println!("WeChat Pay base URL: {}", sandbox.base_url());
-    println!("WeChat Pay serial:   {}", sandbox.wechat_serial());
+    outln!("WeChat Pay base URL: {}", sandbox.base_url());
+    outln!("WeChat Pay serial:   {}", sandbox.wechat_serial());
     for m in &c.wechat.merchants {
-        println!(
+        outln!(
             "  mchid {} appid {} (merchant cert serial {})",
-            m.mchid, m.appid, m.merchant_serial
+            m.mchid,
+            m.appid,
+            m.merchant_serial
         );
     }
-    println!();
-    println!("Merchant keys and certificates: {}", dir.display());
-    println!(
+    outln!();
+    outln!("Merchant keys and certificates: {}", dir.display());
+    outln!(
         "Buyer pages: {}/_sandbox/pay/<id>; control API: {}/_sandbox/",
         sandbox.base_url(),
         sandbox.base_url()

@@ -1,13 +1,16 @@
 //! `paybridge serve --config FILE` runs the gateway; `paybridge api-key` manages merchant keys.
 
+use crate::out::outln;
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use paybridge_core::Mode;
 use paybridge_server::config::Config;
+use paybridge_server::observe::{self, logging};
 use paybridge_server::{runtime, ComposeError, Gateway};
 use paybridge_store::{ApiScope, NewApiKey, Store, StoreOptions};
 
@@ -22,11 +25,13 @@ pub struct ServeArgs {
 pub enum ApiKeyCommand {
     /// Creates a merchant API key and prints it once (only its hash is stored).
     Create {
+        /// The gateway's TOML configuration (its database gets the key).
         #[arg(long)]
         config: PathBuf,
         /// live or sandbox: the key only sees payments of this mode.
         #[arg(long)]
         mode: Mode,
+        /// A label for whom the key is for.
         #[arg(long, default_value = "default")]
         merchant: String,
         /// Comma-separated: read, write, refund.
@@ -35,24 +40,37 @@ pub enum ApiKeyCommand {
     },
     /// Lists keys (id, mode, scopes; never the secret).
     List {
+        /// The gateway's TOML configuration.
         #[arg(long)]
         config: PathBuf,
     },
     /// Revokes a key by id.
     Revoke {
+        /// The gateway's TOML configuration.
         #[arg(long)]
         config: PathBuf,
+        /// The key's id (from `api-key list`).
         id: String,
     },
 }
 
+/// Logs of commands without a configuration file: `RUST_LOG` or `default`, JSON unless stdout
+/// is a terminal (see `paybridge_server::observe::logging`).
 pub fn init_tracing(default: &str) {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .try_init();
+    logging::init(None, default);
+}
+
+/// Installs the process's Prometheus recorder (once: the `metrics` facade has one global
+/// recorder) and returns its handle; the latency histograms get explicit buckets, so they are
+/// exposed as Prometheus histograms that can be aggregated across instances.
+pub(crate) fn install_metrics() -> Result<PrometheusHandle, String> {
+    let recorder = PrometheusBuilder::new()
+        .set_buckets(observe::LATENCY_BUCKETS)
+        .map_err(|e| format!("metrics: {e}"))?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| format!("metrics: {e}"))?;
+    Ok(handle)
 }
 
 pub(crate) fn runtime_or_exit(who: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
@@ -142,7 +160,6 @@ pub(crate) fn compose_exit_code(e: &ComposeError) -> ExitCode {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
-    init_tracing("info");
     // Every problem at once, before anything starts (the loader below stops at the first).
     let report = paybridge_server::doctor::diagnose_file(&args.config, crate::doctor::now_unix());
     if report.has_errors() {
@@ -152,14 +169,22 @@ pub fn run(args: ServeArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    for f in &report.findings {
-        tracing::warn!(scope = %f.scope, field = %f.field, fix = %f.fix, "configuration: {}", f.problem);
-    }
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("paybridge serve: {e}");
             return ExitCode::from(2);
+        }
+    };
+    logging::init(config.log_format, "info");
+    for f in &report.findings {
+        tracing::warn!(scope = %f.scope, field = %f.field, fix = %f.fix, "configuration: {}", f.problem);
+    }
+    let metrics = match install_metrics() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("paybridge serve: {e}");
+            return ExitCode::FAILURE;
         }
     };
     let rt = match runtime_or_exit("serve") {
@@ -181,6 +206,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return compose_exit_code(&e);
             }
         };
+        gw.export_metrics(metrics);
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -188,11 +214,31 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(addr) = config.metrics.listen {
+            let metrics_listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("paybridge serve: cannot listen on {addr} (metrics_listen): {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                let stopped = async {
+                    let _ = metrics_stopped.await;
+                };
+                if let Err(e) = runtime::serve_metrics(metrics_listener, gw, stopped).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+        }
         let workers = config.jobs_enabled.then(|| {
             runtime::spawn_workers(gw.clone(), Duration::from_millis(config.poll_interval_ms))
         });
         tracing::info!(
             listen = %config.listen,
+            metrics_listen = ?config.metrics.listen,
             public_base_url = %config.public_base_url,
             accounts = gw.accounts().len(),
             instance = %gw.instance,
@@ -203,6 +249,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await;
+        let _ = stop_metrics.send(());
         // Requests drained; now let the workers finish what they hold.
         if let Some(workers) = workers {
             workers.shutdown().await;
@@ -263,7 +310,7 @@ pub fn run_api_key(cmd: ApiKeyCommand) -> ExitCode {
                         })
                         .await
                         .map(|(key, secret)| {
-                            println!("{}", secret.expose());
+                            outln!("{}", secret.expose());
                             eprintln!(
                                 "created {} ({}); the key above is shown only once",
                                 key.id, key.mode
@@ -278,7 +325,7 @@ pub fn run_api_key(cmd: ApiKeyCommand) -> ExitCode {
                 .map(|keys| {
                     for k in keys {
                         let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
-                        println!(
+                        outln!(
                             "{}\t{}\t{}\t{}\t{}{}",
                             k.id,
                             k.mode,

@@ -1,5 +1,6 @@
 //! `paybridge wechat ...`: the WeChat Pay signature workbench (APIv2 and APIv3).
 
+use crate::out::outln;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,11 +46,13 @@ pub enum V2Command {
     },
     /// Verify a signed XML document (stdin), every field but `sign` covered.
     Verify {
+        /// File holding the APIv2 key.
         #[arg(long)]
         key: PathBuf,
     },
     /// Decrypt a refund notification's req_info (stdin: the base64 value or the whole XML).
     DecryptRefund {
+        /// File holding the APIv2 key.
         #[arg(long)]
         key: PathBuf,
     },
@@ -62,13 +65,16 @@ pub enum V3Command {
         /// Merchant private key (PKCS#1/PKCS#8, PEM or bare base64).
         #[arg(long)]
         private_key: PathBuf,
+        /// HTTP method, e.g. POST.
         #[arg(long)]
         method: String,
         /// Path with query, e.g. /v3/pay/transactions/native.
         #[arg(long)]
         url: String,
+        /// Unix seconds, as sent in the Authorization header.
         #[arg(long)]
         timestamp: String,
+        /// A random string, as sent in the Authorization header.
         #[arg(long)]
         nonce: String,
         /// With --serial: also print the Authorization header.
@@ -105,6 +111,7 @@ pub enum V3Command {
         /// File holding the APIv3 key.
         #[arg(long)]
         apiv3_key: PathBuf,
+        /// The resource's nonce.
         #[arg(long)]
         nonce: String,
         /// associated_data.
@@ -244,7 +251,7 @@ fn v2_decrypt_refund(key_file: &Path) -> WbResult {
     };
     match decrypt_req_info(&req_info, &key) {
         Ok(xml) => {
-            println!("{xml}");
+            outln!("{xml}");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => invalid(&e.to_string()),

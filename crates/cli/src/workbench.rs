@@ -1,6 +1,7 @@
 //! Conventions shared by the signature workbench commands: stdin in, JSON out,
 //! exit 0 = valid, 1 = invalid, 2 = usage or input error (one line on stderr).
 
+use crate::out::outln;
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
@@ -38,7 +39,7 @@ pub fn read_file(path: &Path) -> Result<String, InputError> {
 
 /// Prints `value` as JSON; exit 0 when `valid`, 1 otherwise.
 pub fn emit(value: &Value, valid: bool) -> WbResult {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );

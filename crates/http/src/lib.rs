@@ -9,6 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use paybridge_crypto::Secret;
 
+pub mod redact;
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpRequest {
     pub method: &'static str,

@@ -104,6 +104,12 @@ impl Gateway {
                 sources,
                 late_payment: config.late_payment,
             },
+            observe: crate::observe::Observe::new(
+                config.metrics.clone(),
+                config.jobs_enabled,
+                std::time::Duration::from_millis(config.poll_interval_ms),
+                crate::observe::configured_certificates(config),
+            ),
         })
     }
 }

@@ -67,6 +67,16 @@ pub struct RawConfig {
     pub idempotency: RawIdempotency,
     #[serde(default)]
     pub notifications: RawNotifications,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[log]`: the line format (the level is `RUST_LOG`'s).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// `json` or `text`; default JSON unless stdout is a terminal.
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -77,6 +87,12 @@ pub struct RawServer {
     pub public_base_url: Option<String>,
     pub data_dir: Option<String>,
     pub max_body_bytes: Option<usize>,
+    /// A separate `ip:port` serving only `/metrics`; without it, `/metrics` is on the main port
+    /// and needs the metrics token.
+    pub metrics_listen: Option<String>,
+    /// The bearer token `/metrics` requires (on the main port: without it, no `/metrics`).
+    pub metrics_token_file: Option<String>,
+    pub metrics_token_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -314,6 +330,10 @@ pub struct Config {
     pub idempotency_retention_ms: i64,
     /// `[notifications]`: group-commit settings given in the file (the rest default by database).
     pub notifications: NotificationsConfig,
+    /// `[server] metrics_listen` and `metrics_token_*`.
+    pub metrics: crate::observe::MetricsConfig,
+    /// `[log] format`; `None`: JSON unless stdout is a terminal.
+    pub log_format: Option<crate::observe::logging::LogFormat>,
 }
 
 /// The group-commit settings a file may override; see [`RawNotifications`].
@@ -725,6 +745,44 @@ impl Config {
             wechat: parse_nets("ip_allowlist.wechat", &raw.ip_allowlist.wechat)?,
         };
 
+        let metrics = crate::observe::MetricsConfig {
+            listen: raw
+                .server
+                .metrics_listen
+                .as_deref()
+                .map(|l| {
+                    l.parse::<SocketAddr>().map_err(|_| {
+                        field_err("server.metrics_listen", format!("{l:?} is not ip:port"))
+                    })
+                })
+                .transpose()?,
+            token: r
+                .secret(
+                    "metrics_token",
+                    raw.server.metrics_token_file.as_ref(),
+                    raw.server.metrics_token_env.as_ref(),
+                    false,
+                )
+                .map_err(|reason| field_err("server", reason))?,
+        };
+        if metrics
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16)
+        {
+            return Err(field_err(
+                "server.metrics_token",
+                "shorter than 16 characters",
+            ));
+        }
+        let log_format = raw
+            .log
+            .format
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| field_err("log.format", e))?;
+
         let mut accounts = BTreeMap::new();
         for a in raw.accounts {
             let account = load_account(&a, r).map_err(|(field, reason)| ConfigError::Account {
@@ -776,6 +834,8 @@ impl Config {
                 Some(h) => i64::from(h) * 3_600_000,
             },
             notifications: notifications_config(&raw.notifications)?,
+            metrics,
+            log_format,
         })
     }
 
@@ -1197,6 +1257,55 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("NOPE"), "{err}");
+    }
+
+    /// The shipped production example stays a valid file (every key known, every value of
+    /// the right type); its secrets and key files exist only on a real host.
+    #[test]
+    fn the_production_example_parses() {
+        let raw: RawConfig = toml::from_str(include_str!("../../../ops/gateway.toml")).unwrap();
+        assert_eq!(raw.server.metrics_listen.as_deref(), Some("127.0.0.1:9464"));
+        assert_eq!(raw.accounts.len(), 2);
+    }
+
+    #[test]
+    fn metrics_and_log_settings_load_and_are_checked() {
+        let env = |k: &str| (k == "METRICS_TOKEN").then(|| "0123456789abcdef-token".to_string());
+        let r = Resolver {
+            base_dir: Path::new("."),
+            env: &env,
+        };
+        let c = Config::from_toml(
+            "[server]\nmetrics_listen = \"127.0.0.1:9464\"\nmetrics_token_env = \"METRICS_TOKEN\"\n[log]\nformat = \"text\"\n",
+            Vec::new(),
+            &r,
+        )
+        .unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(
+            c.metrics.token.as_ref().map(|t| t.expose().as_str()),
+            Some("0123456789abcdef-token")
+        );
+        assert_eq!(c.log_format, Some(crate::observe::logging::LogFormat::Text));
+        assert!(!format!("{c:?}").contains("0123456789abcdef-token"));
+        for (text, field) in [
+            ("[log]\nformat = \"xml\"\n", "log.format"),
+            (
+                "[server]\nmetrics_listen = \"nowhere\"\n",
+                "server.metrics_listen",
+            ),
+            ("[server]\nmetrics_token_env = \"SHORT\"\n", "server"),
+        ] {
+            let env = |k: &str| (k == "SHORT").then(|| "short".to_string());
+            let r = Resolver {
+                base_dir: Path::new("."),
+                env: &env,
+            };
+            let e = Config::from_toml(text, Vec::new(), &r)
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with(field), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -143,7 +143,8 @@ impl ApiError {
     /// once: where the error becomes a response, and nowhere else.
     pub(crate) fn log_fault(&self) {
         if self.is_fault() {
-            tracing::error!(error = %self, code = self.code(), "internal error");
+            let chain = crate::observe::cause_chain(self);
+            tracing::error!(error = %chain, code = self.code(), "internal error");
         }
     }
 }
@@ -159,6 +160,8 @@ impl IntoResponse for ApiError {
             body,
         )
             .into_response();
+        resp.extensions_mut()
+            .insert(crate::observe::ProblemCode(self.code()));
         // RFC 6750 section 3: a 401 names the scheme the client must use.
         let challenge = match self {
             ApiError::Unauthenticated => Some("Bearer"),

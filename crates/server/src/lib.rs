@@ -11,6 +11,7 @@ pub mod config;
 pub mod doctor;
 pub mod error;
 pub mod listener;
+pub mod observe;
 pub mod routes;
 pub mod runtime;
 pub mod service;

@@ -42,12 +42,26 @@ pub async fn serve_with(
     crate::listener::serve(listener, app, &limits, exempt, shutdown).await
 }
 
+/// Serves `/metrics` alone on `listener` (`[server] metrics_listen`) until `shutdown` resolves.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    gw: Arc<Gateway>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, crate::observe::metrics_router(gw))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// The request-level limits around `router`, outermost first: a panic becomes a 500; beyond
 /// `max_in_flight` requests a new one is shed at once (503 `overloaded`, never queued); every
 /// other request is answered within `request_timeout` (503 `timeout`); a body that stalls for
 /// `body_timeout` fails its read (408 `request_timeout`, see `routes::read_body`).
+///
+/// Around them all, [`crate::observe::layers`]: the request id, the request span, HTTP metrics
+/// and the request log line, so a shed, timed-out or panicked request is counted and logged too.
 pub fn with_request_limits(router: axum::Router, limits: &Limits) -> axum::Router {
-    router.layer(
+    let limited = router.layer(
         tower::ServiceBuilder::new()
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(
                 panic_response,
@@ -64,7 +78,8 @@ pub fn with_request_limits(router: axum::Router, limits: &Limits) -> axum::Route
             .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
                 limits.body_timeout,
             )),
-    )
+    );
+    crate::observe::layers(limited)
 }
 
 async fn shed_response(err: tower::BoxError) -> Response {

@@ -122,12 +122,22 @@ impl crate::service::Gateway {
         Ok(count)
     }
 
-    /// POSTs one claimed delivery's signed event and records the attempt (releasing the lease).
+    /// POSTs one claimed delivery's signed event and records the attempt (releasing the lease),
+    /// in the delivery's span; each attempt is logged and counted.
     pub async fn deliver_one(
         &self,
         item: paybridge_store::DueDelivery,
     ) -> Result<(), crate::service::ServiceError> {
+        let span = crate::observe::delivery_span(&item);
+        tracing::Instrument::instrument(self.deliver_in_span(item), span).await
+    }
+
+    async fn deliver_in_span(
+        &self,
+        item: paybridge_store::DueDelivery,
+    ) -> Result<(), crate::service::ServiceError> {
         use paybridge_store::{DeliveryAttempt, DeliveryOutcome};
+        let started = std::time::Instant::now();
         let endpoint = self
             .endpoints
             .iter()
@@ -173,8 +183,33 @@ impl crate::service::Gateway {
                 None => DeliveryOutcome::GiveUp,
             },
         };
-        if let Some(err) = &error {
-            tracing::info!(delivery = %item.delivery.id, attempt = attempt_no, error = %err, "webhook delivery failed");
+        let elapsed = started.elapsed();
+        let latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let label = match outcome {
+            DeliveryOutcome::Delivered => "delivered",
+            DeliveryOutcome::RetryAt(_) => "retry",
+            DeliveryOutcome::GiveUp => "gave_up",
+        };
+        crate::observe::webhook_attempt(
+            &crate::observe::endpoint_label(self, &item.delivery.endpoint),
+            label,
+            elapsed,
+        );
+        match (&error, outcome) {
+            (None, _) => tracing::info!(status = status_code, latency_ms, "webhook delivered"),
+            (Some(err), DeliveryOutcome::RetryAt(at)) => tracing::warn!(
+                status = status_code,
+                latency_ms,
+                error = %err,
+                retry_in_ms = at - now,
+                "webhook delivery failed; will retry"
+            ),
+            (Some(err), _) => tracing::error!(
+                status = status_code,
+                latency_ms,
+                error = %err,
+                "webhook delivery failed; giving up"
+            ),
         }
         self.store
             .record_delivery_attempt(

@@ -16,6 +16,10 @@ use crate::service::jobs::{GENERAL_QUEUE, RECONCILE_QUEUE};
 use crate::service::Gateway;
 use crate::webhook::DELIVERY_LEASE_MS;
 
+/// The pools whose heartbeats `/readyz` checks: each beats once per round of its loop, which
+/// is at least once per poll interval.
+pub const POOLS: [&str; 3] = ["jobs", "reconciliations", "webhooks"];
+
 /// How much each pool runs at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerLimits {
@@ -58,6 +62,7 @@ impl Workers {
         pools.spawn(key_refresh(gw.clone(), cancel.clone()));
         pools.spawn(job_pool(
             gw.clone(),
+            "jobs",
             GENERAL_QUEUE,
             limits.jobs,
             limits.poll,
@@ -65,6 +70,7 @@ impl Workers {
         ));
         pools.spawn(job_pool(
             gw.clone(),
+            "reconciliations",
             RECONCILE_QUEUE,
             limits.reconciliations,
             limits.poll,
@@ -119,6 +125,7 @@ async fn idle<T: 'static>(
 
 async fn job_pool(
     gw: Arc<Gateway>,
+    name: &'static str,
     filter: KindFilter<'static>,
     slots: usize,
     poll: Duration,
@@ -132,6 +139,7 @@ async fn job_pool(
         }
     }
     loop {
+        gw.observe.beat(name);
         let free = u32::try_from(slots.available_permits()).unwrap_or(u32::MAX);
         if free > 0 {
             match gw
@@ -158,6 +166,7 @@ async fn job_pool(
             break;
         }
     }
+    gw.observe.stopped(name);
     while running.join_next().await.is_some() {}
 }
 
@@ -188,6 +197,7 @@ async fn delivery_pool(gw: Arc<Gateway>, limits: WorkerLimits, cancel: Cancellat
     let configured_ids: Vec<&str> = configured.iter().map(String::as_str).collect();
     let mut orphans_due = tokio::time::Instant::now();
     loop {
+        gw.observe.beat("webhooks");
         // Each endpoint claims what its own free slots can run, then (once a poll interval:
         // they are rare) the deliveries to endpoints no longer configured, given up at once.
         // Nothing claimed has to wait or be handed back, and a hanging endpoint's backlog is
@@ -247,6 +257,7 @@ async fn delivery_pool(gw: Arc<Gateway>, limits: WorkerLimits, cancel: Cancellat
             break;
         }
     }
+    gw.observe.stopped("webhooks");
     while running.join_next().await.is_some() {}
 }
 

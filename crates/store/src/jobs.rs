@@ -279,7 +279,20 @@ impl Store {
                 d.skip_locked()
             );
             let mut tx = pool.begin_with(d.begin_sql()).await?;
-            let rows = sqlx::query_as(&sql)
+            // Running jobs whose lease lapsed: claiming one takes it over from an instance that
+            // died or stalled (counted below; there are few such rows, found by `jobs_due`).
+            let lapsed: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM jobs WHERE state = 'running' AND lease_until <= $1 \
+                 AND ($2 IS NULL OR (CASE WHEN $4 THEN kind = $2 \
+                   ELSE substr(kind, 1, length($2)) = $2 END) = $3)",
+            )
+            .bind(now)
+            .bind(kind)
+            .bind(equal)
+            .bind(exact)
+            .fetch_all(&mut *tx)
+            .await?;
+            let rows: Vec<JobRow> = sqlx::query_as(&sql)
                 .bind(owner)
                 .bind(now)
                 .bind(lease_ms)
@@ -290,6 +303,10 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?;
             tx.commit().await?;
+            for row in rows.iter().filter(|r| lapsed.contains(&r.id)) {
+                metrics::counter!("paybridge_job_lease_takeovers_total", "kind" => row.kind.clone())
+                    .increment(1);
+            }
             rows
         });
         let mut jobs = rows

@@ -99,6 +99,7 @@ mod recon_stage;
 mod reconcile;
 mod refunds;
 mod stats;
+mod watch;
 mod work;
 
 use std::str::FromStr;
@@ -132,6 +133,7 @@ pub use recon_stage::{
 pub use reconcile::{DiscrepancyRecord, LocalDayTotals, NewDiscrepancy, ReconciliationRun};
 pub use refunds::{NewRefund, Refund, RefundPatch};
 pub use stats::{PaymentStat, WebhookBacklog};
+pub use watch::{DeliveryBacklog, JobKindStats, PoolStats};
 pub use work::{
     BeginCashier, BeginPayment, BeginRefund, EventSpec, KeyClaim, KeyFinish, KeyLock, KeyState,
     PaymentApplied, PaymentPlan, RefundApplied, RefundPlan,

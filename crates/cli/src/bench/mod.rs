@@ -10,6 +10,7 @@ mod create;
 mod notify;
 mod webhooks;
 
+use crate::out::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -391,7 +392,7 @@ fn http_client(concurrency: usize) -> Result<reqwest::Client, String> {
 }
 
 fn print(report: &Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(report).unwrap_or_default()
     );

@@ -5,6 +5,7 @@
 
 mod page;
 
+use crate::out::outln;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -108,27 +109,27 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
     });
     let workers =
         runtime::spawn_workers(gw.clone(), Duration::from_millis(config.poll_interval_ms));
-    println!("paybridge demo is running.\n");
-    println!("  Console (one-time login link, valid for an hour):\n    {login_url}\n");
-    println!(
+    outln!("paybridge demo is running.\n");
+    outln!("  Console (one-time login link, valid for an hour):\n    {login_url}\n");
+    outln!(
         "  Operators: demo (admin) and demo-viewer (viewer); passwords in {}",
         data_dir.join("demo.json").display()
     );
-    println!("  Create a payment with the curl below, then find it in the console, pay it in the");
-    println!("  sandbox and watch it turn paid with its notification and webhook; refund half.\n");
-    println!("  Gateway API   {base}/v1   (OpenAPI: {base}/openapi.json)");
-    println!(
+    outln!("  Create a payment with the curl below, then find it in the console, pay it in the");
+    outln!("  sandbox and watch it turn paid with its notification and webhook; refund half.\n");
+    outln!("  Gateway API   {base}/v1   (OpenAPI: {base}/openapi.json)");
+    outln!(
         "  API key       {}   (sandbox mode, scopes read/write/refund)",
         api_key.expose()
     );
-    println!("  Sandbox       {}", sandbox.base_url());
-    println!("  Database      {}", db.display());
-    println!("\n  Try it from a shell:");
-    println!(
+    outln!("  Sandbox       {}", sandbox.base_url());
+    outln!("  Database      {}", db.display());
+    outln!("\n  Try it from a shell:");
+    outln!(
         "    curl -s {base}/v1/payments -H 'Authorization: Bearer {}' -H 'Idempotency-Key: first' \\\n      -H 'Content-Type: application/json' \\\n      -d '{{\"account\":\"alipay-sandbox\",\"channel\":\"alipay\",\"scene\":\"qr\",\"amount\":1,\"out_trade_no\":\"ORDER0001\",\"subject\":\"Coffee\"}}'",
         api_key.expose()
     );
-    println!(
+    outln!(
         "\n  Load test it:\n    paybridge bench notify --gateway {base} --api-key {} --sandbox-config {}",
         api_key.expose(),
         sandbox_toml.display()
@@ -149,7 +150,7 @@ async fn demo_main(args: DemoArgs) -> Result<(), String> {
     let about_path = data_dir.join("demo.json");
     write_private(&about_path, &about.to_string())
         .map_err(|e| format!("cannot write {}: {e}", about_path.display()))?;
-    println!("\n  Press Ctrl-C to stop.");
+    outln!("\n  Press Ctrl-C to stop.");
     let pages = page::router(demo_state).merge(paybridge_web::router(gw.clone()));
     let served = runtime::serve_with(listener, gw, config.limits.clone(), pages, async {
         let _ = tokio::signal::ctrl_c().await;

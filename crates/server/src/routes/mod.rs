@@ -51,6 +51,8 @@ pub fn app(gw: Arc<Gateway>, max_body_bytes: usize) -> Router {
     let state = AppState { gw, max_body_bytes };
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/v1/payments", post(create_payment).get(list_payments))
         .route("/v1/payments/:id", get(get_payment))
@@ -77,19 +79,94 @@ pub fn app(gw: Arc<Gateway>, max_body_bytes: usize) -> Router {
         .with_state(state)
 }
 
+/// Liveness: the process is up and serving requests
+///
+/// Touches nothing else (a database outage must not get a live process restarted); see
+/// `/readyz` for whether it can do its work.
 #[utoipa::path(get, path = "/healthz", operation_id = "health", security(()),
-    responses((status = 200, description = "database reachable", body = views::Health)))]
-async fn healthz(State(s): State<AppState>) -> Response {
-    match s.gw.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(views::Health {
-                status: "ok".to_string(),
-            }),
-        )
-            .into_response(),
-        Err(e) => ApiError::internal(e).into_response(),
+    responses((status = 200, description = "the process serves requests", body = views::Health)))]
+async fn healthz() -> Json<views::Health> {
+    Json(views::Health {
+        status: "ok".to_string(),
+    })
+}
+
+/// Readiness: the database answers, its schema is current, and the workers run
+///
+/// `503` with the same body when a check fails. Workers are checked only when this process is
+/// configured to run them.
+#[utoipa::path(get, path = "/readyz", operation_id = "ready", security(()),
+    responses(
+        (status = 200, description = "ready", body = views::Readiness),
+        (status = 503, description = "not ready", body = views::Readiness),
+    ))]
+async fn readyz(State(s): State<AppState>) -> Response {
+    let mut checks = Vec::new();
+    let failed = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, "readiness check failed");
+        Some("unreachable".to_string())
+    };
+    let db = match s.gw.store.ping().await {
+        Ok(()) => None,
+        Err(e) => failed(&e),
+    };
+    let db_ok = db.is_none();
+    checks.push(views::ReadinessCheck {
+        name: "database".into(),
+        ok: db_ok,
+        detail: db,
+    });
+    let migrations = if db_ok {
+        match s.gw.store.migrations_current().await {
+            Ok(true) => None,
+            Ok(false) => Some("migrations pending".to_string()),
+            Err(e) => failed(&e),
+        }
+    } else {
+        Some("database unreachable".to_string())
+    };
+    checks.push(views::ReadinessCheck {
+        name: "migrations".into(),
+        ok: migrations.is_none(),
+        detail: migrations,
+    });
+    for (pool, alive) in s.gw.observe.workers() {
+        let (ok, detail) = match (s.gw.observe.workers_expected, alive) {
+            (false, _) => (true, Some("disabled".to_string())),
+            (true, true) => (true, None),
+            (true, false) => (false, Some("not running".to_string())),
+        };
+        checks.push(views::ReadinessCheck {
+            name: format!("workers:{pool}"),
+            ok,
+            detail,
+        });
     }
+    let ready = checks.iter().all(|c| c.ok);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = views::Readiness {
+        status: if ready { "ready" } else { "not_ready" }.to_string(),
+        checks,
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Prometheus metrics (text exposition format; series in METRICS.md)
+///
+/// Served here only when `[server] metrics_token` is set and `metrics_listen` is not; send the
+/// token as `Authorization: Bearer <token>`. `404` otherwise.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", security(()),
+    responses(
+        (status = 200, description = "the exposition text", content_type = "text/plain", body = String),
+        (status = 401, description = "missing or wrong metrics token", body = views::Problem),
+        (status = 404, description = "metrics are not served on this port", body = views::Problem),
+    ))]
+async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    crate::observe::scrape(&s.gw, &headers, true).await
 }
 
 // ---------------------------------------------------------------------------------------------

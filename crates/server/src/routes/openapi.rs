@@ -19,6 +19,8 @@ use super::views;
     ),
     paths(
         super::healthz,
+        super::readyz,
+        super::metrics,
         openapi_json,
         super::create_payment,
         super::list_payments,

@@ -497,8 +497,25 @@ impl From<&crate::service::Reconciliation> for ReconciliationView {
     }
 }
 
-/// `{"status": "ok"}` when the database answers.
+/// `{"status": "ok"}`: the process is alive and serving (the database is not asked).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     pub status: String,
+}
+
+/// What `/readyz` checked: `status` is `ready` when every check passed, else `not_ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: String,
+    pub checks: Vec<ReadinessCheck>,
+}
+
+/// One readiness check: `database`, `migrations`, or `workers:<pool>`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessCheck {
+    pub name: String,
+    pub ok: bool,
+    /// Why it failed, or `disabled` for workers this process does not run (`[jobs] enabled =
+    /// false`); `null` when it passed.
+    pub detail: Option<String>,
 }

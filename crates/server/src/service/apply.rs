@@ -66,11 +66,15 @@ impl JobKind {
 }
 
 impl Gateway {
+    /// The payment `id`, which from here on every log line of the unit of work names.
     pub(super) async fn load_payment(&self, id: &str) -> Result<Payment, ServiceError> {
-        self.store
+        let p = self
+            .store
             .get_payment(id)
             .await?
-            .ok_or(ServiceError::NotFound("payment"))
+            .ok_or(ServiceError::NotFound("payment"))?;
+        crate::observe::record_payment(&p.id, &p.out_trade_no);
+        Ok(p)
     }
 
     pub(super) fn payment_event(&self, kind: &str, p: &Payment) -> EventSpec {

@@ -59,21 +59,27 @@ impl JobKind {
         }
     }
 
+    /// Every kind this build runs.
+    pub const ALL: [JobKind; 10] = [
+        JobKind::Query,
+        JobKind::Expire,
+        JobKind::RefundQuery,
+        JobKind::Reconcile,
+        JobKind::ReconcileRun,
+        JobKind::Recover,
+        JobKind::CloseWatch,
+        JobKind::LateRefund,
+        JobKind::Retention,
+        JobKind::CashierSettle,
+    ];
+
     fn parse(s: &str) -> Option<JobKind> {
-        [
-            JobKind::Query,
-            JobKind::Expire,
-            JobKind::RefundQuery,
-            JobKind::Reconcile,
-            JobKind::ReconcileRun,
-            JobKind::Recover,
-            JobKind::CloseWatch,
-            JobKind::LateRefund,
-            JobKind::Retention,
-            JobKind::CashierSettle,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        JobKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// A stored kind as a metric label: one of ours, or `other` (a newer instance's kind).
+    pub fn label(s: &str) -> &'static str {
+        JobKind::parse(s).map_or("other", JobKind::as_str)
     }
 }
 
@@ -160,6 +166,12 @@ impl Gateway {
     /// lease had lapsed (a stalled process) and only this run's bookkeeping is lost, since
     /// every job is idempotent.
     pub async fn run_claimed_job(&self, job: Job) {
+        let span = crate::observe::job_span(&job);
+        tracing::Instrument::instrument(self.run_claimed_job_in_span(job), span).await
+    }
+
+    async fn run_claimed_job_in_span(&self, job: Job) {
+        let started = std::time::Instant::now();
         let renew_every = std::time::Duration::from_millis(
             u64::try_from(self.job_lease_ms / 3).unwrap_or(1).max(1),
         );
@@ -174,8 +186,8 @@ impl Gateway {
                     let until = self.now_ms() + self.job_lease_ms;
                     match self.store.extend_job_lease(&job.id, &self.instance, until).await {
                         Ok(true) => {}
-                        Ok(false) => tracing::warn!(job = %job.id, "job lease lost while running"),
-                        Err(e) => tracing::warn!(job = %job.id, error = %e, "cannot renew job lease"),
+                        Ok(false) => tracing::warn!("job lease lost while running"),
+                        Err(e) => tracing::warn!(error = %e, "cannot renew job lease"),
                     }
                 }
             }
@@ -185,23 +197,45 @@ impl Gateway {
             Err(e) => Next::RetryIn(backoff(QUERY_BACKOFF, job.attempts), Some(e.to_string())),
         };
         let now = self.now_ms();
-        let result = match next {
-            Next::Done => self.store.complete_job(&job.id, &self.instance, now).await,
+        let (outcome, result) = match next {
+            Next::Done => {
+                tracing::debug!("job done");
+                (
+                    "done",
+                    self.store.complete_job(&job.id, &self.instance, now).await,
+                )
+            }
             Next::RetryIn(ms, err) => {
-                self.store
+                match &err {
+                    Some(e) => tracing::info!(retry_in_ms = ms, error = %e, "job will retry"),
+                    None => tracing::debug!(retry_in_ms = ms, "job will run again"),
+                }
+                let r = self
+                    .store
                     .reschedule_job(&job.id, &self.instance, now + ms, err.as_deref(), now)
-                    .await
+                    .await;
+                ("retry", r)
             }
             Next::GiveUp(err) => {
-                tracing::warn!(job = %job.id, kind = %job.kind, %err, "job gave up");
-                self.store
-                    .fail_job(&job.id, &self.instance, &err, now)
-                    .await
+                tracing::warn!(%err, "job gave up");
+                (
+                    "gave_up",
+                    self.store
+                        .fail_job(&job.id, &self.instance, &err, now)
+                        .await,
+                )
             }
         };
-        if let Err(e) = result {
-            tracing::error!(job = %job.id, error = %e, "cannot finish job");
-        }
+        let outcome = match result {
+            Ok(true) => outcome,
+            // Another instance holds the job now: this run's bookkeeping is lost.
+            Ok(false) => "lost",
+            Err(e) => {
+                tracing::error!(error = %e, "cannot finish job");
+                "lost"
+            }
+        };
+        crate::observe::job_run(&job.kind, outcome, started.elapsed());
     }
 
     async fn run_job(&self, job: &Job) -> Result<Next, ServiceError> {

@@ -127,6 +127,8 @@ pub struct Gateway {
     pub outbox_signal: tokio::sync::Notify,
     /// Bill sources and the late payment policy (see [`reconcile`]).
     pub(crate) reconcile: reconcile::ReconcileState,
+    /// `/metrics` (its handle and token) and the worker heartbeats `/readyz` reads.
+    pub(crate) observe: crate::observe::Observe,
 }
 
 impl Gateway {

@@ -118,33 +118,44 @@ impl Gateway {
                 self.refuse_sender(raw, ip).await
             }
             _ => {
-                self.process(&account, &*channel, raw, &req, client_ip)
+                let protocol = kind.protocol().as_str();
+                self.process(&account, &*channel, raw, &req, client_ip, protocol)
                     .await
             }
         };
-        if verdict.outcome == "unverified" {
+        if matches!(verdict.outcome, "unverified" | "signature_probe") {
             // Perhaps the provider rotated its keys: fetch them (rate-limited by the channel) so
             // its retry verifies. In the background: the reply must not wait on the provider.
             let channel = channel.clone();
             let account_id = account.id.clone();
-            tokio::spawn(async move {
+            let refresh = async move {
                 if let Err(e) = channel.refresh_keys(true).await {
                     tracing::warn!(account = %account_id, error = %e, "key refresh after an unverifiable notification failed");
                 }
-            });
+            };
+            // In the request's span, so its lines carry the request id that caused them.
+            tokio::spawn(tracing::Instrument::in_current_span(refresh));
         }
-        metrics::counter!(
-            "paybridge_notifications_total",
-            "account" => account.id.clone(),
-            "outcome" => verdict.outcome,
-        )
-        .increment(1);
-        tracing::info!(
-            account = %account.id,
-            outcome = verdict.outcome,
-            reason = verdict.reason.as_deref().unwrap_or(""),
-            "notification"
-        );
+        let protocol = kind.protocol().as_str();
+        crate::observe::notification(&account.id, protocol, verdict.outcome);
+        // Refusals are what an operator looks for (a key mix-up, a forger, a new provider IP).
+        let refused = !matches!(verdict.outcome, "applied" | "duplicate" | "no_change");
+        if refused {
+            tracing::warn!(
+                account = %account.id,
+                protocol,
+                outcome = verdict.outcome,
+                reason = verdict.reason.as_deref().unwrap_or(""),
+                "notification refused"
+            );
+        } else {
+            tracing::info!(
+                account = %account.id,
+                protocol,
+                outcome = verdict.outcome,
+                "notification"
+            );
+        }
         NotifyReply::Provider(channel.acknowledge(&verdict.reply))
     }
 
@@ -197,9 +208,13 @@ impl Gateway {
         mut raw: NewNotification,
         req: &InboundRequest,
         client_ip: Option<IpAddr>,
+        protocol: &'static str,
     ) -> Verdict {
         let now_unix = self.now_ms().div_euclid(1000);
-        let verified = match channel.decode_notification(req, now_unix) {
+        let started = std::time::Instant::now();
+        let decoded = channel.decode_notification(req, now_unix);
+        crate::observe::notification_verified(&account.id, protocol, started.elapsed());
+        let verified = match decoded {
             Ok(v) => v,
             Err(e) => {
                 // Same bytes, same answer, unless our keys change (certificate rotation): let
@@ -217,7 +232,11 @@ impl Gateway {
                     .increment(1);
                 }
                 return Verdict {
-                    outcome: "unverified",
+                    outcome: if signature_probe(req) {
+                        "signature_probe"
+                    } else {
+                        "unverified"
+                    },
                     reason: Some(reason),
                     reply: refusal(true),
                 };
@@ -227,6 +246,7 @@ impl Gateway {
             ChannelEvent::Payment { snapshot } => &snapshot.out_trade_no,
             ChannelEvent::Refund { out_trade_no, .. } => out_trade_no,
         };
+        tracing::Span::current().record("out_trade_no", out_trade_no.as_str());
         let payment = match self
             .store
             .get_payment_by_out_trade_no(&account.id, out_trade_no)
@@ -261,6 +281,7 @@ impl Gateway {
                 .refuse_verified(&raw, "unknown_order", reason, None)
                 .await;
         };
+        crate::observe::record_payment(&payment.id, &payment.out_trade_no);
         if let Some(reason) = echo_mismatch(&verified, &payment) {
             // Our own text, signed back to us, reads differently: the parse was tampered with
             // or the provider mixed orders up. Ask the provider directly.
@@ -350,6 +371,14 @@ impl Gateway {
             reply: NotifyOutcome::Failed,
         }
     }
+}
+
+/// WeChat Pay's signature probe: a `Wechatpay-Signature` starting `WECHATPAY/SIGNTEST/`, sent
+/// to check that the merchant really verifies (it must fail, and does).
+fn signature_probe(req: &InboundRequest) -> bool {
+    req.headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("wechatpay-signature") && v.starts_with("WECHATPAY/SIGNTEST/")
+    })
 }
 
 fn rejected_outcome(

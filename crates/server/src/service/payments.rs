@@ -340,6 +340,7 @@ impl Gateway {
                 .unwrap_or_else(|| serde_json::json!({})),
             cashier_id,
         };
+        tracing::Span::current().record("out_trade_no", input.out_trade_no.as_str());
         let audit = Audit::new(caller.actor.clone(), "create");
         let claim = self.claim(&caller.scope, idem);
         let payload = serde_json::to_value(&recovery).map_err(ServiceError::internal)?;
@@ -393,6 +394,7 @@ impl Gateway {
                 },
             }
         };
+        crate::observe::record_payment(&payment.id, &payment.out_trade_no);
         self.send_create(
             payment,
             Some((&caller.scope, &idem.key)),
