@@ -17,9 +17,12 @@ pub enum OperatorCommand {
     /// Adds an operator (roles: admin = everything, support = read, refund, close,
     /// redeliver, viewer = read only).
     Create {
+        /// The gateway's TOML configuration (its database holds the operators).
         #[arg(long)]
         config: PathBuf,
+        /// The operator's login name.
         username: String,
+        /// admin (everything), support (read, refund, close, redeliver) or viewer (read only).
         #[arg(long, default_value = "viewer")]
         role: String,
         /// Read the password from the first line of stdin instead of prompting.
@@ -28,20 +31,26 @@ pub enum OperatorCommand {
     },
     /// Lists operators (username, role, state).
     List {
+        /// The gateway's TOML configuration (its database holds the operators).
         #[arg(long)]
         config: PathBuf,
     },
     /// Disables an operator and ends their sessions.
     Disable {
+        /// The gateway's TOML configuration (its database holds the operators).
         #[arg(long)]
         config: PathBuf,
+        /// The operator's login name.
         username: String,
     },
     /// Sets a new password (and re-enables nothing); ends the operator's sessions.
     ResetPassword {
+        /// The gateway's TOML configuration (its database holds the operators).
         #[arg(long)]
         config: PathBuf,
+        /// The operator's login name.
         username: String,
+        /// Read the password from standard input instead of prompting.
         #[arg(long)]
         password_stdin: bool,
     },
@@ -128,7 +137,9 @@ async fn execute(store: &Store, cmd: OperatorCommand) -> Result<(), String> {
 /// Creates an operator and records it in the audit log (also used by `paybridge demo`).
 pub async fn create(
     store: &Store,
+    /// The operator's login name.
     username: &str,
+    /// admin (everything), support (read, refund, close, redeliver) or viewer (read only).
     role: OperatorRole,
     password_hash: &str,
 ) -> Result<Operator, String> {
