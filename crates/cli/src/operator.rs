@@ -137,9 +137,7 @@ async fn execute(store: &Store, cmd: OperatorCommand) -> Result<(), String> {
 /// Creates an operator and records it in the audit log (also used by `paybridge demo`).
 pub async fn create(
     store: &Store,
-    /// The operator's login name.
     username: &str,
-    /// admin (everything), support (read, refund, close, redeliver) or viewer (read only).
     role: OperatorRole,
     password_hash: &str,
 ) -> Result<Operator, String> {
