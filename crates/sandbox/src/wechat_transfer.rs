@@ -7,7 +7,7 @@
 use axum::http::HeaderMap;
 use paybridge_core::Fen;
 use paybridge_crypto::{md5_hex, random_string, sha256};
-use paybridge_wechatpay::v3::provider::{notify_body, sign_response, wire_serial};
+use paybridge_wechatpay::v3::provider::{notify_body, wire_serial};
 use paybridge_wechatpay::v3::sensitive;
 use paybridge_wechatpay::v3::transfer::{
     check_out_bill_no, FINISHED_EVENT, MAX_REMARK_CHARS, MIN_TRANSFER_FEN, NAME_ALLOWED_FROM_FEN,
@@ -412,30 +412,6 @@ pub(crate) fn notification(
         .map_err(|e| e.to_string())
     };
     let honest_body = build(&honest)?;
-    // Tampering happens after signing: the signature covers the honest body.
-    let body = match fault {
-        BodyFault::TamperedAmount | BodyFault::TamperedAppId => build(&spoiled)?,
-        BodyFault::None | BodyFault::Forged | BodyFault::SignTestProbe => honest_body.clone(),
-    };
-    let key = match fault {
-        BodyFault::Forged => &inner.keys.forger,
-        _ => &inner.keys.wechat_key,
-    };
-    let mut headers = sign_response(
-        key,
-        &inner.keys.wechat_serial,
-        now.div_euclid(1000),
-        &random_string(32),
-        honest_body.as_bytes(),
-    )
-    .map_err(|e| e.to_string())?;
-    if fault == BodyFault::SignTestProbe {
-        for (k, v) in headers.iter_mut() {
-            if k.eq_ignore_ascii_case("Wechatpay-Signature") {
-                *v = format!("WECHATPAY/SIGNTEST/{v}");
-            }
-        }
-    }
-    headers.push(("content-type".into(), "application/json".into()));
-    Ok(Some(Outgoing { url, headers, body }))
+    crate::wechat_v3::faulty_notification(inner, fault, honest_body, || build(&spoiled), url, now)
+        .map(Some)
 }

@@ -707,9 +707,24 @@ pub(crate) fn notification(
         .map_err(|e| e.to_string())
     };
     let honest_body = build(&honest)?;
+    let out = faulty_notification(inner, fault, honest_body, || build(&spoiled), url, now)?;
+    Ok(Some((event_type, out)))
+}
+
+/// An APIv3 notification as WeChat Pay sends it, with `fault` applied: the body tampered with
+/// after signing when asked (`spoiled`), signed by the platform key or by the forger's, a
+/// signature probe marked as such.
+pub(crate) fn faulty_notification(
+    inner: &Inner,
+    fault: BodyFault,
+    honest_body: String,
+    spoiled: impl FnOnce() -> Result<String, String>,
+    url: String,
+    now: Millis,
+) -> Result<Outgoing, String> {
     // Tampering happens after signing: the signature covers the honest body.
     let body = match fault {
-        BodyFault::TamperedAmount | BodyFault::TamperedAppId => build(&spoiled)?,
+        BodyFault::TamperedAmount | BodyFault::TamperedAppId => spoiled()?,
         BodyFault::None | BodyFault::Forged | BodyFault::SignTestProbe => honest_body.clone(),
     };
     let key = match fault {
@@ -732,5 +747,5 @@ pub(crate) fn notification(
         }
     }
     headers.push(("content-type".into(), "application/json".into()));
-    Ok(Some((event_type, Outgoing { url, headers, body })))
+    Ok(Outgoing { url, headers, body })
 }
