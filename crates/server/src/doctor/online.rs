@@ -53,6 +53,8 @@ impl Out {
 pub async fn diagnose_online(config: &Config, now: i64) -> Report {
     let sink: Arc<dyn CallSink> = Arc::new(Unrecorded);
     let probe = format!("PBDOCTOR{}", paybridge_crypto::random_string(16));
+    // One plain client for the clock checks (the probes go through each account's own).
+    let plain = paybridge_http::ReqwestTransport::new(&TransportConfig::default()).ok();
     let mut findings = Vec::new();
     for a in config.accounts.values() {
         let mut out = Out {
@@ -62,7 +64,7 @@ pub async fn diagnose_online(config: &Config, now: i64) -> Report {
         match &a.provider {
             ProviderConfig::Alipay(c) => {
                 alipay(&mut out, a, c, &sink, &probe).await;
-                clock(&mut out, "gateway_url", &c.gateway_url, now).await;
+                clock(&mut out, plain.as_ref(), "gateway_url", &c.gateway_url, now).await;
             }
             ProviderConfig::Wechat(c) => {
                 if let Some(v3) = &c.v3 {
@@ -71,7 +73,7 @@ pub async fn diagnose_online(config: &Config, now: i64) -> Report {
                 if let Some(v2) = &c.v2 {
                     wechat_v2(&mut out, a, c, v2, &sink, &probe).await;
                 }
-                clock(&mut out, "base_url", &c.base_url, now).await;
+                clock(&mut out, plain.as_ref(), "base_url", &c.base_url, now).await;
             }
         }
         findings.extend(out.findings);
@@ -228,8 +230,14 @@ async fn wechat_v2(
 
 /// This machine's clock against the provider's `Date`: APIv3 signatures are refused beyond
 /// five minutes either way, and notifications look stale.
-async fn clock(out: &mut Out, field: &str, url: &str, now: i64) {
-    let Ok(transport) = paybridge_http::ReqwestTransport::new(&TransportConfig::default()) else {
+async fn clock(
+    out: &mut Out,
+    transport: Option<&paybridge_http::ReqwestTransport>,
+    field: &str,
+    url: &str,
+    now: i64,
+) {
+    let Some(transport) = transport else {
         return;
     };
     let Ok(resp) = transport
