@@ -294,12 +294,7 @@ mod spki_der {
         pub fn subject_key(spki: &[u8]) -> Vec<u8> {
             // SEQUENCE { SEQUENCE { alg }, BIT STRING { 00 || RSAPublicKey } }: the RSA key
             // starts after the BIT STRING header and its zero "unused bits" byte.
-            let bit_string = spki
-                .windows(2)
-                .rposition(|w| w[0] == 0x03)
-                .map(|_| ())
-                .and_then(|_| find_bit_string(spki))
-                .unwrap();
+            let bit_string = find_bit_string(spki).unwrap();
             spki[bit_string..].to_vec()
         }
     }
